@@ -1,0 +1,51 @@
+"""Attack hyperparameters: one pydantic model per attack; every parameter explicit, validated.
+
+An attack object holds only its hyperparameters (as in Foolbox 3); which implementation runs it
+(`backend`) is chosen by the caller.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, model_validator
+
+
+class AttackParams(BaseModel):
+    """Base: unknown fields are errors, values are validated on assignment."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class FGSMParams(AttackParams):
+    """FGSM, eq. (1): x + eps * sign(grad_x J), clipped to [0, 1]. Untargeted."""
+
+    eps: float = Field(0.02, ge=0.0, le=1.0, description="L-inf step size per pixel, in [0, 1] pixel units")
+
+
+class CWL2Params(AttackParams):
+    """Carlini-Wagner L2, eqs. (3)-(6). c is binary-searched per image within [c_min, c_max]."""
+
+    confidence: float = Field(0.0, ge=0.0, description="kappa: required logit margin")
+    c_min: float = Field(1e-2, gt=0.0, description="lower end of the c search range (initial c)")
+    c_max: float = Field(1e4, gt=0.0, description="upper end of the c search range")
+    binary_search_steps: int = Field(5, ge=1)
+    max_iterations: int = Field(100, ge=1)
+    learning_rate: float = Field(0.01, gt=0.0)
+    abort_early: bool = True
+
+    @model_validator(mode="after")
+    def _range(self) -> CWL2Params:
+        if self.c_max < self.c_min:
+            raise ValueError(f"c_max ({self.c_max}) must be >= c_min ({self.c_min})")
+        return self
+
+
+class PGDParams(AttackParams):
+    """Projected gradient descent on the cross-entropy loss, L-inf or L2 ball."""
+
+    eps: float = Field(0.02, ge=0.0)
+    norm: Literal["linf", "l2"] = "linf"
+    steps: int = Field(10, ge=1)
+    step_size: float = Field(0.005, gt=0.0, description="absolute step size (not relative to eps)")
+    random_start: bool = False

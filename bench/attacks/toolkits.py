@@ -1,0 +1,105 @@
+"""ART and Foolbox implementations of the registered attacks, called the same way.
+
+Every backend function has the signature `fn(detector, x, y, params) -> x_adv` with `x` float32
+NCHW in [0, 1] (CPU or the detector's device), `y` the true labels (int64), and returns float32
+CPU tensors in [0, 1]. All attacks are untargeted: they push each image away from its true label.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bench.attacks.params import CWL2Params, FGSMParams, PGDParams
+from bench.models.detector import Detector
+from bench.models.estimators import to_art, to_foolbox
+
+ART_BATCH = 128
+
+
+def _np(t: torch.Tensor) -> np.ndarray:
+    return t.detach().cpu().numpy().astype(np.float32)
+
+
+def _out(a: np.ndarray | torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(np.asarray(a.cpu() if isinstance(a, torch.Tensor) else a), dtype=torch.float32).clamp(
+        0.0, 1.0
+    )
+
+
+# ---------------------------------------------------------------- ART
+def art_fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams) -> torch.Tensor:
+    from art.attacks.evasion import FastGradientMethod
+
+    attack = FastGradientMethod(
+        to_art(detector), norm=np.inf, eps=p.eps, eps_step=p.eps, targeted=False,
+        num_random_init=0, batch_size=ART_BATCH, minimal=False,
+    )
+    return _out(attack.generate(_np(x), y=y.cpu().numpy()))
+
+
+def art_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Params) -> torch.Tensor:
+    """ART's CW-L2 (line search on c per step, doubling/halving); c starts at `c_min`."""
+    from art.attacks.evasion import CarliniL2Method
+
+    attack = CarliniL2Method(
+        to_art(detector), confidence=p.confidence, targeted=False, learning_rate=p.learning_rate,
+        binary_search_steps=p.binary_search_steps, max_iter=p.max_iterations, initial_const=p.c_min,
+        max_halving=5, max_doubling=5, batch_size=len(x), verbose=False,
+    )
+    return _out(attack.generate(_np(x), y=np.eye(2, dtype=np.float32)[y.cpu().numpy()]))
+
+
+def art_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> torch.Tensor:
+    from art.attacks.evasion import ProjectedGradientDescent
+
+    attack = ProjectedGradientDescent(
+        to_art(detector), norm=np.inf if p.norm == "linf" else 2, eps=p.eps, eps_step=p.step_size,
+        max_iter=p.steps, targeted=False, num_random_init=1 if p.random_start else 0,
+        batch_size=ART_BATCH, random_eps=False, verbose=False,
+    )
+    return _out(attack.generate(_np(x), y=y.cpu().numpy()))
+
+
+# ---------------------------------------------------------------- Foolbox
+def _fb_run(detector: Detector, attack, x: torch.Tensor, y: torch.Tensor, epsilons) -> torch.Tensor:
+    import foolbox as fb
+
+    fmodel = to_foolbox(detector)
+    dev = detector.device
+    xs, ys = x.to(dev, torch.float32), y.to(dev)
+    _, clipped, _ = attack(fmodel, xs, fb.criteria.Misclassification(ys), epsilons=epsilons)
+    adv = clipped[0] if isinstance(clipped, list) else clipped
+    return _out(adv.detach())
+
+
+def foolbox_fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams) -> torch.Tensor:
+    import foolbox as fb
+
+    return _fb_run(detector, fb.attacks.LinfFastGradientAttack(random_start=False), x, y, [p.eps])
+
+
+def foolbox_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Params) -> torch.Tensor:
+    """Foolbox's CW-L2 (batched Adam); c starts at `c_min`, x10 until success, then bisects.
+
+    Foolbox returns an all-zero image where it found no adversarial; like ART, we return the
+    original image there instead, so a failed attack scores as the unperturbed image.
+    """
+    import foolbox as fb
+
+    attack = fb.attacks.L2CarliniWagnerAttack(
+        binary_search_steps=p.binary_search_steps, steps=p.max_iterations, stepsize=p.learning_rate,
+        confidence=p.confidence, initial_const=p.c_min, abort_early=p.abort_early,
+    )
+    adv = _fb_run(detector, attack, x, y, None)
+    failed = (adv.flatten(1).abs().sum(1) == 0) & (x.detach().cpu().flatten(1).abs().sum(1) > 0)
+    adv[failed] = x.detach().cpu().float()[failed]
+    return adv
+
+
+def foolbox_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> torch.Tensor:
+    import foolbox as fb
+
+    cls = fb.attacks.LinfPGD if p.norm == "linf" else fb.attacks.L2PGD
+    attack = cls(abs_stepsize=p.step_size, steps=p.steps, random_start=p.random_start)
+    return _fb_run(detector, attack, x, y, [p.eps])

@@ -1,0 +1,546 @@
+"""`bench crosscheck`: one attack from several implementations, same detector, images and settings.
+
+The first implementation is the *subject* (usually the one being checked: native, or a user's
+attack); every other one is a *reference*. The report gives, side by side:
+
+- agreement: success agreement per image for every pair; for deterministic attacks (FGSM, PGD without
+  random start) also the max abs difference between the adversarial images;
+- strength: success rate (the detector's prediction on the returned image differs from the label),
+  mean and median L2 and L-inf of the successful perturbations, and for each pair the share of the
+  images both broke where each found the smaller L2 perturbation;
+- cost: seconds per image and forward / backward passes per image through the network (counted);
+- a verdict per metric, subject against each reference, with the tolerance printed next to it.
+
+Exit codes of `main_crosscheck`: 0 every verdict passes, 1 a verdict fails (the implementations
+disagree), 2 bad input, including an implementation that broke its contract (raised, returned the
+wrong shape, left [0, 1]); the other implementations' results are still reported.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+import time
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import yaml
+from pydantic import ValidationError
+from tabulate import tabulate
+
+from bench.attacks.counting import PassCount, count_passes
+from bench.attacks.params import AttackParams
+from bench.attacks.registry import get_attack, run_attack
+from bench.attacks.user import is_user_spec, load_user_attack, validate_adversarial
+from bench.errors import BenchError
+from bench.models.detector import Detector
+
+DEFAULT_IMPLEMENTATIONS = ("native", "art", "foolbox")
+TIE_L2 = 1e-6  # two L2 norms closer than this are a tie
+
+C_SEARCH_NOTE = (
+    "The c search differs between implementations: native searches c per image within [c_min, c_max] "
+    "(c_min first, then c_max, then geometric bisection); ART starts at c_min and doubles / halves with no "
+    "upper bound (and line-searches the step size instead of Adam, with no early abort); Foolbox starts at "
+    "c_min, multiplies by 10 until it succeeds, then bisects (no upper bound). c_max only binds the native one."
+)
+
+
+@dataclass(frozen=True)
+class Tolerances:
+    """What counts as agreement. Deterministic attacks are compared image by image; the others by strength."""
+
+    max_abs_diff: float = 1e-6
+    success_agreement: float = 1.0
+    success_rate_slack: float = 0.0
+    median_l2_ratio: float = 1.05
+
+    @staticmethod
+    def describe() -> dict[str, str]:
+        return {
+            "max_abs_diff": "deterministic attacks: max |x_adv(subject) - x_adv(reference)| over all pixels <= tol",
+            "success_agreement": "deterministic attacks: share of images with the same success outcome >= tol",
+            "success_rate_slack": "other attacks: success rate(subject) >= success rate(reference) - tol",
+            "median_l2_ratio": "CW-L2: median L2(subject) / median L2(reference), over images both broke, <= tol",
+        }
+
+
+@dataclass
+class ImplResult:
+    """One implementation's run."""
+
+    name: str
+    x_adv: torch.Tensor | None = None
+    seconds: float = 0.0
+    passes: PassCount = field(default_factory=PassCount)
+    error: str | None = None
+    contract_error: bool = False
+    success: torch.Tensor | None = None
+    l2: torch.Tensor | None = None
+    linf: torch.Tensor | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None and self.x_adv is not None
+
+    def summary(self, n: int) -> dict[str, float]:
+        """Strength and cost metrics (NaN where undefined)."""
+        if not self.ok:
+            return {}
+        s = self.success
+        l2, linf = self.l2[s], self.linf[s]
+        fwd, bwd = self.passes.per_image(n)
+        return {
+            "success_rate": float(s.float().mean()) if n else math.nan,
+            "mean_l2": float(l2.mean()) if len(l2) else math.nan,
+            "median_l2": float(l2.median()) if len(l2) else math.nan,
+            "mean_linf": float(linf.mean()) if len(linf) else math.nan,
+            "median_linf": float(linf.median()) if len(linf) else math.nan,
+            "seconds_per_image": self.seconds / n if n else math.nan,
+            "forward_per_image": fwd,
+            "backward_per_image": bwd,
+        }
+
+
+@dataclass
+class PairStats:
+    a: str
+    b: str
+    success_agreement: float
+    max_abs_diff: float
+    n_both: int
+    a_smaller: float
+    b_smaller: float
+    ties: float
+
+
+@dataclass
+class Verdict:
+    metric: str
+    subject: str
+    reference: str
+    value: float | None
+    tolerance: str
+    ok: bool | None  # None: not applicable (e.g. no image broken by both)
+
+
+@dataclass
+class CrosscheckReport:
+    attack: str
+    params: dict[str, Any]
+    n: int
+    clean_correct: int
+    device: str
+    exact: bool
+    tolerances: Tolerances
+    results: list[ImplResult]
+    pairs: list[PairStats]
+    verdicts: list[Verdict]
+    notes: list[str]
+
+    @property
+    def subject(self) -> str:
+        return self.results[0].name
+
+    @property
+    def verdict_ok(self) -> bool:
+        return all(r.ok for r in self.results) and all(v.ok is not False for v in self.verdicts)
+
+    @property
+    def exit_code(self) -> int:
+        if any(r.contract_error for r in self.results):
+            return 2
+        return 0 if self.verdict_ok else 1
+
+    # ---------------------------------------------------------- rendering
+    def _tables(self, fmt: str) -> list[tuple[str, str]]:
+        impl_rows = []
+        for r in self.results:
+            if not r.ok:
+                impl_rows.append([r.name, "ERROR", *[""] * 8])
+                continue
+            m = r.summary(self.n)
+            impl_rows.append([
+                r.name, f"{m['success_rate']:.3f}", _f(m["mean_l2"]), _f(m["median_l2"]), _f(m["mean_linf"]),
+                _f(m["median_linf"]), f"{m['seconds_per_image']:.4f}", f"{m['forward_per_image']:.1f}",
+                f"{m['backward_per_image']:.1f}", r.passes.forward,
+            ])
+        impl_head = ["implementation", "success", "mean L2", "median L2", "mean Linf", "median Linf",
+                     "s / image", "fwd / image", "bwd / image", "fwd total"]
+        pair_rows = [[p.a, p.b, f"{p.success_agreement:.3f}", f"{p.max_abs_diff:.3g}", p.n_both,
+                      _share(p.a_smaller), _share(p.b_smaller), _share(p.ties)] for p in self.pairs]
+        pair_head = ["A", "B", "success agreement", "max |A - B|", "both broke", "A smaller L2",
+                     "B smaller L2", "tie"]
+        verdict_rows = [[v.metric, v.subject, v.reference, _f(v.value), v.tolerance,
+                         "n/a" if v.ok is None else ("PASS" if v.ok else "FAIL")] for v in self.verdicts]
+        for r in self.results:
+            if not r.ok:
+                verdict_rows.append(["runs", r.name, "", "", "no error", "FAIL"])
+        verdict_head = ["metric", "subject", "reference", "value", "tolerance", "verdict"]
+        return [
+            ("Implementations", tabulate(impl_rows, impl_head, tablefmt=fmt)),
+            ("Pairs", tabulate(pair_rows, pair_head, tablefmt=fmt)),
+            ("Verdicts", tabulate(verdict_rows, verdict_head, tablefmt=fmt)),
+        ]
+
+    def _header(self) -> list[str]:
+        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
+        kind = "deterministic: compared image by image" if self.exact else "optimisation: compared by strength"
+        return [
+            f"crosscheck {self.attack} ({params})",
+            f"{self.n} images, {self.clean_correct} correctly classified before the attack; device {self.device}",
+            f"subject {self.subject}; {kind}",
+        ]
+
+    def _footer(self) -> list[str]:
+        lines = [f"tolerance {k} = {getattr(self.tolerances, k)}: {d}" for k, d in Tolerances.describe().items()]
+        lines += [f"error in {r.name}: {r.error}" for r in self.results if not r.ok]
+        lines += self.notes
+        lines.append(f"overall: {'PASS' if self.verdict_ok else 'FAIL'}")
+        return lines
+
+    def to_text(self) -> str:
+        out = list(self._header())
+        for title, table in self._tables("simple"):
+            out += ["", f"{title}:", table]
+        out += [""] + self._footer()
+        return "\n".join(out)
+
+    def to_markdown(self) -> str:
+        head = self._header()
+        out = [f"### {head[0]}", "", *[f"{h}  " for h in head[1:]]]
+        for title, table in self._tables("github"):
+            out += ["", f"**{title}**", "", table]
+        out += [""] + [f"- {line}" for line in self._footer()]
+        return "\n".join(out)
+
+
+def _f(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.4g}"
+
+
+def _share(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.3f}"
+
+
+# ---------------------------------------------------------------- running
+def is_exact(attack: str, params: AttackParams) -> bool:
+    """Deterministic attacks, whose implementations must agree pixel by pixel."""
+    if attack == "fgsm":
+        return True
+    if attack == "pgd":
+        return not getattr(params, "random_start", True)
+    return False
+
+
+def validate_params(attack: str, params: AttackParams | dict[str, Any] | None, where: str = "--param") -> AttackParams:
+    """The attack's parameter model from a dict (or as given), with errors naming the field."""
+    spec = get_attack(attack, where="--attack")
+    if isinstance(params, spec.params):
+        return params
+    if isinstance(params, AttackParams):
+        params = params.model_dump()
+    try:
+        return spec.params(**(params or {}))
+    except ValidationError as exc:
+        err = exc.errors()[0]
+        loc = ".".join(str(p) for p in err["loc"])
+        raise BenchError(f"{where} {loc}".strip(), f"{err['msg']} (attack {attack})") from None
+
+
+def _sync(detector: Detector) -> None:
+    if detector.device.type == "cuda":
+        torch.cuda.synchronize(detector.device)
+
+
+def _run_one(
+    name: str, attack: str, detector: Detector, x: torch.Tensor, y: torch.Tensor, params: AttackParams, seed: int
+) -> ImplResult:
+    res = ImplResult(name)
+    spec = get_attack(attack)
+    try:
+        if name in spec.backends:
+            fn = lambda d, xx, yy, p: validate_adversarial(run_attack(attack, name, d, xx, yy, p), x, where=name)
+        elif is_user_spec(name):
+            fn = load_user_attack(name)
+        else:
+            raise BenchError(
+                name,
+                f"unknown implementation of {attack}; use one of {', '.join(sorted(spec.backends))} "
+                "or a user attack 'module.path:Name' / 'path/to/file.py:Name'",
+            )
+        torch.manual_seed(seed)
+        np.random.seed(seed % 2**32)
+        detector.eval()
+        with count_passes(detector) as passes:
+            _sync(detector)
+            t0 = time.perf_counter()
+            x_adv = fn(detector, x, y, params)
+            _sync(detector)
+            res.seconds = time.perf_counter() - t0
+        res.passes = passes
+        res.x_adv = x_adv
+    except BenchError as exc:
+        res.error, res.contract_error = str(exc), True
+    except Exception as exc:  # noqa: BLE001 - a failing implementation is reported, the others still run
+        res.error = f"{name} raised {type(exc).__name__}: {exc}"
+    return res
+
+
+@torch.no_grad()
+def _predict(detector: Detector, x: torch.Tensor) -> torch.Tensor:
+    return detector.predict_proba(x).argmax(dim=1)
+
+
+def _pair(a: ImplResult, b: ImplResult) -> PairStats:
+    agree = float((a.success == b.success).float().mean()) if len(a.success) else math.nan
+    diff = float((a.x_adv - b.x_adv).abs().max()) if a.x_adv.numel() else 0.0
+    both = a.success & b.success
+    k = int(both.sum())
+    if k:
+        la, lb = a.l2[both], b.l2[both]
+        tie = (la - lb).abs() <= TIE_L2
+        a_sm, b_sm, ties = float(((la < lb) & ~tie).sum()) / k, float(((lb < la) & ~tie).sum()) / k, float(tie.sum()) / k
+    else:
+        a_sm = b_sm = ties = math.nan
+    return PairStats(a.name, b.name, agree, diff, k, a_sm, b_sm, ties)
+
+
+def _verdicts(
+    attack: str, exact: bool, subject: ImplResult, refs: list[ImplResult], n: int, tol: Tolerances
+) -> list[Verdict]:
+    out: list[Verdict] = []
+    if not subject.ok:
+        return out
+    for r in refs:
+        if not r.ok:
+            continue
+        if exact:
+            diff = float((subject.x_adv - r.x_adv).abs().max()) if n else 0.0
+            agree = float((subject.success == r.success).float().mean()) if n else 1.0
+            out.append(Verdict("max_abs_diff", subject.name, r.name, diff, f"<= {tol.max_abs_diff:g}",
+                               diff <= tol.max_abs_diff))
+            out.append(Verdict("success_agreement", subject.name, r.name, agree, f">= {tol.success_agreement:g}",
+                               agree >= tol.success_agreement))
+            continue
+        gap = float(subject.success.float().mean() - r.success.float().mean()) if n else 0.0
+        out.append(Verdict("success_rate_gap", subject.name, r.name, gap, f">= -{tol.success_rate_slack:g}",
+                           gap >= -tol.success_rate_slack - 1e-12))
+        if attack == "cw_l2":
+            both = subject.success & r.success
+            if int(both.sum()) == 0:
+                out.append(Verdict("median_l2_ratio", subject.name, r.name, None, f"<= {tol.median_l2_ratio:g}", None))
+            else:
+                ms, mr = float(subject.l2[both].median()), float(r.l2[both].median())
+                ratio = ms / mr if mr > 0 else (1.0 if ms == 0 else math.inf)
+                out.append(Verdict("median_l2_ratio", subject.name, r.name, ratio, f"<= {tol.median_l2_ratio:g}",
+                                   ratio <= tol.median_l2_ratio))
+    return out
+
+
+def crosscheck(
+    detector: Detector,
+    x: torch.Tensor,
+    y: torch.Tensor,
+    attack_name: str,
+    params: AttackParams | dict[str, Any] | None,
+    implementations: list[str],
+    tolerances: Tolerances | None = None,
+    seed: int = 0,
+) -> CrosscheckReport:
+    """Run `attack_name` from each implementation on the same inputs and compare (first = subject)."""
+    tol = tolerances or Tolerances()
+    if len(implementations) < 2:
+        raise BenchError("--impl", "name at least two implementations to compare")
+    dupes = sorted({i for i in implementations if implementations.count(i) > 1})
+    if dupes:
+        raise BenchError("--impl", f"implementation listed twice: {', '.join(dupes)}")
+    p = validate_params(attack_name, params)
+    x = x.detach().to("cpu", torch.float32)
+    y = y.detach().to("cpu", torch.int64)
+    n = len(x)
+    detector.eval()
+    exact = is_exact(attack_name, p)
+    notes: list[str] = []
+    results = [_run_one(name, attack_name, detector, x, y, p, seed) for name in implementations]
+    nonzero_input = x.flatten(1).abs().amax(dim=1) > 0
+    for r in results:
+        if not r.ok:
+            continue
+        zero = (r.x_adv.flatten(1).abs().amax(dim=1) == 0) & nonzero_input
+        if bool(zero.any()):
+            r.x_adv = torch.where(zero.view(-1, 1, 1, 1), x, r.x_adv)
+            notes.append(
+                f"{r.name}: {int(zero.sum())} image(s) came back all zeros (Foolbox's CW-L2 does that where it "
+                "found no adversarial); they are counted as failures and compared as the original image"
+            )
+        r.success = _predict(detector, r.x_adv) != y
+        d = (r.x_adv - x).flatten(1).double()
+        r.l2, r.linf = d.norm(dim=1), d.abs().amax(dim=1)
+    ok = [r for r in results if r.ok]
+    pairs = [_pair(a, b) for i, a in enumerate(ok) for b in ok[i + 1 :]]
+    verdicts = _verdicts(attack_name, exact, results[0], results[1:], n, tol)
+    if attack_name == "cw_l2":
+        notes.append(C_SEARCH_NOTE)
+    notes.append("success: the detector's prediction on the returned image differs from the true label")
+    clean_correct = int((_predict(detector, x) == y).sum()) if n else 0
+    return CrosscheckReport(
+        attack=attack_name, params=p.model_dump(), n=n, clean_correct=clean_correct, device=str(detector.device),
+        exact=exact, tolerances=tol, results=results, pairs=pairs, verdicts=verdicts, notes=notes,
+    )
+
+
+def crosscheck_records(report: CrosscheckReport) -> list[dict[str, Any]]:
+    """Flat rows for the store: implementation, metric, value, tolerance, verdict (+ attack, detail)."""
+    rows: list[dict[str, Any]] = []
+    for r in report.results:
+        if not r.ok:
+            rows.append(dict(attack=report.attack, implementation=r.name, metric="runs", value=None,
+                             tolerance="no error", verdict="fail", detail=r.error))
+            continue
+        for metric, value in r.summary(report.n).items():
+            rows.append(dict(attack=report.attack, implementation=r.name, metric=metric,
+                             value=None if math.isnan(value) else value, tolerance=None, verdict=None, detail=None))
+    for p in report.pairs:
+        for metric in ("success_agreement", "max_abs_diff", "a_smaller", "b_smaller", "ties"):
+            value = getattr(p, metric)
+            rows.append(dict(attack=report.attack, implementation=f"{p.a} vs {p.b}", metric=metric,
+                             value=None if math.isnan(value) else value, tolerance=None, verdict=None,
+                             detail=f"{p.n_both} images broken by both"))
+    for v in report.verdicts:
+        rows.append(dict(attack=report.attack, implementation=f"{v.subject} vs {v.reference}", metric=v.metric,
+                         value=v.value, tolerance=v.tolerance,
+                         verdict="n/a" if v.ok is None else ("pass" if v.ok else "fail"), detail=None))
+    return rows
+
+
+# ---------------------------------------------------------------- CLI
+def add_crosscheck_arguments(parser: argparse.ArgumentParser) -> None:
+    """Arguments of `bench crosscheck`."""
+    parser.add_argument("--attack", required=True, help="registered attack: fgsm, pgd, cw_l2")
+    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                        help="attack parameter (repeat), e.g. --param eps=0.02")
+    parser.add_argument("--impl", action="append", default=None, metavar="IMPL",
+                        help="implementation (repeat; the first is the subject): native, art, foolbox, "
+                        "module.path:Name or path/to/file.py:Name (default: native, art, foolbox)")
+    parser.add_argument("--model", default="tiny", help="architecture: tiny, resnet18, vgg16 (default tiny)")
+    parser.add_argument("--checkpoint", default=None, help="weights for --model (else a seeded random init)")
+    parser.add_argument("--mean", type=float, nargs=3, default=(0.0, 0.0, 0.0), help="normalisation mean")
+    parser.add_argument("--std", type=float, nargs=3, default=(1.0, 1.0, 1.0), help="normalisation std")
+    parser.add_argument("--n", type=int, default=16, help="number of images (default 16)")
+    parser.add_argument("--size", type=int, default=32, help="image size (default 32)")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--data", default=None, help="image folder (real/ and fake/); default synthetic faces")
+    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
+    parser.add_argument("--tol", action="append", default=[], metavar="NAME=VALUE",
+                        help=f"tolerance (repeat): {', '.join(f.name for f in fields(Tolerances))}")
+    parser.add_argument("--format", choices=("text", "markdown"), default="text")
+    parser.add_argument("--output", default=None, help="also write the report (markdown) to this file")
+    parser.add_argument("--json", default=None, help="also write the flat records as JSON to this file")
+
+
+def _key_values(items: list[str], where: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep or not key.strip():
+            raise BenchError(where, f"expected KEY=VALUE, got {item!r}")
+        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
+    return out
+
+
+def parse_tolerances(items: list[str]) -> Tolerances:
+    values = _key_values(items, "--tol")
+    known = {f.name for f in fields(Tolerances)}
+    for k, v in values.items():
+        if k not in known:
+            raise BenchError(f"--tol {k}", f"unknown tolerance; known: {', '.join(sorted(known))}")
+        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
+            raise BenchError(f"--tol {k}", f"expected a non-negative number, got {v!r}")
+    return Tolerances(**{k: float(v) for k, v in values.items()})
+
+
+def _load_detector(args: argparse.Namespace, device: torch.device) -> Detector:
+    from bench.models.detector import ModelSpec
+    from bench.models.registry import create_model
+
+    if args.checkpoint:
+        from bench.models.checkpoint import load_saved_detector, load_user_checkpoint
+
+        path = Path(args.checkpoint)
+        det = None
+        if path.suffix == ".safetensors" and path.is_file():
+            try:
+                det = load_saved_detector(path)
+            except BenchError:
+                det = None
+        if det is None:
+            spec = ModelSpec(args.model, args.size, tuple(args.mean), tuple(args.std))
+            det = load_user_checkpoint(path, spec, where="--checkpoint")
+    else:
+        torch.manual_seed(args.seed)
+        det = create_model(args.model, args.size, tuple(args.mean), tuple(args.std), where="--model")
+    return det.to(device).eval()
+
+
+def _load_images(args: argparse.Namespace, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    from bench.data.dataset import ImageSet
+
+    if args.n < 1:
+        raise BenchError("--n", f"expected at least 1 image, got {args.n}")
+    if args.data:
+        from bench.data.images import load_image_folder
+
+        data = load_image_folder(Path(args.data), size)
+        if len(data) == 0:
+            raise BenchError("--data", f"no images found under {args.data}")
+        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[: args.n]
+        data = data.subset(order.sort().values)
+    else:
+        from bench.data.synthetic import generate_synthetic_faces
+
+        data = ImageSet.from_uint8(*generate_synthetic_faces(args.n, size, args.seed))
+    return data.images, data.labels
+
+
+def main_crosscheck(args: argparse.Namespace) -> int:
+    """Run `bench crosscheck` from parsed arguments; print the report; return the exit code."""
+    from bench.device import resolve_device
+
+    try:
+        device = resolve_device(args.device)
+        impls = list(args.impl or DEFAULT_IMPLEMENTATIONS)
+        params = validate_params(args.attack, _key_values(args.param, "--param"))
+        tol = parse_tolerances(args.tol)
+        detector = _load_detector(args, device)
+        x, y = _load_images(args, detector.spec.input_size)
+        report = crosscheck(detector, x, y, args.attack, params, impls, tol, seed=args.seed)
+    except BenchError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return exc.exit_code
+    print(report.to_markdown() if args.format == "markdown" else report.to_text())
+    if args.output:
+        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.output).write_text(report.to_markdown() + "\n")
+    if args.json:
+        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.json).write_text(json.dumps(crosscheck_records(report), indent=1) + "\n")
+    return report.exit_code
+
+
+def main(argv: list[str] | None = None) -> int:
+    """`python -m bench.crosscheck ...` (the same as `bench crosscheck ...`)."""
+    parser = argparse.ArgumentParser(prog="bench crosscheck", description=__doc__.splitlines()[0])
+    add_crosscheck_arguments(parser)
+    return main_crosscheck(parser.parse_args(argv))
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,35 @@
+"""Deterministic stratified train/test split (the paper's 75/25)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.data.dataset import ImageSet
+from bench.errors import BenchError
+
+
+def stratified_split(data: ImageSet, train_fraction: float = 0.75, seed: int = 0) -> tuple[ImageSet, ImageSet]:
+    """Per class, a seeded permutation; the first round(train_fraction * n_class) go to train."""
+    if not 0.0 < train_fraction < 1.0:
+        raise BenchError("data.train_fraction", f"must be in (0, 1), got {train_fraction}")
+    rng = np.random.default_rng(seed)
+    labels = data.labels.numpy()
+    train_idx, test_idx = [], []
+    for label in np.unique(labels):
+        idx = np.flatnonzero(labels == label)
+        idx = idx[rng.permutation(len(idx))]
+        k = int(round(train_fraction * len(idx)))
+        if k == 0 or k == len(idx):
+            raise BenchError("data", f"class {int(label)} has {len(idx)} images: too few to split")
+        train_idx.append(idx[:k])
+        test_idx.append(idx[k:])
+    return data.subset(np.sort(np.concatenate(train_idx))), data.subset(np.sort(np.concatenate(test_idx)))
+
+
+def split_from_column(data: ImageSet, splits: list[str]) -> tuple[ImageSet, ImageSet]:
+    """Use a manifest's own split column."""
+    arr = np.asarray(splits)
+    train, test = np.flatnonzero(arr == "train"), np.flatnonzero(arr == "test")
+    if len(train) == 0 or len(test) == 0:
+        raise BenchError("data.split", "the manifest's split column needs both train and test rows")
+    return data.subset(train), data.subset(test)

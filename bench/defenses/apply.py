@@ -1,0 +1,58 @@
+"""Turn a detector plus an evaluation-time defense into the defended detector that gets scored.
+
+A preprocessor defense becomes the first layer of the network, so ART, Foolbox and native attacks
+all see it (with its declared gradient: exact or straight-through); a wrapper defense returns its
+own detector. Either is checked on a sample batch first, and a broken contract is refused by name.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from bench.defenses.base import as_detector
+from bench.defenses.contract import check_logits
+from bench.defenses.registry import create_defense, defense_kind
+from bench.models.detector import Detector
+
+
+class _Preprocess(nn.Module):
+    """Runs an ART-style preprocessor (`forward(x, y) -> (x', y)`) as a network layer."""
+
+    def __init__(self, defense: Any) -> None:
+        super().__init__()
+        self.defense = defense
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.defense.forward(x)[0]
+
+
+class _Normalise(nn.Module):
+    def __init__(self, like: Detector) -> None:
+        super().__init__()
+        self.register_buffer("mean", like.mean.clone())
+        self.register_buffer("std", like.std.clone())
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return (x - self.mean) / self.std
+
+
+def apply_defense(base: Detector, name: str, use: str, params: dict, base_dir: Path) -> Detector:
+    """The defended detector for the suite's defense `name` (`use` + `params`) around `base`."""
+    defense = create_defense(use, params, where=f"defenses.{name}", base_dir=base_dir)
+    defense.name = name
+    kind = defense_kind(defense)
+    if kind == "preprocessor":
+        det = as_detector(nn.Sequential(_Preprocess(defense), _Normalise(base), base.net), like=base)
+    else:
+        det = defense.wrap(base)
+        if not isinstance(det, Detector):
+            det = as_detector(det, like=base)
+    det = det.eval()
+    probe = torch.rand(2, 3, base.spec.input_size, base.spec.input_size, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        check_logits(name, probe, det(probe.to(det.device)), base.spec.num_classes)
+    return det

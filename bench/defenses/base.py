@@ -1,0 +1,86 @@
+"""The defense plug-in API: three kinds, each a small class with a documented contract.
+
+- `TrainingDefense`: changes the training recipe, by augmenting batches and/or adding a loss term.
+- `PreprocessorDefense` (in `bench.defenses.preprocessor`, re-exported here): transforms inputs
+  before the detector; it *is* an ART `PreprocessorPyTorch`, so every ART attack runs through it.
+- `WrapperDefense`: takes a detector and returns a detector.
+
+Every defense has a `name`; the registry sets it to the suite's name for the defense, and every
+contract violation (`bench.errors.ContractError`) names it. `bench.defenses.registry.check_defense`
+exercises a defense's contract on a sample batch before a run uses it.
+
+`PreprocessorDefense` is resolved lazily, so that importing the training loop does not import ART.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import torch
+
+from bench.models.detector import Detector, ModelSpec
+
+if TYPE_CHECKING:
+    from bench.defenses.preprocessor import PreprocessorDefense
+
+__all__ = ["PreprocessorDefense", "TrainingDefense", "WrapperDefense", "as_detector"]
+
+
+class TrainingDefense:
+    """A training-time defense. Override either or both hooks; the defaults change nothing.
+
+    Contract: `augment` returns a tensor of the same shape with values in [0, 1] (it runs on the CPU
+    batch, before it moves to the device, and draws all randomness from `generator`, so training stays
+    deterministic); `extra_loss` returns a finite scalar tensor that is added to the cross-entropy
+    loss, or None. `describe()` returns the parameters that change the trained weights (they belong
+    in the checkpoint's cache key).
+    """
+
+    name: str = "training-defense"
+
+    def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:
+        return x
+
+    def extra_loss(
+        self, detector: Detector, x: torch.Tensor, y: torch.Tensor, logits: torch.Tensor
+    ) -> torch.Tensor | None:
+        return None
+
+    def needs_input_grad(self) -> bool:
+        """True when `extra_loss` differentiates with respect to `x` (then `x.requires_grad` is set)."""
+        return False
+
+    def describe(self) -> dict[str, Any]:
+        return {"class": type(self).__name__}
+
+
+class WrapperDefense:
+    """A defense that takes the detector and returns a detector (an ensemble, randomised smoothing, ...).
+
+    Contract: `wrap(detector)` returns a `Detector` that takes images in [0, 1] of the same size and
+    returns finite logits of shape N x num_classes. The returned detector's `.net` and `.spec` are what
+    ART and Foolbox see (the spec's mean/std become their preprocessing), so the simplest correct
+    result is `as_detector(module, like=detector)`, with `module` a network taking [0, 1] images.
+    """
+
+    name: str = "wrapper-defense"
+
+    def wrap(self, detector: Detector) -> Detector:
+        raise NotImplementedError(f"{type(self).__name__} must implement wrap(detector)")
+
+
+def as_detector(module: torch.nn.Module, like: Detector) -> Detector:
+    """A `Detector` around `module` (which takes [0, 1] images) with identity normalisation, and the
+    input size and class count of `like`, on `like`'s device."""
+    spec = ModelSpec(
+        arch=f"wrapped-{like.spec.arch}", input_size=like.spec.input_size, num_classes=like.spec.num_classes
+    )
+    return Detector(module, spec).to(like.device)
+
+
+def __getattr__(name: str) -> Any:
+    if name == "PreprocessorDefense":
+        from bench.defenses.preprocessor import PreprocessorDefense
+
+        return PreprocessorDefense
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,0 +1,43 @@
+"""Model diagnostics: the input-gradient norm of the logits (the quantity eq. 7 regularises).
+
+For an image x with logits Z(x) in R^C, the diagnostic is the Frobenius norm of the logit Jacobian
+with respect to the [0, 1] image (the space attacks perturb):
+
+    G(x) = ||dZ/dx||_F = sqrt( sum_{i=1..C} ||grad_x Z_i(x)||_2^2 ),
+
+and the model's figure is its mean over the test images. It ties directly to the regulariser: the
+Lipschitz penalty of an image is lambda / (C N) * G(x)^2. Computed in eval mode (BatchNorm uses its
+running statistics, so each image's gradient is its own), one backward pass per class of the
+batch-summed logit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+
+from bench.data.dataset import ImageSet
+from bench.models.detector import Detector
+
+
+def input_gradient_norm(
+    detector: Detector, images: torch.Tensor | ImageSet, batch_size: int = 64
+) -> tuple[float, np.ndarray]:
+    """(mean over images, per-image array) of ||dZ/dx||_F; the detector is left in eval mode."""
+    x_all = images.images if isinstance(images, ImageSet) else images
+    if len(x_all) == 0:
+        return float("nan"), np.zeros(0, dtype=np.float64)
+    detector.eval()
+    device = detector.device
+    norms: list[np.ndarray] = []
+    for i in range(0, len(x_all), batch_size):
+        x = x_all[i : i + batch_size].to(device=device, dtype=torch.float32).requires_grad_(True)
+        with torch.enable_grad():
+            logits = detector(x)
+            sq = torch.zeros(len(x), dtype=torch.float64, device=device)
+            for c in range(logits.shape[1]):
+                (g,) = torch.autograd.grad(logits[:, c].sum(), x, retain_graph=c + 1 < logits.shape[1])
+                sq += g.flatten(1).double().pow(2).sum(dim=1)
+        norms.append(sq.sqrt().cpu().numpy())
+    per_image = np.concatenate(norms)
+    return float(per_image.mean()), per_image

@@ -1,0 +1,92 @@
+"""Metrics with their uncertainty: Wilson 95% intervals on every accuracy, AUROC, precision/recall."""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import numpy as np
+
+from bench import FAKE, REAL
+
+Z95 = 1.959963984540054
+
+
+@dataclass(frozen=True)
+class Proportion:
+    """k successes out of n, with its Wilson score 95% interval."""
+
+    k: int
+    n: int
+
+    @property
+    def value(self) -> float:
+        return self.k / self.n if self.n else float("nan")
+
+    @property
+    def interval(self) -> tuple[float, float]:
+        return wilson_interval(self.k, self.n)
+
+    def as_dict(self) -> dict:
+        lo, hi = self.interval
+        return {"k": self.k, "n": self.n, "value": self.value, "lo": lo, "hi": hi}
+
+
+def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
+    """Wilson score interval for a binomial proportion; (nan, nan) when n = 0."""
+    if n == 0:
+        return (float("nan"), float("nan"))
+    p = k / n
+    denom = 1 + z * z / n
+    centre = (p + z * z / (2 * n)) / denom
+    half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
+    return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def auroc(labels: np.ndarray, p_real: np.ndarray) -> float:
+    """Area under the ROC curve for P(real) against label real = 1 (Mann-Whitney, ties count half)."""
+    labels = np.asarray(labels)
+    scores = np.asarray(p_real, dtype=np.float64)
+    pos, neg = scores[labels == REAL], scores[labels == FAKE]
+    if len(pos) == 0 or len(neg) == 0:
+        return float("nan")
+    order = np.argsort(np.concatenate([pos, neg]), kind="mergesort")
+    ranks = np.empty(len(order))
+    allv = np.concatenate([pos, neg])[order]
+    i = 0
+    while i < len(allv):  # average ranks over ties
+        j = i
+        while j + 1 < len(allv) and allv[j + 1] == allv[i]:
+            j += 1
+        ranks[order[i : j + 1]] = (i + j) / 2 + 1
+        i = j + 1
+    return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
+
+
+def classification_metrics(labels: np.ndarray, p_real: np.ndarray, threshold: float = 0.5) -> dict:
+    """Table I: accuracy, AUROC, and precision/recall for each class, each proportion with n and CI."""
+    labels = np.asarray(labels)
+    pred = np.where(np.asarray(p_real) >= threshold, REAL, FAKE)
+    out: dict = {
+        "accuracy": Proportion(int((pred == labels).sum()), len(labels)).as_dict(),
+        "auroc": auroc(labels, p_real),
+        "n": int(len(labels)),
+    }
+    for cls, name in ((FAKE, "fake"), (REAL, "real")):
+        tp = int(((pred == cls) & (labels == cls)).sum())
+        out[f"{name}_precision"] = Proportion(tp, int((pred == cls).sum())).as_dict()
+        out[f"{name}_recall"] = Proportion(tp, int((labels == cls).sum())).as_dict()
+    return out
+
+
+def perturbation_norms(clean: np.ndarray, adv: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Per-image L2 and L-inf norms of adv - clean (pixel units in [0, 1])."""
+    d = (np.asarray(adv, dtype=np.float64) - np.asarray(clean, dtype=np.float64)).reshape(len(clean), -1)
+    return np.linalg.norm(d, axis=1), np.abs(d).max(axis=1) if d.size else np.zeros(len(clean))
+
+
+def summary(values: np.ndarray) -> dict:
+    v = np.asarray(values, dtype=np.float64)
+    if v.size == 0:
+        return {"mean": float("nan"), "median": float("nan")}
+    return {"mean": float(v.mean()), "median": float(np.median(v))}

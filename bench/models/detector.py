@@ -1,0 +1,65 @@
+"""The detector: a classifier network whose normalisation travels with its weights.
+
+Inputs are float32 NCHW images in [0, 1]; outputs are 2 logits (index 0 = fake, 1 = real).
+`Detector.net` is the bare network (expects normalised input); `Detector` itself normalises,
+so native attacks and training see [0, 1] inputs, while ART and Foolbox receive the bare
+network plus the normalisation as their own preprocessing.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+from torch import nn
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """What travels with a model's weights: architecture name, input size and normalisation."""
+
+    arch: str
+    input_size: int
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    num_classes: int = 2
+    extra: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        return {
+            "arch": self.arch,
+            "input_size": self.input_size,
+            "mean": list(self.mean),
+            "std": list(self.std),
+            "num_classes": self.num_classes,
+        }
+
+
+class Detector(nn.Module):
+    """Normalisation followed by the bare network; takes [0, 1] images, returns logits."""
+
+    def __init__(self, net: nn.Module, spec: ModelSpec) -> None:
+        super().__init__()
+        self.net = net
+        self.spec = spec
+        self.register_buffer("mean", torch.tensor(spec.mean, dtype=torch.float32).view(1, 3, 1, 1))
+        self.register_buffer("std", torch.tensor(spec.std, dtype=torch.float32).view(1, 3, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.net((x - self.mean) / self.std)
+
+    @property
+    def device(self) -> torch.device:
+        return next(self.parameters()).device
+
+    @torch.no_grad()
+    def predict_proba(self, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
+        """Softmax probabilities, evaluated in eval mode in batches, on the detector's device."""
+        was_training = self.training
+        self.eval()
+        out = []
+        dev = self.device
+        for i in range(0, len(x), batch_size):
+            out.append(torch.softmax(self(x[i : i + batch_size].to(dev).float()), dim=1).cpu())
+        self.train(was_training)
+        return torch.cat(out) if out else torch.empty(0, self.spec.num_classes)

@@ -1,0 +1,46 @@
+"""Figures: accuracy against attack strength per model (the paper's Fig. 3)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+
+
+def _pyplot():
+    os.environ.setdefault("MPLCONFIGDIR", str(Path(os.environ.get("BENCH_HOME", ".bench")) / "matplotlib"))
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_accuracy_curves(
+    series: dict[str, tuple[list[float], list[float], list[float], list[float]]],
+    xlabel: str,
+    title: str,
+    path: Path,
+) -> None:
+    """One line per series: (x values, accuracy, CI low, CI high), with the interval shaded."""
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
+    for name, (xs, acc, lo, hi) in series.items():
+        order = np.argsort(xs)
+        x = np.asarray(xs)[order]
+        ax.plot(x, 100 * np.asarray(acc)[order], marker="o", label=name)
+        ax.fill_between(x, 100 * np.asarray(lo)[order], 100 * np.asarray(hi)[order], alpha=0.15)
+    ax.set_xlabel(xlabel)
+    ax.set_ylabel("accuracy on perturbed fakes (%)")
+    ax.set_ylim(-2, 102)
+    ax.set_title(title)
+    ax.grid(alpha=0.3)
+    ax.legend(fontsize=7)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)

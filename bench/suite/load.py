@@ -1,0 +1,226 @@
+"""Reading a suite file: YAML (safe_load), profile overrides, pydantic validation, cross-references.
+
+Every error is a `BenchError` naming the file and the field, e.g.
+`suites/x.yaml: attacks.cw.confidence: must be >= 0`.
+"""
+
+from __future__ import annotations
+
+import copy
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+from pydantic import ValidationError
+
+from bench.attacks.params import AttackParams
+from bench.attacks.registry import get_attack
+from bench.errors import BenchError
+from bench.models.registry import list_models
+from bench.suite.schema import AttackConfig, ModelConfig, Suite
+
+
+@dataclass(frozen=True)
+class AttackPoint:
+    """One attack at one grid point, with one backend."""
+
+    key: str
+    attack: str
+    backend: str
+    params: AttackParams
+    in_table: bool
+
+    @property
+    def label(self) -> str:
+        vals = ", ".join(f"{k}={v}" for k, v in self.params.model_dump().items() if k in self.varying)
+        return f"{self.key}[{vals}]" if vals else self.key
+
+    varying: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class ResolvedModel:
+    """A model of the suite after grid expansion."""
+
+    name: str
+    config: ModelConfig
+    training_defense: tuple[str, dict[str, Any]] | None
+    label: str
+    base: str
+
+
+@dataclass
+class LoadedSuite:
+    path: Path
+    suite: Suite
+    profile: str | None
+    overrides: dict[str, Any]
+    models: dict[str, ResolvedModel] = field(default_factory=dict)
+    attacks: list[AttackPoint] = field(default_factory=list)
+
+    @property
+    def base_dir(self) -> Path:
+        return self.path.parent
+
+    @property
+    def tag(self) -> str:
+        return f"{self.suite.name}-{self.profile}" if self.profile else self.suite.name
+
+
+def deep_merge(base: dict, override: dict) -> dict:
+    """Mappings merge key by key; anything else in `override` replaces the base value."""
+    out = copy.deepcopy(base)
+    for k, v in override.items():
+        if isinstance(v, dict) and isinstance(out.get(k), dict):
+            out[k] = deep_merge(out[k], v)
+        else:
+            out[k] = copy.deepcopy(v)
+    return out
+
+
+_MESSAGES = {
+    "greater_than_equal": "must be >= {ge}",
+    "greater_than": "must be > {gt}",
+    "less_than_equal": "must be <= {le}",
+    "less_than": "must be < {lt}",
+    "extra_forbidden": "unknown field",
+    "missing": "required field is missing",
+    "too_short": "must not be empty",
+}
+
+
+def _format_validation(err: ValidationError, prefix: tuple = ()) -> str:
+    lines = []
+    for e in err.errors():
+        loc = ".".join(str(p) for p in (*prefix, *e["loc"]) if not str(p).startswith("function-"))
+        tmpl = _MESSAGES.get(e["type"])
+        ctx = {k: (f"{v:g}" if isinstance(v, int | float) else v) for k, v in (e.get("ctx") or {}).items()}
+        if e["type"] == "literal_error":
+            msg = f"unknown value {e.get('input')!r}; expected {ctx.get('expected')}"
+        else:
+            msg = tmpl.format(**ctx) if tmpl else e["msg"].removeprefix("Value error, ")
+        lines.append(f"{loc}: {msg}")
+    return "; ".join(lines)
+
+
+def read_yaml(path: Path) -> dict:
+    path = Path(path)
+    if not path.is_file():
+        raise BenchError(str(path), "suite file does not exist")
+    try:
+        raw = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
+        raise BenchError(where, f"malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
+    if not isinstance(raw, dict):
+        raise BenchError(str(path), "a suite must be a YAML mapping at the top level")
+    return raw
+
+
+def load_suite(path: Path | str, profile: str | None = None, extra: dict | None = None) -> LoadedSuite:
+    """Read, apply `profile` and `extra` overrides, validate and expand models and attack grids."""
+    path = Path(path)
+    raw = read_yaml(path)
+    overrides: dict[str, Any] = {}
+    if profile:
+        profiles = raw.get("profiles") or {}
+        if profile not in profiles:
+            known = ", ".join(profiles) or "none"
+            raise BenchError(f"{path}: --profile", f"unknown profile {profile!r}; this suite has: {known}")
+        overrides = deep_merge(overrides, profiles[profile] or {})
+    if extra:
+        overrides = deep_merge(overrides, extra)
+    merged = deep_merge(raw, overrides)
+    try:
+        suite = Suite.model_validate(merged)
+    except ValidationError as exc:
+        raise BenchError(str(path), _format_validation(exc)) from None
+    loaded = LoadedSuite(path=path, suite=suite, profile=profile, overrides=overrides)
+    try:
+        _resolve(loaded)
+    except BenchError as exc:
+        raise BenchError(f"{path}: {exc.where}" if exc.where else str(path), exc.message) from None
+    return loaded
+
+
+def _grid(items: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    axes = {}
+    for k, v in items.items():
+        if isinstance(v, list):
+            if not v:
+                raise BenchError(f"{where}.{k}", "empty grid: give at least one value")
+            axes[k] = v
+    fixed = {k: v for k, v in items.items() if k not in axes}
+    return [dict(fixed, **dict(zip(axes, combo, strict=True))) for combo in itertools.product(*axes.values())]
+
+
+def _resolve(ls: LoadedSuite) -> None:
+    s = ls.suite
+    known_arch = set(list_models())
+
+    for name, m in s.models.items():
+        where = f"models.{name}"
+        if m.arch not in known_arch:
+            raise BenchError(f"{where}.arch", f"unknown model {m.arch!r}; known: {', '.join(sorted(known_arch))}")
+        if m.checkpoint and not (ls.base_dir / m.checkpoint).is_file():
+            raise BenchError(f"{where}.checkpoint", f"file {ls.base_dir / m.checkpoint} does not exist")
+        if m.init_from and m.init_from not in s.models:
+            raise BenchError(f"{where}.init_from", f"unknown model {m.init_from!r}")
+        label = m.label or name
+        if not m.defense:
+            ls.models[name] = ResolvedModel(name, m, None, label, name)
+            continue
+        from bench.defenses.registry import create_defense, defense_kind
+
+        (dname, dparams), = m.defense.items()
+        points = _grid(dparams or {}, f"{where}.defense.{dname}")
+        varying = [k for k, v in (dparams or {}).items() if isinstance(v, list)]
+        for p in points:
+            obj = create_defense(dname, p, where=f"{where}.defense.{dname}", base_dir=ls.base_dir)
+            if defense_kind(obj) != "training":
+                raise BenchError(f"{where}.defense.{dname}", "models take training-time defenses only; "
+                                 "list preprocessors and wrappers under `defenses:`")
+            suffix = "".join(f"-{k}{p[k]}" for k in varying)
+            mname = f"{name}-{dname}{suffix}" if varying else name
+            mlabel = f"{label} ({dname}" + "".join(f" {k}={p[k]}" for k in varying) + ")" if varying else label
+            ls.models[mname] = ResolvedModel(mname, m, (dname, p), mlabel, name)
+    for name, d in s.defenses.items():
+        from bench.defenses.registry import create_defense, defense_kind
+
+        for target in d.applies_to:
+            if target not in ls.models:
+                raise BenchError(f"defenses.{name}.applies_to", f"unknown model {target!r}")
+        obj = create_defense(d.use, d.params, where=f"defenses.{name}", base_dir=ls.base_dir)
+        if defense_kind(obj) == "training":
+            raise BenchError(f"defenses.{name}", "training-time defenses belong under a model's `defense:`")
+    for key, a in s.attacks.items():
+        _resolve_attack(ls, key, a)
+    for i, (src, dst) in enumerate(s.threat_models.transfer):
+        for which, m in (("source", src), ("target", dst)):
+            if m not in ls.models:
+                raise BenchError(f"threat_models.transfer[{i}]", f"unknown {which} model {m!r}")
+
+
+def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig) -> None:
+    where = f"attacks.{key}"
+    spec = get_attack(a.attack, where=f"{where}.attack")
+    if a.backend not in spec.backends:
+        raise BenchError(f"{where}.backend",
+                         f"attack {a.attack!r} has no backend {a.backend!r}; available: {', '.join(spec.backends)}")
+    items = a.param_items()
+    varying = tuple(k for k, v in items.items() if isinstance(v, list))
+    table = a.table or {}
+    for k in table:
+        if k not in items:
+            raise BenchError(f"{where}.table.{k}", "names no parameter of this attack")
+    points = _grid(items, where)
+    for i, p in enumerate(points):
+        try:
+            params = spec.params.model_validate(p)
+        except ValidationError as exc:
+            raise BenchError("", _format_validation(exc, (*where.split("."),))) from None
+        in_table = all(p.get(k) == v for k, v in table.items()) if table else i == 0
+        ls.attacks.append(AttackPoint(key, a.attack, a.backend, params, in_table, varying))

@@ -1,0 +1,142 @@
+"""The suite file format, validated with pydantic. See README "Suite format".
+
+A suite declares data, models (each optionally trained with a training-time defense, possibly a
+grid), evaluation-time defenses, attacks with their grids, threat models, profiles and outputs.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class DataConfig(Strict):
+    """Where images come from. `synthetic-faces` is generated; `folder` and `csv` read the user's files."""
+
+    source: Literal["synthetic-faces", "folder", "csv"] = "synthetic-faces"
+    path: str | None = None
+    n: int = Field(2000, ge=8, description="synthetic-faces: number of images (balanced)")
+    size: int = Field(64, ge=16, le=1024, description="square image size after the resize rule")
+    train_fraction: float = Field(0.75, gt=0.0, lt=1.0)
+
+    @model_validator(mode="after")
+    def _path(self) -> DataConfig:
+        if self.source != "synthetic-faces" and not self.path:
+            raise ValueError(f"source {self.source!r} needs a path")
+        return self
+
+
+class RecipeConfig(Strict):
+    """Training recipe (the paper's defaults)."""
+
+    epochs: int = Field(5, ge=1)
+    batch_size: int = Field(16, ge=1)
+    lr: float = Field(1e-3, gt=0.0)
+    momentum: float = Field(0.9, ge=0.0, lt=1.0)
+    step_size: int = Field(7, ge=1)
+    gamma: float = Field(0.1, gt=0.0, le=1.0)
+    weight_decay: float = Field(0.0, ge=0.0)
+
+
+class ModelConfig(Strict):
+    """A detector: built-in architecture trained by the recipe, or loaded from the user's checkpoint.
+
+    `defense` names a training-time defense and its parameters; any list-valued parameter is a grid
+    and expands into one model per value (named `<model>-<defense>-<param><value>`).
+    """
+
+    arch: str
+    label: str | None = None
+    checkpoint: str | None = None
+    pretrained: bool = False
+    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
+    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    recipe: RecipeConfig = RecipeConfig()
+    init_from: str | None = Field(None, description="start training from another model of the suite")
+    defense: dict[str, dict[str, Any]] | None = None
+
+    @field_validator("std")
+    @classmethod
+    def _std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+        if any(s <= 0 for s in v):
+            raise ValueError("must be > 0 in every channel")
+        return v
+
+    @field_validator("defense")
+    @classmethod
+    def _one_defense(cls, v: dict | None) -> dict | None:
+        if v is not None and len(v) != 1:
+            raise ValueError("name exactly one training defense, e.g. {lipschitz: {lambda: 50}}")
+        return v
+
+
+class DefenseConfig(Strict):
+    """An evaluation-time defense (preprocessor or wrapper) applied to the listed models."""
+
+    use: str = Field(description="a built-in defense name, or 'module:Class' / 'file.py:Class'")
+    params: dict[str, Any] = Field(default_factory=dict)
+    applies_to: list[str] = Field(min_length=1)
+    label: str | None = None
+    adaptive: bool = Field(
+        False, description="also attack through the defense (BPDA) instead of only crafting on the bare model"
+    )
+
+
+class AttackConfig(BaseModel):
+    """An attack entry: `attack` (registry name), `backend`, and its parameters.
+
+    A list-valued parameter is a grid axis: the entry expands into the cartesian product.
+    """
+
+    model_config = ConfigDict(extra="allow")
+
+    attack: str
+    backend: Literal["art", "foolbox", "native"] = "art"
+    table: dict[str, Any] | None = Field(
+        None, description="which grid point the paper's Table II shows (default: the first)"
+    )
+
+    def param_items(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ThreatModels(Strict):
+    white_box: bool = True
+    transfer: list[tuple[str, str]] = Field(
+        default_factory=list, description="pairs [source, target]: made on source, scored on target"
+    )
+
+
+class EvaluationConfig(Strict):
+    """How adversarial examples are made and scored."""
+
+    max_attack_images: int = Field(200, ge=1, description="at most this many test fakes are attacked")
+    attack_batch_size: int = Field(64, ge=1)
+    storage: Literal["png", "jpeg"] = Field("png", description="8-bit quantisation, or a JPEG round trip")
+    jpeg_quality: int = Field(95, ge=1, le=100)
+    gradient_norm_images: int = Field(128, ge=1)
+
+
+class ReportConfig(Strict):
+    leaderboard_dir: str = "leaderboard"
+    figures: bool = True
+
+
+class Suite(Strict):
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
+    description: str = ""
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    models: dict[str, ModelConfig] = Field(min_length=1)
+    defenses: dict[str, DefenseConfig] = Field(default_factory=dict)
+    attacks: dict[str, AttackConfig] = Field(default_factory=dict)
+    threat_models: ThreatModels = ThreatModels()
+    evaluation: EvaluationConfig = EvaluationConfig()
+    report: ReportConfig = ReportConfig()
+    crosscheck: list[dict[str, Any]] = Field(default_factory=list)
+    profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)

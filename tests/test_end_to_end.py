@@ -1,0 +1,94 @@
+"""End to end: a tiny suite through ART and Foolbox, the leaderboard checked against the database."""
+
+from __future__ import annotations
+
+import json
+import re
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+from bench.report.format import prop
+
+SUITE = Path(__file__).parent / "suites" / "tiny.yaml"
+
+
+def _run(home: Path, out: Path, *extra: str) -> int:
+    return main(["run", str(SUITE), "--home", str(home), "--out", str(out), "--quiet", *extra])
+
+
+def _metrics(db: Path) -> dict[str, dict]:
+    con = sqlite3.connect(db)
+    rows = con.execute("SELECT cell_id, kind, metrics FROM cells").fetchall()
+    con.close()
+    return {cid: json.loads(m) for cid, kind, m in rows if kind != "model"}
+
+
+@pytest.fixture(scope="module")
+def first_run(tmp_path_factory) -> tuple[Path, Path]:
+    base = tmp_path_factory.mktemp("e2e")
+    assert _run(base / "home", base / "lb") == 0
+    return base / "home", base / "lb"
+
+
+def test_leaderboard_has_tables_and_figure(first_run):
+    _, lb = first_run
+    text = (lb / "tiny.md").read_text()
+    for heading in ("## Table I", "## Table II", "## Defense ranking", "## Every attack cell", "Accuracy against"):
+        assert heading in text
+    assert (lb / "tiny-fgsm-eps.png").stat().st_size > 1000
+    assert "black-box" in text and "white-box" in text
+    assert re.search(r"\d+\.\d% \[\d+\.\d, \d+\.\d\] n=\d+", text)  # every accuracy carries its CI and n
+
+
+def test_leaderboard_numbers_come_from_the_database(first_run):
+    home, lb = first_run
+    text = (lb / "tiny.md").read_text()
+    con = sqlite3.connect(home / "results.sqlite")
+    rows = con.execute("SELECT key, metrics FROM cells WHERE kind='attack'").fetchall()
+    assert len(rows) == 16  # 4 attack settings x (2 white-box + 2 transfer)
+    for key, metrics in rows:
+        k, m = json.loads(key), json.loads(metrics)
+        line = next(li for li in text.splitlines()
+                    if li.startswith(f"| {k['label']} ") and f"| {k['source']} -> {k['target']} " in li)
+        assert prop(m["accuracy"]) in line
+    for key, metrics in con.execute("SELECT key, metrics FROM cells WHERE kind='clean'"):
+        k, m = json.loads(key), json.loads(metrics)
+        line = next(li for li in text.split("## Table II")[0].splitlines() if li.startswith(f"| {k['variant']} "))
+        assert prop(m["accuracy"]).split(" n=")[0] in line
+    con.close()
+
+
+def test_rerun_reuses_everything_and_fresh_run_reproduces(first_run, tmp_path):
+    home, lb = first_run
+    before = _metrics(home / "results.sqlite")
+    assert _run(home, lb) == 0
+    con = sqlite3.connect(home / "results.sqlite")
+    computed, reused = con.execute("SELECT cells_computed, cells_reused FROM runs ORDER BY run_id DESC").fetchone()
+    con.close()
+    assert computed == 0 and reused > 0
+    assert _run(tmp_path / "home2", tmp_path / "lb2") == 0
+    after = _metrics(tmp_path / "home2" / "results.sqlite")
+    assert before.keys() == after.keys()
+    for cid in before:
+        a = {k: v for k, v in before[cid].items() if k != "seconds_per_image"}
+        b = {k: v for k, v in after[cid].items() if k != "seconds_per_image"}
+        assert a == b, cid
+
+
+def test_profile_overrides_are_in_the_header(first_run, tmp_path):
+    home, _ = first_run
+    assert main(["run", str(SUITE), "--profile", "smaller", "--home", str(home), "--out", str(tmp_path),
+                 "--quiet"]) == 0
+    text = (tmp_path / "tiny-smaller.md").read_text()
+    assert "Profile `smaller` overrides" in text and "0.02" in text
+
+
+def test_console_script_entry_point(tmp_path):
+    out = subprocess.run([sys.executable, "-m", "bench", "list"], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0
+    assert "fgsm" in out.stdout and "cw_l2" in out.stdout and "resnet18" in out.stdout
