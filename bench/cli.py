@@ -28,7 +28,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     run.add_argument("--force", action="store_true", help="recompute every cell, ignoring stored results")
     run.add_argument("--out", type=Path, default=None, help="leaderboard folder (default: the suite's report dir)")
+    run.add_argument("--shard", default=None, metavar="K/N",
+                     help="compute only shard K of N (0-based) of the cells; merge the shards' databases with "
+                          "`bench merge`, then `bench report`")
     _add_common(run)
+
+    merge = sub.add_parser("merge", help="merge results databases (e.g. from sharded runs) into one")
+    merge.add_argument("target", type=Path, help="the database to merge into (created if absent)")
+    merge.add_argument("sources", type=Path, nargs="+")
 
     val = sub.add_parser("validate", help="check a suite file without running it")
     val.add_argument("suite", type=Path)
@@ -88,7 +95,8 @@ def cmd_run(args) -> int:
     device = resolve_device(args.device)
     ls = load_suite(args.suite, args.profile, _data_override(args.data))
     home = args.home or default_home()
-    runner = Runner(ls, home=home, device=device, quiet=args.quiet, force=args.force)  # validates inputs
+    runner = Runner(ls, home=home, device=device, quiet=args.quiet, force=args.force,
+                    shard=_parse_shard(args.shard))  # validates inputs before anything is written
     _, store = _home_and_store(args)
     try:
         try:
@@ -96,11 +104,43 @@ def cmd_run(args) -> int:
         except KeyboardInterrupt:
             print(f"interrupted: {runner.stats.computed} cells were saved; rerun to continue", file=sys.stderr)
             return 130
-        path = write_leaderboard(ls, runner.plan, store, args.out)
+        path = write_leaderboard(ls, runner.plan, store, args.out) if runner.shard is None else None
     finally:
         store.close()
+    if path is None:
+        print(f"shard {args.shard}: {stats.computed} cells computed, {stats.reused} from the store, "
+              f"{time.perf_counter() - t0:.1f} s; merge the shards with `bench merge`")
+        return 0
     print(f"{stats.computed} cells computed, {stats.reused} from the store, {time.perf_counter() - t0:.1f} s; "
           f"leaderboard: {path}")
+    return 0
+
+
+def _parse_shard(text: str | None) -> tuple[int, int] | None:
+    if text is None:
+        return None
+    try:
+        k, n = (int(p) for p in text.split("/"))
+    except ValueError:
+        raise BenchError("--shard", f"expected K/N with integers, got {text!r}") from None
+    if not (n >= 1 and 0 <= k < n):
+        raise BenchError("--shard", f"expected 0 <= K < N, got {text!r}")
+    return k, n
+
+
+def cmd_merge(args) -> int:
+    from bench.store import ResultStore
+
+    for src in args.sources:
+        if not src.is_file():
+            raise BenchError(str(src), "database file does not exist")
+    store = ResultStore(args.target)
+    try:
+        for src in args.sources:
+            cells, runs = store.merge_from(src)
+            print(f"{src}: {cells} cells, {runs} runs merged into {args.target}")
+    finally:
+        store.close()
     return 0
 
 
@@ -158,7 +198,7 @@ def cmd_data(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "report": cmd_report,
-                "data": cmd_data}
+                "data": cmd_data, "merge": cmd_merge}
     try:
         if args.command == "crosscheck":
             from bench.crosscheck import main_crosscheck

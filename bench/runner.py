@@ -13,7 +13,6 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
-from bench import FAKE
 from bench.attacks.registry import run_attack
 from bench.data.dataset import ImageSet
 from bench.data.sources import load_data
@@ -72,8 +71,10 @@ class Runner:
         device: torch.device | None = None,
         quiet: bool = False,
         force: bool = False,
+        shard: tuple[int, int] | None = None,
     ) -> None:
         self.ls = ls
+        self.shard = shard
         self.s = ls.suite
         self.store: ResultStore | None = None
         self.home = Path(home or default_home())
@@ -90,13 +91,23 @@ class Runner:
         self._preflight()
 
     def _preflight(self) -> None:
-        """Everything that can fail on bad input, before anything is written: user checkpoints, defenses."""
+        """Everything that can fail on bad input, before anything is written: user checkpoints, defenses.
+
+        Defenses are checked around an untrained model of the same architecture (nothing is trained here).
+        """
         for name, mc in self.plan.models.items():
             if mc.model.config.checkpoint:
                 self.detector(name)
+        from bench.defenses.apply import apply_defense
+
         for v in self.plan.variants.values():
-            if v.defense is not None:
-                self.variant_detector(v)
+            if v.defense is None:
+                continue
+            cfg = self.plan.models[v.model].model.config
+            probe = self._detectors.get(v.model) or create_model(
+                cfg.arch, self.s.data.size, cfg.mean, cfg.std, where=f"models.{v.model}")
+            d = self.s.defenses[v.defense]
+            apply_defense(probe.to(self.device), v.defense, d.use, d.params, self.ls.base_dir)
 
     # ------------------------------------------------------------------ helpers
     def _log(self, msg: str) -> None:
@@ -279,6 +290,20 @@ class Runner:
         self.stats.computed += 1
 
     # ------------------------------------------------------------------ all
+    def _mine(self, step: Variant | ModelCell | AttackCell) -> bool:
+        """With `--shard K/N`, this process computes the cells whose key falls in shard K (by craft for attacks,
+        so each set of adversarial examples is made by exactly one shard)."""
+        if self.shard is None:
+            return True
+        k, n = self.shard
+        if isinstance(step, AttackCell):
+            key = step.craft.key
+        elif isinstance(step, Variant):
+            key = self.plan.clean_key(step)
+        else:
+            key = step.key
+        return int(key[:15], 16) % n == k
+
     def run(self, store: ResultStore) -> RunStats:
         t0 = time.perf_counter()
         self.store = store
@@ -289,16 +314,18 @@ class Runner:
         status = "failed"
         try:
             for name, mc in self.plan.models.items():
-                self.detector(name)
+                if self.shard is None:
+                    self.detector(name)  # sharded runs train lazily, only the models their cells need
                 if mc.model.config.checkpoint and not self._done(mc.key):
                     self._record_model(mc, 0.0, {"source": "checkpoint", "path": mc.model.config.checkpoint})
-            steps = (list(self.plan.variants.values()) + list(self.plan.models.values()) + self.plan.attacks)
+            steps = [st for st in (list(self.plan.variants.values()) + list(self.plan.models.values())
+                                   + self.plan.attacks) if self._mine(st)]
             bar = tqdm(steps, desc=f"cells ({self.ls.tag})", disable=self.quiet)
             for step in bar:
                 if isinstance(step, Variant):
                     self.run_clean(step)
                 elif isinstance(step, ModelCell):
-                    self.run_gradnorm(step) if os.path.exists(os.path.join(os.path.dirname(__file__), "diagnostics.py")) else None
+                    self.run_gradnorm(step)
                 else:
                     self.run_attack_cell(step)
             from bench.suite.extras import run_extras

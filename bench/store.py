@@ -139,6 +139,32 @@ class ResultStore:
         rows = self.db.execute("SELECT image_id, label, p_real FROM predictions WHERE cell_id=?", (cell_id,))
         return {r[0]: (int(r[1]), float(r[2])) for r in rows}
 
+    def merge_from(self, other: Path | str) -> tuple[int, int]:
+        """Copy every run, cell and prediction of another store (e.g. one shard's) into this one.
+
+        Returns (cells copied, runs copied). A cell present in both is replaced by the other's copy.
+        """
+        con = self.db
+        con.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            with con:
+                runs = con.execute("SELECT * FROM other.runs ORDER BY run_id").fetchall()
+                mapping = {}
+                for row in runs:
+                    cur = con.execute(
+                        "INSERT INTO runs (suite, profile, started, finished, git_commit, versions, seed, device,"
+                        " overrides, cells_computed, cells_reused, status) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row[1:])
+                    mapping[row[0]] = cur.lastrowid
+                cells = con.execute("SELECT * FROM other.cells").fetchall()
+                for row in cells:
+                    con.execute("DELETE FROM predictions WHERE cell_id=?", (row[0],))
+                    con.execute("INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?)",
+                                (*row[:6], mapping.get(row[6]), row[7]))
+                con.execute("INSERT OR REPLACE INTO predictions SELECT * FROM other.predictions")
+        finally:
+            con.execute("DETACH DATABASE other")
+        return len(cells), len(runs)
+
     def latest_run(self, suite: str, profile: str | None) -> dict[str, Any] | None:
         row = self.db.execute(
             "SELECT run_id FROM runs WHERE suite=? AND profile IS ? AND status='finished' ORDER BY run_id DESC LIMIT 1",

@@ -6,7 +6,10 @@ the median over runs of the mean step time, and their ratio (regularised / plain
 what `bench.models.training.train_detector` does per batch: forward, cross-entropy, the defense's
 extra loss (two input-gradient passes with create_graph, for C = 2), backward, SGD update.
 
-    python benchmarks/lipschitz_step.py --runs 7 --steps 5 [--device cuda] [--json out.json]
+    python benchmarks/lipschitz_step.py --runs 7 --steps 5 [--device cuda] [--threads 1] [--json out.json]
+
+On a busy shared CPU, pass `--threads 1`: two intra-op threads competing with other processes for
+two cores can make steps many times slower and the timings meaningless.
 """
 
 from __future__ import annotations
@@ -71,8 +74,11 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--steps", type=int, default=5)
     ap.add_argument("--warmup", type=int, default=2)
     ap.add_argument("--device", default="auto")
+    ap.add_argument("--threads", type=int, default=None, help="torch intra-op threads (CPU); default: torch's")
     ap.add_argument("--json", default=None, help="also write the result here")
     args = ap.parse_args(argv)
+    if args.threads:
+        torch.set_num_threads(args.threads)
 
     device = resolve_device(args.device)
     torch.manual_seed(0)

@@ -3,6 +3,7 @@ through ART, the input-gradient diagnostic, the loader and contract checks on us
 
 from __future__ import annotations
 
+import inspect
 import math
 import os
 import tempfile
@@ -16,8 +17,8 @@ import torch  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from bench.data.dataset import ImageSet  # noqa: E402
-from bench.defenses.apply import check_defense, defended_detector  # noqa: E402
 from bench.defenses.blur import BlurAugmentation, gaussian_blur, scaled_sigma_range  # noqa: E402
+from bench.defenses.check import check_defense  # noqa: E402
 from bench.defenses.lipschitz import LipschitzRegularisation  # noqa: E402
 from bench.defenses.registry import (  # noqa: E402
     create_defense,
@@ -30,6 +31,15 @@ from bench.diagnostics import input_gradient_norm  # noqa: E402
 from bench.errors import BenchError, ContractError  # noqa: E402
 from bench.models import create_model  # noqa: E402
 from bench.models.training import Recipe, train_detector  # noqa: E402
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """One intra-op thread: on a small shared machine, two spinning threads can be 100x slower."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def _tiny(size: int = 16, seed: int = 0, double: bool = False):
@@ -116,29 +126,29 @@ def test_lipschitz_zero_lambda_is_plain_training_and_params_are_checked():
         assert err.value.where == "models.r18.defense.lipschitz"
 
 
-def _synthetic(n: int, size: int, seed: int) -> ImageSet:
-    try:
-        from bench.data.synthetic import generate_synthetic_faces
-    except ImportError:  # pragma: no cover - the generator is optional here
-        g = torch.Generator().manual_seed(seed)
-        labels = torch.arange(n) % 2
-        images = torch.rand(n, 3, size, size, generator=g) * 0.5 + 0.25 * labels.view(-1, 1, 1, 1)
-        return ImageSet(images, labels, [str(i) for i in range(n)])
-    images, labels, ids = generate_synthetic_faces(n, size=size, seed=seed)
-    return ImageSet.from_uint8(images, labels, ids)
+def _easy(n: int, size: int, seed: int) -> ImageSet:
+    """Noise images whose class is a colour cast (fake redder, real bluer): learnt in a few epochs."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.arange(n) % 2
+    cast = torch.tensor([0.1, 0.0, -0.1]).view(1, 3, 1, 1)
+    x = 0.5 + 0.15 * torch.randn(n, 3, size, size, generator=g)
+    x = x + torch.where(labels.view(-1, 1, 1, 1) == 0, cast, -cast)
+    return ImageSet(x.clamp(0, 1), labels, [str(i) for i in range(n)])
 
 
 def test_lipschitz_training_lowers_the_input_gradient_norm():
-    train = _synthetic(64, 24, seed=0)
-    test = _synthetic(16, 24, seed=1)
-    recipe = Recipe(epochs=2, batch_size=16, lr=0.01)
+    """Through the real training loop: same init and data order, lambda 0 vs 5000."""
+    train, test = _easy(64, 16, seed=0), _easy(32, 16, seed=1)
+    recipe = Recipe(epochs=10, batch_size=16, lr=0.05)
     norms = {}
     for lam in (0.0, 5000.0):
-        det = _tiny(size=24)
+        det = _tiny(size=16)
         losses = train_detector(det, train, recipe, seed=0, defense=LipschitzRegularisation(lam), quiet=True)
         assert all(math.isfinite(v) for v in losses)
+        accuracy = float((det.predict_proba(test.images).argmax(1) == test.labels).float().mean())
+        assert accuracy >= 0.9
         norms[lam], per_image = input_gradient_norm(det, test, batch_size=8)
-        assert per_image.shape == (16,)
+        assert per_image.shape == (32,)
     assert norms[5000.0] < 0.5 * norms[0.0]
 
 
@@ -261,8 +271,6 @@ def test_jpeg_runs_inside_art_with_bpda_gradients():
     defended, plain = to_art(det, preprocessing_defences=[jpeg]), to_art(det)
     assert np.allclose(defended.predict(x.numpy()), plain.predict(xj.numpy()), atol=1e-5)
     assert np.allclose(defended.loss_gradient(x.numpy(), y), plain.loss_gradient(xj.numpy(), y), atol=1e-6)
-    with torch.no_grad():
-        assert torch.allclose(defended_detector(jpeg, det)(x), det(xj), atol=1e-5)
     fgsm = FastGradientMethod(defended, norm=np.inf, eps=8 / 255, eps_step=8 / 255, targeted=False, batch_size=4)
     adv = fgsm.generate(x.numpy(), y)
     assert adv.shape == x.shape and np.abs(adv - x.numpy()).max() <= 8 / 255 + 1e-6
@@ -366,7 +374,7 @@ def test_user_defense_loads_by_dotted_module(tmp_path):
     d = create_defense("userpkg_defs.filters:Averaged", {}, where="defenses.avg", base_dir=tmp_path)
     assert defense_kind(d) == "wrapper"
     det = _tiny(size=8)
-    wrapped = defended_detector(d, det)
+    wrapped = d.wrap(det)
     x = _images(3, size=8)
     with torch.no_grad():
         assert torch.allclose(wrapped(x), det(F.avg_pool2d(x, 3, 1, 1, count_include_pad=True)), atol=1e-6)
@@ -452,11 +460,25 @@ def test_registry_builtins_kinds_and_expectations():
         defense_kind(object())
 
 
+def _is_defense(cls: type) -> bool:
+    try:
+        defense_kind(cls)
+    except ContractError:
+        return False
+    return True
+
+
 def test_dip_is_registered_lazily_when_its_module_exists():
     import importlib.util
 
     if importlib.util.find_spec("bench.defenses.dip") is None:
         pytest.skip("bench.defenses.dip is not there yet")
+    import bench.defenses.dip as dip_module
+
+    if not any(
+        inspect.isclass(v) and v.__module__ == dip_module.__name__ and _is_defense(v) for v in vars(dip_module).values()
+    ):
+        pytest.skip("bench.defenses.dip defines no defense class yet")
     cls = resolve_defense_class("dip", where="defenses.dip")
     assert defense_kind(cls) in ("preprocessor", "wrapper")
     assert "dip" in list_defenses()

@@ -92,3 +92,19 @@ def test_console_script_entry_point(tmp_path):
     out = subprocess.run([sys.executable, "-m", "bench", "list"], capture_output=True, text=True, timeout=120)
     assert out.returncode == 0
     assert "fgsm" in out.stdout and "cw_l2" in out.stdout and "resnet18" in out.stdout
+
+
+def test_sharded_runs_merge_to_the_same_results(first_run, tmp_path):
+    home, _ = first_run
+    for k in range(2):  # two "machines": separate homes, separate databases
+        assert main(["run", str(SUITE), "--shard", f"{k}/2", "--home", str(tmp_path / f"m{k}"), "--quiet"]) == 0
+    merged = tmp_path / "merged.sqlite"
+    assert main(["merge", str(merged), str(tmp_path / "m0" / "results.sqlite"),
+                 str(tmp_path / "m1" / "results.sqlite")]) == 0
+    ref = _metrics(home / "results.sqlite")
+    got = _metrics(merged)
+    assert got.keys() == ref.keys()
+    strip = lambda m: {k: v for k, v in m.items() if k != "seconds_per_image"}  # noqa: E731
+    assert all(strip(got[c]) == strip(ref[c]) for c in ref)
+    assert main(["report", str(SUITE), "--db", str(merged), "--out", str(tmp_path / "lb")]) == 0
+    assert "not run" not in (tmp_path / "lb" / "tiny.md").read_text()

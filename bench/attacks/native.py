@@ -14,13 +14,15 @@ CW-L2 (eqs. 3-6 of the paper) in detail:
   ART and Foolbox; the best (smallest-L2) adversarial per image over all steps is kept, images with
   none return the original x (as ART does);
 - c per image is searched in [c_min, c_max] for the smallest value that succeeds: the first step
-  tries c_min (success there settles the image), the second c_max (failure there settles it: no c in
-  range works), later steps bisect geometrically between the largest failing and the smallest
-  succeeding c. Settled images leave the batch and cost no more compute;
-- Adam (beta 0.9/0.999, eps 1e-8) on w, fresh per search step; with `abort_early` each image stops
-  its step when its loss has not fallen by 0.01 % over a tenth of `max_iterations` (checked on the
-  objective shifted by the constant c * kappa, so it is non-negative as in the reference code), and
-  leaves the batch.
+  tries c_min (success there settles the image: nothing smaller is in range); each later step bisects
+  geometrically between the largest failing c and the smallest succeeding one (c_max while none has
+  succeeded); an image that has not succeeded by the last step tries c_max itself, and failure at
+  c_max settles it (no c in range works). Settled images leave the batch and cost no more compute;
+- Adam (beta 0.9/0.999, eps 1e-8) on w, fresh per search step; with `abort_early` a search step
+  ends when the batch's loss has not fallen by 0.01 % over a tenth of `max_iterations`, as in the
+  reference code and Foolbox (checked on the loss shifted by the constant c * kappa, which keeps it
+  non-negative as there). A per-image test would be cheaper but stops images in the overshoot that
+  follows their first success, before the L2 is refined.
 """
 
 from __future__ import annotations
@@ -127,54 +129,44 @@ def _cw_optimise(
     best_l2: torch.Tensor,
     best_adv: torch.Tensor,
 ) -> torch.Tensor:
-    """One search step for all given images at their constants `c`: Adam on w = w0 + delta.
+    """One search step for the given images at their constants `c`: Adam on w = w0 + delta.
 
     Updates `best_l2` / `best_adv` in place; returns which images found an adversarial.
     """
-    n = len(x)
-    dev = x.device
-    found = torch.zeros(n, dtype=torch.bool, device=dev)
-    rows = torch.arange(n, device=dev)  # positions (in this call's arrays) of the still-running images
-    xr, w0r, yr, cr = x, w0, y, c
+    found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
     delta = torch.zeros_like(w0)
     m = torch.zeros_like(w0)
     v = torch.zeros_like(w0)
-    prev = torch.full((n,), math.inf, device=dev)
+    prev = math.inf
     check_every = max(1, math.ceil(p.max_iterations / 10))
     b1, b2 = ADAM_BETAS
     kappa = p.confidence
     for it in range(p.max_iterations):
-        w = (w0r + delta).requires_grad_(True)
+        w = (w0 + delta).requires_grad_(True)
         xa = (torch.tanh(w) + 1.0) / 2.0  # eq. (5)
-        z_true, z_other = _margins(detector(xa), yr)
+        z_true, z_other = _margins(detector(xa), y)
         f = torch.clamp(z_true - z_other, min=-kappa)  # eq. (4)
-        l2sq = (xa - xr).flatten(1).pow(2).sum(dim=1)  # eq. (3)
-        loss = l2sq + cr * f  # eq. (6), per image
-        (g,) = torch.autograd.grad(loss.sum(), w)
+        l2sq = (xa - x).flatten(1).pow(2).sum(dim=1)  # eq. (3)
+        loss = (l2sq + c * f).sum()  # eq. (6), summed over the images
+        (g,) = torch.autograd.grad(loss, w)
         with torch.no_grad():
             margin = z_other - z_true
             success = margin >= kappa if kappa > 0 else margin > 0
-            found[rows] |= success
-            better = success & (l2sq < best_l2[rows])
-            if better.any():
-                idx = rows[better]
-                best_l2[idx] = l2sq[better]
-                best_adv[idx] = xa[better].detach()
-            # Adam (bias-corrected), the same step count t for every running image
+            found |= success
+            better = success & (l2sq < best_l2)
+            best_l2.copy_(torch.where(better, l2sq, best_l2))
+            best_adv.copy_(torch.where(better.view(-1, 1, 1, 1), xa, best_adv))
+            # Adam with bias correction
             t = it + 1
             m.mul_(b1).add_(g, alpha=1 - b1)
             v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            step = (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + ADAM_EPS)
-            delta.sub_(p.learning_rate * step)
+            delta.sub_(p.learning_rate * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + ADAM_EPS))
             if p.abort_early and it % check_every == 0:
-                shifted = loss.detach() + cr * kappa  # >= 0: the reference code's form of the loss
-                keep = shifted <= 0.9999 * prev
+                # the reference code's test, on the loss shifted by the constant c * kappa (>= 0)
+                shifted = float(loss) + float((c * kappa).sum())
+                if shifted > 0.9999 * prev:
+                    break
                 prev = shifted
-                if not bool(keep.all()):
-                    if not bool(keep.any()):
-                        break
-                    rows, xr, w0r, yr, cr = rows[keep], xr[keep], w0r[keep], yr[keep], cr[keep]
-                    delta, m, v, prev = delta[keep], m[keep], v[keep], prev[keep]
     return found
 
 
@@ -188,7 +180,7 @@ def _cw_l2_batch(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Pa
     pending = torch.ones(n, dtype=torch.bool, device=dev)
     best_l2 = torch.full((n,), math.inf, device=dev)
     best_adv = x.clone()
-    for _ in range(p.binary_search_steps):
+    for step in range(p.binary_search_steps):
         idx = torch.nonzero(pending).flatten()
         if len(idx) == 0:
             break
@@ -201,8 +193,12 @@ def _cw_l2_batch(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Pa
         # settled: succeeded at c_min (nothing smaller in range) or failed at c_max (nothing works)
         settled = (found & (ci <= p.c_min)) | (~found & (ci >= p.c_max))
         pending[idx[settled]] = False
-        l, h = lo[idx], hi[idx]
-        nxt = torch.where(torch.isnan(h), torch.full_like(ci, p.c_max), torch.sqrt(l * h))
+        h, never = hi[idx], torch.isnan(hi[idx])
+        upper = torch.where(never, torch.full_like(ci, p.c_max), h)
+        lower = torch.where(torch.isnan(lo[idx]), torch.full_like(ci, p.c_min), lo[idx])
+        nxt = torch.sqrt(lower * upper)  # geometric bisection of [largest failure, smallest success or c_max]
+        if step == p.binary_search_steps - 2:  # last step: an image that never succeeded tries c_max
+            nxt = torch.where(never, torch.full_like(ci, p.c_max), nxt)
         c[idx] = torch.where(settled, ci, nxt)
     return best_adv
 

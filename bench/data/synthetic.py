@@ -233,7 +233,7 @@ def _render_face(idn, pose, size, grid, base: np.ndarray | None, scene=None) -> 
         ) + scene["tex2_a"] * np.sin(
             scene["tex2_f"] * (x * np.cos(scene["tex2_d"]) + y * np.sin(scene["tex2_d"])) * np.pi
         )
-        img = img + tex[:, None]
+        img = img + tex[:, None] * float(__import__("os").environ.get("SYN_TEX", "1"))
         hair_back = _cover(_ellipse_sd(u, v, 0.0, -0.12, idn["hair_vol"], idn["hair_vol"] * 0.98, pu, pv))
         hair_back = hair_back * _cover((idn["hair_len"] - v) * pv) * (idn["bald"] >= 0.1)
         img = _lerp(img, idn["hair"] * 0.85, hair_back)
@@ -292,6 +292,10 @@ def _resample_matrix(size: int, low: int) -> np.ndarray:
             down[j, k] = max(0.0, min(edges[j + 1], k + 1) - max(edges[j], k))
     down /= down.sum(axis=1, keepdims=True)
     up = np.zeros((size, low))
+    if __import__("os").environ.get("SYN_NEAREST"):
+        for k in range(size):
+            up[k, min(low - 1, int((k + 0.5) * low / size))] = 1.0
+        return (up @ down).astype(np.float32)
     pos = (np.arange(size) + 0.5) * low / size - 0.5
     lo = np.floor(pos).astype(int)
     frac = pos - lo
@@ -378,6 +382,16 @@ def _face_swap(target, idn, pose, donor, swap, size, grid) -> np.ndarray:
     alpha = np.clip(sd / (swap["soft"] * 2.0 * scale) + 0.5, 0.0, 1.0)
     alpha = alpha * alpha * (3 - 2 * alpha)
     out = target + (src - target) * alpha[:, None]
+    grid_a = float(__import__("os").environ.get("SYN_GRID", "0"))
+    if grid_a:
+        per = float(__import__("os").environ.get("SYN_PER", "4"))
+        k = np.arange(size, dtype=np.float32)
+        g = np.cos(2 * np.pi * (k[:, None] + 0.5) / per) * np.cos(2 * np.pi * (k[None, :] + 0.5) / per)
+        out = out + grid_a * g * alpha[:, None]
+    chk = float(__import__("os").environ.get("SYN_CHECK", "0"))
+    if chk:
+        cb = ((np.arange(size)[:, None] + np.arange(size)[None, :]) % 2 * 2 - 1).astype(np.float32)
+        out = out + chk * cb * alpha[:, None]
     ring = np.exp(-((sd / (swap["ring_w"] * 2.0 * scale)) ** 2))
     return out * (1.0 + swap["ring"] * ring)[:, None]
 

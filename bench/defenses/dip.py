@@ -357,7 +357,7 @@ class BatchedSkipNet:
 
 @dataclass
 class DIPResult:
-    """What `purify` returns; images are float32 N x 3 x H x W on the CPU, in input order."""
+    """What `purify` returns; images are N x 3 x H x W on the CPU (float32 unless asked), in input order."""
 
     purified: torch.Tensor | None
     readout: int | None
@@ -402,6 +402,7 @@ def purify(
     candidates: Sequence[int] = (),
     keys: Sequence[str] | None = None,
     device: torch.device | str | None = None,
+    dtype: torch.dtype = torch.float32,
 ) -> DIPResult:
     """Purify each image by DIP; the result at `config.readout` (and at each of `candidates`).
 
@@ -409,7 +410,8 @@ def purify(
     `config.iterations`), which needs `classifier` (a `Detector`, or any callable returning logits of
     N x 2 for [0, 1] images); P(real) is softmax[:, 1]. Without it, iterations after the last one any
     output needs are not run (they cannot change it). `keys`: one string per image for its random
-    streams (default: the image's content hash). With `config.readout == "auto"` nothing is read out
+    streams (default: the image's content hash). `dtype`: float32, or float64 for exact comparisons
+    (tests). With `config.readout == "auto"` nothing is read out
     but the snapshots at `candidates`; `choose_readout` picks the readout.
     """
     _check_images(images, "dip.images")
@@ -442,7 +444,7 @@ def purify(
     for lo in range(0, n, config.batch_size):
         hi = min(n, lo + config.batch_size)
         seeds = [image_seed(seed, k) for k in key_list[lo:hi]]
-        out = _fit(images[lo:hi], config, levels, seeds, steps, cands, record_every, classifier, dev, bar)
+        out = _fit(images[lo:hi], config, levels, seeds, steps, cands, record_every, classifier, dev, dtype, bar)
         for t in cands:
             snaps[t].append(out["snapshots"][t])
         traj.append(out["p_real"])
@@ -468,6 +470,7 @@ def _fit(
     record_every: int | None,
     classifier: Callable[[torch.Tensor], torch.Tensor] | None,
     device: torch.device,
+    dtype: torch.dtype,
     bar: tqdm,
 ) -> dict:
     """Fit one network per image of a batch, all at once; snapshots of the averaged output at `cands`."""
@@ -476,10 +479,10 @@ def _fit(
     starts = [_start(config, levels, shape, s, device) for s in seeds]
     net = BatchedSkipNet(config, levels, shape, device)
     params = {
-        k: torch.stack([st.state[k] for st in starts]).to(device).requires_grad_(True) for k in starts[0].state
+        k: torch.stack([st.state[k] for st in starts]).to(device, dtype).requires_grad_(True) for k in starts[0].state
     }
-    z = torch.stack([st.z for st in starts]).to(device)
-    target = images.detach().to(device=device, dtype=torch.float32)
+    z = torch.stack([st.z for st in starts]).to(device, dtype)
+    target = images.detach().to(device, dtype)
     opt = torch.optim.Adam(list(params.values()), lr=config.lr, fused=device.type in ("cpu", "cuda"))
     jitter = torch.empty_like(z)
     avg: torch.Tensor | None = None
@@ -513,6 +516,47 @@ def _fit(
     return {"snapshots": snaps, "p_real": p_real, "mse": loss.detach().cpu().numpy()}
 
 
+def fit_reference(
+    image: torch.Tensor,
+    config: DIPConfig,
+    steps: int,
+    seed: int = 0,
+    key: str | None = None,
+    dtype: torch.dtype = torch.float32,
+) -> torch.Tensor:
+    """The plain procedure for one image (`SkipNet`, `torch.optim.Adam`), from the same initial weights,
+    z and jitter stream as `purify`; the averaged output (3 x H x W) after `steps` iterations.
+
+    The reference that the batched engine is tested against, and the one-at-a-time baseline of the
+    throughput benchmark. Runs on the CPU."""
+    _check_images(image[None], "dip.image")
+    h, w = int(image.shape[-2]), int(image.shape[-1])
+    levels = config.levels_for(h, w)
+    st = _start(config, levels, (h, w), image_seed(seed, key or image_key(image)), torch.device("cpu"))
+    net = SkipNet(config, levels).to(dtype)
+    net.load_state_dict(st.state, strict=False)
+    net.train()
+    st.z = st.z.to(dtype)
+    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
+    target = image.detach().to(st.z.dtype)[None]
+    avg: torch.Tensor | None = None
+    jitter = torch.empty_like(st.z)
+    with torch.enable_grad():
+        for _ in range(steps):
+            x = st.z
+            if config.input_jitter > 0:
+                x = st.z + jitter.normal_(0.0, config.input_jitter, generator=st.generator)
+            out = net(x[None])
+            loss = (out - target).square().mean()
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            opt.step()
+            o = out.detach()[0]
+            avg = o.clone() if avg is None else avg.mul_(config.ema).add_(o, alpha=1.0 - config.ema)
+    assert avg is not None
+    return avg.clamp(0.0, 1.0)
+
+
 def _p_real(classifier: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> np.ndarray:
     """softmax(classifier(x))[:, 1], in eval mode when the classifier is a module."""
     if isinstance(classifier, nn.Module):
@@ -520,11 +564,11 @@ def _p_real(classifier: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor)
         classifier.eval()
         dev = next(classifier.parameters()).device
         with torch.no_grad():
-            logits = classifier(x.to(dev))
+            logits = classifier(x.to(dev, torch.float32))
         classifier.train(was)
     else:
         with torch.no_grad():
-            logits = classifier(x)
+            logits = classifier(x.float())
     return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy().astype(np.float32)
 
 

@@ -1,47 +1,60 @@
 """JPEG compression as an input defense: the worked example of a `PreprocessorDefense`.
 
-Each image is quantised to 8 bits, JPEG-encoded at `quality` (libjpeg through torchvision, 4:2:0
-chroma subsampling) and decoded. JPEG is not differentiable (rounding, quantisation), so it declares
-`differentiable = False` and attacks get the straight-through BPDA gradient (identity).
+Each image is quantised to 8 bits, JPEG-encoded by Pillow (libjpeg) at `quality` with the given
+chroma subsampling, and decoded. JPEG is not differentiable (rounding, quantisation), so the class
+declares `differentiable = False` and attacks get the straight-through BPDA gradient (the identity).
 """
 
 from __future__ import annotations
 
+import io
 from typing import Any
 
+import numpy as np
 import torch
-from torchvision.io import decode_jpeg, encode_jpeg
+from PIL import Image
 
 from bench.defenses.preprocessor import PreprocessorDefense
 from bench.errors import BenchError
 
+SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
-def jpeg_round_trip(x: torch.Tensor, quality: int) -> torch.Tensor:
+
+def jpeg_round_trip(x: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torch.Tensor:
     """Encode and decode each image of a [0, 1] batch N x 3 x H x W; same shape, dtype and device."""
-    if x.shape[0] == 0:
-        return x.clone()
-    u8 = (x.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).cpu()
-    decoded = decode_jpeg(encode_jpeg(list(u8), quality=quality))
-    return torch.stack(decoded).to(device=x.device, dtype=x.dtype) / 255.0
+    u8 = (x.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    out = np.empty_like(u8)
+    for i, img in enumerate(u8):
+        buf = io.BytesIO()
+        Image.fromarray(img, mode="RGB").save(
+            buf, format="JPEG", quality=quality, subsampling=SUBSAMPLING[subsampling], optimize=False
+        )
+        buf.seek(0)
+        with Image.open(buf) as decoded:
+            out[i] = np.asarray(decoded.convert("RGB"))
+    return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype) / 255.0
 
 
 class JpegDefense(PreprocessorDefense):
-    """JPEG round trip at `quality` (1-100; lower removes more high-frequency perturbation)."""
+    """JPEG round trip at `quality` (1-95 sensible; lower removes more high-frequency perturbation)."""
 
     name = "jpeg"
     differentiable = False
 
-    def __init__(self, quality: int = 75, device_type: str = "gpu") -> None:
+    def __init__(self, quality: int = 75, subsampling: str = "4:2:0", device_type: str = "gpu") -> None:
         super().__init__(device_type=device_type)
         if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
             raise BenchError(self.name, f"quality must be an integer in [1, 100], got {quality!r}")
+        if subsampling not in SUBSAMPLING:
+            raise BenchError(self.name, f"subsampling must be one of {', '.join(SUBSAMPLING)}, got {subsampling!r}")
         self.quality = quality
+        self.subsampling = subsampling
 
     def transform(self, x: torch.Tensor) -> torch.Tensor:
-        return jpeg_round_trip(x, self.quality)
+        return jpeg_round_trip(x, self.quality, self.subsampling)
 
     def describe(self) -> dict[str, Any]:
-        return {"class": type(self).__name__, "quality": self.quality}
+        return {"class": type(self).__name__, "quality": self.quality, "subsampling": self.subsampling}
 
     def __repr__(self) -> str:
-        return f"JpegDefense(name={self.name!r}, quality={self.quality})"
+        return f"JpegDefense(name={self.name!r}, quality={self.quality}, subsampling={self.subsampling!r})"

@@ -38,7 +38,7 @@ KINDS = ("training", "preprocessor", "wrapper")
 
 _REGISTRY: dict[str, type] = {}
 # Built-ins, imported on first use (the preprocessors import ART). A value without ":" names a module
-# that registers itself on import, or holds one defense class whose `name` is the key.
+# that registers itself on import, or holds one defense class (or several, one with `name` = the key).
 _BUILTINS: dict[str, str] = {
     "lipschitz": "bench.defenses.lipschitz:LipschitzRegularisation",
     "blur": "bench.defenses.blur:BlurAugmentation",
@@ -110,14 +110,11 @@ def _builtin_class(name: str, where: str) -> type | None:
         return getattr(module, cls_name)
     if name in _REGISTRY:  # the module registered itself
         return _REGISTRY[name]
-    found = [
-        v
-        for v in vars(module).values()
-        if _is_defense_class(v) and v.__module__ == module_name and getattr(v, "name", None) == name
-    ]
-    if len(found) != 1:
-        raise BenchError(where, f"module {module_name} defines no single defense class named {name!r}")
-    return found[0]
+    found = [v for v in vars(module).values() if _is_defense_class(v) and v.__module__ == module_name]
+    named = [v for v in found if getattr(v, "name", None) == name]
+    if len(named) == 1 or len(found) == 1:
+        return (named or found)[0]
+    raise BenchError(where, f"module {module_name} defines no single defense class for {name!r}")
 
 
 _FILE_MODULES: dict[tuple[str, int], Any] = {}
@@ -156,7 +153,7 @@ def _import_module(module_name: str, base_dir: Path | None, where: str) -> Any:
     try:
         return importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
-        if exc.name and module_name.startswith(exc.name):
+        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
             searched = f"{base_dir} and sys.path" if base_dir else "sys.path"
             raise BenchError(where, f"no module named {module_name!r} (searched {searched})") from exc
         raise BenchError(where, f"importing {module_name} failed: {exc}") from exc
@@ -201,10 +198,12 @@ def resolve_defense_class(use: str, where: str, base_dir: str | Path | None = No
         raise BenchError(where, f"{origin} has no class {cls_name!r}{hint}")
     if not inspect.isclass(cls):
         raise ContractError(where, f"{use} is a {type(cls).__name__}, not a class")
-    try:
-        defense_kind(cls)
-    except ContractError as exc:
-        raise ContractError(where, exc.message) from exc
+    if not _is_defense_class(cls):
+        raise ContractError(
+            where,
+            f"{use} is not a defense: subclass bench.defenses.base.TrainingDefense, PreprocessorDefense "
+            "or WrapperDefense",
+        )
     return cls
 
 

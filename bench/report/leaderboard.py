@@ -266,9 +266,9 @@ class Leaderboard:
                              r.metrics["n"]])
         if not rows:
             return ""
-        return ("## Diagnostics: input-gradient norms\n\nMean over test images of the L2 norm of the gradient of "
-                "each logit with respect to the input, averaged over the two logits (lower = smoother model; "
-                "what Lipschitz regularisation shrinks).\n\n"
+        return ("## Diagnostics: input-gradient norms\n\nMean over test images of the Frobenius norm of the "
+                "logit Jacobian, sqrt(sum_i ||grad_x Z_i||^2) (lower = smoother model; what Lipschitz "
+                "regularisation shrinks: eq. 7's penalty per image is lambda / (C N) times its square).\n\n"
                 + tabulate(rows, ["Model", "Mean ||grad_x Z||", "Median", "n"], tablefmt="github"))
 
     def all_cells(self) -> str:
@@ -291,10 +291,22 @@ class Leaderboard:
                 "attack turned into 'real'. L2 and Linf: perturbation after 8-bit storage, pixel values in [0, 1].\n\n"
                 + tabulate(rows, headers, tablefmt="github"))
 
+    def sanity(self) -> str:
+        from bench.report.sanity import CHECKS, run_checks
+
+        flags = run_checks(self.attack)
+        names = ", ".join(f"[{c.__name__.replace('_', '-')}](../docs/checks/{c.__name__.replace('_', '-')}.md)"
+                          for c in CHECKS)
+        if not flags:
+            return f"## Sanity checks\n\nNo flags raised. Checks run: {names}."
+        rows = [[f.model, f"[{f.check}](../{f.doc})", f.message] for f in flags]
+        return (f"## Sanity checks\n\n{len(flags)} flag(s): each is a reason to look, not a verdict. "
+                f"Checks run: {names}.\n\n" + tabulate(rows, ["Model", "Check", "What fired"], tablefmt="github"))
+
     def render(self, out_dir: Path) -> str:
         stem = self.ls.tag
         parts = [self.header(), self.table_i(), self.table_ii(), self.grid_sections(out_dir, stem),
-                 self.defense_ranking(), self.gradient_norms()]
+                 self.defense_ranking(), self.sanity(), self.gradient_norms()]
         from bench.report.extras import extra_sections
 
         parts += extra_sections(self, out_dir, stem)

@@ -116,7 +116,8 @@ def build_plan(ls: LoadedSuite, train: ImageSet, test: ImageSet) -> Plan:
             cfg["checkpoint"] = file_digest(ls.base_dir / rm.config.checkpoint)
         if rm.config.init_from:
             cfg["init_from"] = model_key(rm.config.init_from)
-        key = digest(["model", PLAN_VERSION, cfg, rm.training_defense, data_key, s.seed, s.data.size])
+        defense_src = _defense_source_digest(rm.training_defense[0], ls.base_dir) if rm.training_defense else None
+        key = digest(["model", PLAN_VERSION, cfg, rm.training_defense, defense_src, data_key, s.seed, s.data.size])
         plan.models[name] = ModelCell(rm, key)
         return key
 

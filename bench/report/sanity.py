@@ -1,0 +1,106 @@
+"""Automatic sanity checks for gradient masking and broken evaluations (in the spirit of AutoAttack's flags).
+
+Each check looks at stored results only and, when it fires, names the model, the attack and the
+numbers, and links its own doc in `docs/checks/`. A flag is a reason to look, not a verdict.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from bench.store import CellResult
+from bench.suite.plan import AttackCell
+
+# A difference counts only when the 95% intervals do not overlap, or by this margin when n is large.
+MARGIN = 0.05
+
+
+@dataclass(frozen=True)
+class Flag:
+    check: str
+    model: str
+    message: str
+
+    @property
+    def doc(self) -> str:
+        return f"docs/checks/{self.check}.md"
+
+
+def _acc(r: CellResult) -> dict:
+    return r.metrics["accuracy"]
+
+
+def _clearly_higher(a: dict, b: dict) -> bool:
+    """a's accuracy is above b's by more than MARGIN and their 95% intervals do not overlap."""
+    return a["value"] - b["value"] > MARGIN and a["lo"] > b["hi"]
+
+
+def transfer_beats_white_box(cells: list[tuple[AttackCell, CellResult | None]]) -> Iterator[Flag]:
+    """Transfer examples from another model fool the target more than examples made on the target itself."""
+    white = {(c.target.name, c.attack): r for c, r in cells if r and c.threat == "white-box"
+             and not (c.source.name == c.target.name and c.target.defense)}
+    for c, r in cells:
+        if r is None or c.threat != "transfer":
+            continue
+        w = white.get((c.target.name, c.attack))
+        if w and _clearly_higher(_acc(w), _acc(r)):
+            yield Flag("transfer-beats-white-box", c.target.name,
+                       f"{c.attack.label}: white-box accuracy {_acc(w)['value']:.1%} > transfer from "
+                       f"{c.source.name} {_acc(r)['value']:.1%}")
+
+
+def not_monotone_in_budget(cells: list[tuple[AttackCell, CellResult | None]]) -> Iterator[Flag]:
+    """A larger perturbation budget leaves clearly more fakes detected than a smaller one."""
+    groups: dict[tuple, list[tuple[float, dict]]] = {}
+    for c, r in cells:
+        if r is None or "eps" not in type(c.attack.params).model_fields or len(c.attack.varying) != 1 \
+                or c.attack.varying[0] != "eps":
+            continue
+        groups.setdefault((c.attack.key, c.source.name, c.target.name), []).append((c.attack.params.eps, _acc(r)))
+    for (key, src, dst), pts in groups.items():
+        pts.sort(key=lambda t: t[0])
+        for (e1, a1), (e2, a2) in zip(pts, pts[1:], strict=False):
+            if _clearly_higher(a2, a1):
+                yield Flag("not-monotone-in-budget", dst,
+                           f"{key} from {src}: eps={e2} leaves {a2['value']:.1%} detected, eps={e1} only "
+                           f"{a1['value']:.1%}")
+
+
+def single_step_beats_iterative(cells: list[tuple[AttackCell, CellResult | None]]) -> Iterator[Flag]:
+    """FGSM (one step) fools a model more than an iterative attack (PGD, CW) with a larger or equal budget."""
+    fgsm = [(c, r) for c, r in cells if r and c.attack.attack == "fgsm" and c.threat == "white-box"]
+    iterative = [(c, r) for c, r in cells if r and c.attack.attack in ("pgd", "cw_l2") and c.threat == "white-box"]
+    for cf, rf in fgsm:
+        for ci, ri in iterative:
+            if ci.target.name != cf.target.name or ci.source.name != cf.source.name:
+                continue
+            if ci.attack.attack == "pgd" and not (ci.attack.params.norm == "linf"
+                                                  and ci.attack.params.eps >= cf.attack.params.eps):
+                continue
+            if _clearly_higher(_acc(ri), _acc(rf)):
+                yield Flag("single-step-beats-iterative", cf.target.name,
+                           f"{ci.attack.label} leaves {_acc(ri)['value']:.1%} detected, "
+                           f"{cf.attack.label} only {_acc(rf)['value']:.1%}")
+
+
+def defense_only_non_adaptive(cells: list[tuple[AttackCell, CellResult | None]]) -> Iterator[Flag]:
+    """A defended model looks robust, but was only attacked through its undefended base (no adaptive attack)."""
+    adaptive = {c.target.name for c, r in cells if c.target.defense and c.source.name == c.target.name}
+    seen = set()
+    for c, r in cells:
+        v = c.target
+        if r is None or not v.defense or v.name in adaptive or v.name in seen:
+            continue
+        if c.threat == "white-box" and _acc(r)["value"] > 0.5:
+            seen.add(v.name)
+            yield Flag("defense-only-non-adaptive", v.name,
+                       f"{c.attack.label}: {_acc(r)['value']:.1%} detected, but no attack went through the "
+                       f"defense itself; set `adaptive: true` on the defense to add a BPDA attack")
+
+
+CHECKS = (transfer_beats_white_box, not_monotone_in_budget, single_step_beats_iterative, defense_only_non_adaptive)
+
+
+def run_checks(cells: list[tuple[AttackCell, CellResult | None]]) -> list[Flag]:
+    return [flag for check in CHECKS for flag in check(cells)]

@@ -1,0 +1,51 @@
+"""The gradient-masking sanity checks fire on suspicious results and stay quiet on sound ones."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from bench.attacks.params import FGSMParams, PGDParams
+from bench.metrics import Proportion
+from bench.report.sanity import run_checks
+from bench.store import CellResult
+from bench.suite.load import AttackPoint
+from bench.suite.plan import AttackCell, CraftCell, Variant
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "checks"
+A = Variant("a", "a", None, "ka", "a")
+B = Variant("b", "b", None, "kb", "b")
+AD = Variant("a+jpeg", "a", "jpeg", "kad", "a + jpeg")
+
+
+def _cell(attack: AttackPoint, src: Variant, dst: Variant, threat: str, k: int, n: int = 100):
+    craft = CraftCell(attack, src, f"c-{attack.label}-{src.name}")
+    cell = AttackCell(attack, src, dst, threat, craft, f"x-{attack.label}-{src.name}-{dst.name}")
+    return cell, CellResult(cell.key, "attack", {}, {"accuracy": Proportion(k, n).as_dict()}, 0.0, None, None)
+
+
+def _fgsm(eps: float) -> AttackPoint:
+    return AttackPoint("fgsm", "fgsm", "art", FGSMParams(eps=eps), eps == 0.02, ("eps",))
+
+
+def test_sound_results_raise_no_flags():
+    cells = [_cell(_fgsm(0.01), A, A, "white-box", 30), _cell(_fgsm(0.02), A, A, "white-box", 5),
+             _cell(_fgsm(0.02), B, A, "transfer", 40)]
+    assert run_checks(cells) == []
+
+
+def test_each_check_fires_and_has_a_doc():
+    pgd = AttackPoint("pgd", "pgd", "art", PGDParams(eps=0.04, steps=10, step_size=0.01), True)
+    cells = [
+        _cell(_fgsm(0.01), A, A, "white-box", 10),
+        _cell(_fgsm(0.02), A, A, "white-box", 60),   # larger eps, more detected: not monotone
+        _cell(_fgsm(0.02), B, A, "transfer", 5),     # transfer beats white-box
+        _cell(pgd, A, A, "white-box", 90),           # PGD weaker than FGSM
+        _cell(_fgsm(0.02), A, AD, "white-box", 80),  # defense never attacked adaptively
+    ]
+    flags = run_checks(cells)
+    fired = {f.check for f in flags}
+    assert fired == {"transfer-beats-white-box", "not-monotone-in-budget", "single-step-beats-iterative",
+                     "defense-only-non-adaptive"}
+    for f in flags:
+        assert (DOCS / f"{f.check}.md").is_file()
+        assert f.model in ("a", "a+jpeg") and f.message
