@@ -19,6 +19,7 @@ wrong shape, left [0, 1]); the other implementations' results are still reported
 from __future__ import annotations
 
 import argparse
+import importlib
 import json
 import math
 import sys
@@ -44,10 +45,12 @@ DEFAULT_IMPLEMENTATIONS = ("native", "art", "foolbox")
 TIE_L2 = 1e-6  # two L2 norms closer than this are a tie
 
 C_SEARCH_NOTE = (
-    "The c search differs between implementations: native searches c per image within [c_min, c_max] "
-    "(c_min first, then c_max, then geometric bisection); ART starts at c_min and doubles / halves with no "
-    "upper bound (and line-searches the step size instead of Adam, with no early abort); Foolbox starts at "
-    "c_min, multiplies by 10 until it succeeds, then bisects (no upper bound). c_max only binds the native one."
+    "The c search differs between implementations: native searches c per image within [c_min, c_max] (c_min "
+    "first, then geometric bisection between the largest failing and the smallest succeeding c, c_max standing "
+    "in until one succeeds; the last step tries c_max itself); ART starts at c_min and doubles / halves with "
+    "no upper bound (and line-searches the step size instead of using Adam, with no early abort); Foolbox "
+    "starts at c_min, multiplies by 10 until it succeeds, then bisects toward 0, so it can end below c_min. "
+    "c_max only binds the native one."
 )
 
 
@@ -165,19 +168,57 @@ class CrosscheckReport:
                 impl_rows.append([r.name, "ERROR", *[""] * 8])
                 continue
             m = r.summary(self.n)
-            impl_rows.append([
-                r.name, f"{m['success_rate']:.3f}", _f(m["mean_l2"]), _f(m["median_l2"]), _f(m["mean_linf"]),
-                _f(m["median_linf"]), f"{m['seconds_per_image']:.4f}", f"{m['forward_per_image']:.1f}",
-                f"{m['backward_per_image']:.1f}", r.passes.forward,
-            ])
-        impl_head = ["implementation", "success", "mean L2", "median L2", "mean Linf", "median Linf",
-                     "s / image", "fwd / image", "bwd / image", "fwd total"]
-        pair_rows = [[p.a, p.b, f"{p.success_agreement:.3f}", f"{p.max_abs_diff:.3g}", p.n_both,
-                      _share(p.a_smaller), _share(p.b_smaller), _share(p.ties)] for p in self.pairs]
-        pair_head = ["A", "B", "success agreement", "max |A - B|", "both broke", "A smaller L2",
-                     "B smaller L2", "tie"]
-        verdict_rows = [[v.metric, v.subject, v.reference, _f(v.value), v.tolerance,
-                         "n/a" if v.ok is None else ("PASS" if v.ok else "FAIL")] for v in self.verdicts]
+            impl_rows.append(
+                [
+                    r.name,
+                    f"{m['success_rate']:.3f}",
+                    _f(m["mean_l2"]),
+                    _f(m["median_l2"]),
+                    _f(m["mean_linf"]),
+                    _f(m["median_linf"]),
+                    f"{m['seconds_per_image']:.4f}",
+                    f"{m['forward_per_image']:.1f}",
+                    f"{m['backward_per_image']:.1f}",
+                    r.passes.forward,
+                ]
+            )
+        impl_head = [
+            "implementation",
+            "success",
+            "mean L2",
+            "median L2",
+            "mean Linf",
+            "median Linf",
+            "s / image",
+            "fwd / image",
+            "bwd / image",
+            "fwd total",
+        ]
+        pair_rows = [
+            [
+                p.a,
+                p.b,
+                f"{p.success_agreement:.3f}",
+                f"{p.max_abs_diff:.3g}",
+                p.n_both,
+                _share(p.a_smaller),
+                _share(p.b_smaller),
+                _share(p.ties),
+            ]
+            for p in self.pairs
+        ]
+        pair_head = ["A", "B", "success agreement", "max |A - B|", "both broke", "A smaller L2", "B smaller L2", "tie"]
+        verdict_rows = [
+            [
+                v.metric,
+                v.subject,
+                v.reference,
+                _f(v.value),
+                v.tolerance,
+                "n/a" if v.ok is None else ("PASS" if v.ok else "FAIL"),
+            ]
+            for v in self.verdicts
+        ]
         for r in self.results:
             if not r.ok:
                 verdict_rows.append(["runs", r.name, "", "", "no error", "FAIL"])
@@ -260,6 +301,17 @@ def _sync(detector: Detector) -> None:
         torch.cuda.synchronize(detector.device)
 
 
+def _warm_imports(name: str) -> None:
+    """Import a toolkit before its run is timed: import time is not attack cost."""
+    modules = {"art": ("art.attacks.evasion", "art.estimators.classification"), "foolbox": ("foolbox",)}
+    if name == "art":
+        from bench.models.estimators import _art_home
+
+        _art_home()  # ART writes its config where ART_DATA_PATH points, set before its first import
+    for module in modules.get(name, ()):
+        importlib.import_module(module)
+
+
 def _run_one(
     name: str, attack: str, detector: Detector, x: torch.Tensor, y: torch.Tensor, params: AttackParams, seed: int
 ) -> ImplResult:
@@ -276,6 +328,7 @@ def _run_one(
                 f"unknown implementation of {attack}; use one of {', '.join(sorted(spec.backends))} "
                 "or a user attack 'module.path:Name' / 'path/to/file.py:Name'",
             )
+        _warm_imports(name)
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         detector.eval()
@@ -307,7 +360,9 @@ def _pair(a: ImplResult, b: ImplResult) -> PairStats:
     if k:
         la, lb = a.l2[both], b.l2[both]
         tie = (la - lb).abs() <= TIE_L2
-        a_sm, b_sm, ties = float(((la < lb) & ~tie).sum()) / k, float(((lb < la) & ~tie).sum()) / k, float(tie.sum()) / k
+        a_sm = float(((la < lb) & ~tie).sum()) / k
+        b_sm = float(((lb < la) & ~tie).sum()) / k
+        ties = float(tie.sum()) / k
     else:
         a_sm = b_sm = ties = math.nan
     return PairStats(a.name, b.name, agree, diff, k, a_sm, b_sm, ties)
@@ -325,14 +380,33 @@ def _verdicts(
         if exact:
             diff = float((subject.x_adv - r.x_adv).abs().max()) if n else 0.0
             agree = float((subject.success == r.success).float().mean()) if n else 1.0
-            out.append(Verdict("max_abs_diff", subject.name, r.name, diff, f"<= {tol.max_abs_diff:g}",
-                               diff <= tol.max_abs_diff))
-            out.append(Verdict("success_agreement", subject.name, r.name, agree, f">= {tol.success_agreement:g}",
-                               agree >= tol.success_agreement))
+            out.append(
+                Verdict(
+                    "max_abs_diff", subject.name, r.name, diff, f"<= {tol.max_abs_diff:g}", diff <= tol.max_abs_diff
+                )
+            )
+            out.append(
+                Verdict(
+                    "success_agreement",
+                    subject.name,
+                    r.name,
+                    agree,
+                    f">= {tol.success_agreement:g}",
+                    agree >= tol.success_agreement,
+                )
+            )
             continue
         gap = float(subject.success.float().mean() - r.success.float().mean()) if n else 0.0
-        out.append(Verdict("success_rate_gap", subject.name, r.name, gap, f">= -{tol.success_rate_slack:g}",
-                           gap >= -tol.success_rate_slack - 1e-12))
+        out.append(
+            Verdict(
+                "success_rate_gap",
+                subject.name,
+                r.name,
+                gap,
+                f">= -{tol.success_rate_slack:g}",
+                gap >= -tol.success_rate_slack - 1e-12,
+            )
+        )
         if attack == "cw_l2":
             both = subject.success & r.success
             if int(both.sum()) == 0:
@@ -340,8 +414,16 @@ def _verdicts(
             else:
                 ms, mr = float(subject.l2[both].median()), float(r.l2[both].median())
                 ratio = ms / mr if mr > 0 else (1.0 if ms == 0 else math.inf)
-                out.append(Verdict("median_l2_ratio", subject.name, r.name, ratio, f"<= {tol.median_l2_ratio:g}",
-                                   ratio <= tol.median_l2_ratio))
+                out.append(
+                    Verdict(
+                        "median_l2_ratio",
+                        subject.name,
+                        r.name,
+                        ratio,
+                        f"<= {tol.median_l2_ratio:g}",
+                        ratio <= tol.median_l2_ratio,
+                    )
+                )
     return out
 
 
@@ -392,8 +474,17 @@ def crosscheck(
     notes.append("success: the detector's prediction on the returned image differs from the true label")
     clean_correct = int((_predict(detector, x) == y).sum()) if n else 0
     return CrosscheckReport(
-        attack=attack_name, params=p.model_dump(), n=n, clean_correct=clean_correct, device=str(detector.device),
-        exact=exact, tolerances=tol, results=results, pairs=pairs, verdicts=verdicts, notes=notes,
+        attack=attack_name,
+        params=p.model_dump(),
+        n=n,
+        clean_correct=clean_correct,
+        device=str(detector.device),
+        exact=exact,
+        tolerances=tol,
+        results=results,
+        pairs=pairs,
+        verdicts=verdicts,
+        notes=notes,
     )
 
 
@@ -402,22 +493,56 @@ def crosscheck_records(report: CrosscheckReport) -> list[dict[str, Any]]:
     rows: list[dict[str, Any]] = []
     for r in report.results:
         if not r.ok:
-            rows.append(dict(attack=report.attack, implementation=r.name, metric="runs", value=None,
-                             tolerance="no error", verdict="fail", detail=r.error))
+            rows.append(
+                dict(
+                    attack=report.attack,
+                    implementation=r.name,
+                    metric="runs",
+                    value=None,
+                    tolerance="no error",
+                    verdict="fail",
+                    detail=r.error,
+                )
+            )
             continue
         for metric, value in r.summary(report.n).items():
-            rows.append(dict(attack=report.attack, implementation=r.name, metric=metric,
-                             value=None if math.isnan(value) else value, tolerance=None, verdict=None, detail=None))
+            rows.append(
+                dict(
+                    attack=report.attack,
+                    implementation=r.name,
+                    metric=metric,
+                    value=None if math.isnan(value) else value,
+                    tolerance=None,
+                    verdict=None,
+                    detail=None,
+                )
+            )
     for p in report.pairs:
         for metric in ("success_agreement", "max_abs_diff", "a_smaller", "b_smaller", "ties"):
             value = getattr(p, metric)
-            rows.append(dict(attack=report.attack, implementation=f"{p.a} vs {p.b}", metric=metric,
-                             value=None if math.isnan(value) else value, tolerance=None, verdict=None,
-                             detail=f"{p.n_both} images broken by both"))
+            rows.append(
+                dict(
+                    attack=report.attack,
+                    implementation=f"{p.a} vs {p.b}",
+                    metric=metric,
+                    value=None if math.isnan(value) else value,
+                    tolerance=None,
+                    verdict=None,
+                    detail=f"{p.n_both} images broken by both",
+                )
+            )
     for v in report.verdicts:
-        rows.append(dict(attack=report.attack, implementation=f"{v.subject} vs {v.reference}", metric=v.metric,
-                         value=v.value, tolerance=v.tolerance,
-                         verdict="n/a" if v.ok is None else ("pass" if v.ok else "fail"), detail=None))
+        rows.append(
+            dict(
+                attack=report.attack,
+                implementation=f"{v.subject} vs {v.reference}",
+                metric=v.metric,
+                value=v.value,
+                tolerance=v.tolerance,
+                verdict="n/a" if v.ok is None else ("pass" if v.ok else "fail"),
+                detail=None,
+            )
+        )
     return rows
 
 
@@ -425,11 +550,21 @@ def crosscheck_records(report: CrosscheckReport) -> list[dict[str, Any]]:
 def add_crosscheck_arguments(parser: argparse.ArgumentParser) -> None:
     """Arguments of `bench crosscheck`."""
     parser.add_argument("--attack", required=True, help="registered attack: fgsm, pgd, cw_l2")
-    parser.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
-                        help="attack parameter (repeat), e.g. --param eps=0.02")
-    parser.add_argument("--impl", action="append", default=None, metavar="IMPL",
-                        help="implementation (repeat; the first is the subject): native, art, foolbox, "
-                        "module.path:Name or path/to/file.py:Name (default: native, art, foolbox)")
+    parser.add_argument(
+        "--param",
+        action="append",
+        default=[],
+        metavar="KEY=VALUE",
+        help="attack parameter (repeat), e.g. --param eps=0.02",
+    )
+    parser.add_argument(
+        "--impl",
+        action="append",
+        default=None,
+        metavar="IMPL",
+        help="implementation (repeat; the first is the subject): native, art, foolbox, "
+        "module.path:Name or path/to/file.py:Name (default: native, art, foolbox)",
+    )
     parser.add_argument("--model", default="tiny", help="architecture: tiny, resnet18, vgg16 (default tiny)")
     parser.add_argument("--checkpoint", default=None, help="weights for --model (else a seeded random init)")
     parser.add_argument("--mean", type=float, nargs=3, default=(0.0, 0.0, 0.0), help="normalisation mean")
@@ -439,8 +574,13 @@ def add_crosscheck_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--data", default=None, help="image folder (real/ and fake/); default synthetic faces")
     parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    parser.add_argument("--tol", action="append", default=[], metavar="NAME=VALUE",
-                        help=f"tolerance (repeat): {', '.join(f.name for f in fields(Tolerances))}")
+    parser.add_argument(
+        "--tol",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help=f"tolerance (repeat): {', '.join(f.name for f in fields(Tolerances))}",
+    )
     parser.add_argument("--format", choices=("text", "markdown"), default="text")
     parser.add_argument("--output", default=None, help="also write the report (markdown) to this file")
     parser.add_argument("--json", default=None, help="also write the flat records as JSON to this file")

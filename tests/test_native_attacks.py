@@ -2,24 +2,18 @@
 
 from __future__ import annotations
 
-import os
-import tempfile
-
 import pytest
 import torch
 from torch.nn import functional as F
 
-os.environ.setdefault("ART_DATA_PATH", tempfile.mkdtemp(prefix="art-"))
-os.environ.setdefault("MPLCONFIGDIR", tempfile.mkdtemp(prefix="mpl-"))
-
-from bench.attacks import native  # noqa: E402
-from bench.attacks.counting import count_passes  # noqa: E402
-from bench.attacks.params import CWL2Params, FGSMParams, PGDParams  # noqa: E402
-from bench.attacks.registry import get_attack, run_attack  # noqa: E402
-from bench.crosscheck import crosscheck  # noqa: E402
-from bench.data.dataset import ImageSet  # noqa: E402
-from bench.models import create_model  # noqa: E402
-from bench.models.training import Recipe, train_detector  # noqa: E402
+from bench.attacks import native
+from bench.attacks.counting import count_passes
+from bench.attacks.params import CWL2Params, FGSMParams, PGDParams
+from bench.attacks.registry import get_attack, run_attack
+from bench.crosscheck import crosscheck
+from bench.data.dataset import ImageSet
+from bench.models import create_model
+from bench.models.training import Recipe, train_detector
 
 SIZE = 16
 MEAN, STD = (0.5, 0.45, 0.4), (0.25, 0.2, 0.3)  # non-trivial normalisation: every toolkit must apply it
@@ -134,8 +128,9 @@ def test_cw_l2_output_contract(trained):
 
 def test_cw_l2_settled_images_stop_costing_compute(trained):
     det, x, y = trained
-    easy = CWL2Params(confidence=0.0, c_min=50.0, c_max=100.0, binary_search_steps=5, max_iterations=40,
-                      abort_early=False)
+    easy = CWL2Params(
+        confidence=0.0, c_min=50.0, c_max=100.0, binary_search_steps=5, max_iterations=40, abort_early=False
+    )
     with count_passes(det) as passes:
         adv = run_attack("cw_l2", "native", det, x, y, easy)
     assert bool((det.predict_proba(adv).argmax(1) != y).all())

@@ -121,13 +121,13 @@ def validate_adversarial(out: Any, x: torch.Tensor, where: str) -> torch.Tensor:
     Returns it as a float32 CPU tensor clipped to [0, 1]; raises `ContractError(where, ...)` otherwise.
     """
     if isinstance(out, np.ndarray):
-        if not (np.issubdtype(out.dtype, np.floating)):
-            raise ContractError(where, f"returned a numpy array of dtype {out.dtype}; expected floating point in [0, 1]")
+        if not np.issubdtype(out.dtype, np.floating):
+            raise ContractError(
+                where, f"returned a numpy array of dtype {out.dtype}; expected floating point in [0, 1]"
+            )
         out = torch.from_numpy(np.ascontiguousarray(out))
     if not isinstance(out, torch.Tensor):
-        raise ContractError(
-            where, f"returned {type(out).__name__}; expected a torch.Tensor of shape {tuple(x.shape)}"
-        )
+        raise ContractError(where, f"returned {type(out).__name__}; expected a torch.Tensor of shape {tuple(x.shape)}")
     if tuple(out.shape) != tuple(x.shape):
         raise ContractError(where, f"returned shape {tuple(out.shape)}; the input had shape {tuple(x.shape)}")
     if not out.is_floating_point():

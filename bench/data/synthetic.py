@@ -133,11 +133,11 @@ def _identity(d: _Draws) -> dict[str, np.ndarray]:
 
 def _pose(d: _Draws) -> dict[str, np.ndarray]:
     return {
-        "cx": d.uniform(-0.08, 0.08),
-        "cy": d.uniform(0.0, 0.15),
-        "rx": d.uniform(0.44, 0.56),
-        "ry_f": d.uniform(1.12, 1.30),
-        "rot": d.uniform(-0.20, 0.20),
+        "cx": d.uniform(-0.03, 0.03),
+        "cy": d.uniform(0.04, 0.10),
+        "rx": d.uniform(0.47, 0.53),
+        "ry_f": d.uniform(1.16, 1.26),
+        "rot": d.uniform(-0.06, 0.06),
     }
 
 
@@ -179,14 +179,14 @@ def _swap(d: _Draws) -> dict[str, np.ndarray]:
         "scale": d.uniform(0.92, 1.08),
         "drot": d.uniform(-0.08, 0.08),
         "skin_mix": d.uniform(0.25, 0.6),
-        "tone": tone_dir * d.uniform(0.15, 0.30)[:, :, :, None].transpose(0, 3, 1, 2),
-        "gain": d.uniform(0.92, 1.08),
+        "tone": tone_dir * d.uniform(0.08, 0.15)[:, :, :, None].transpose(0, 3, 1, 2),
+        "gain": d.uniform(1.06, 1.15),
         "resample": d.next(),
         "mask_c": d.uniform(0.0, 0.12),
         "mask_a": d.uniform(0.58, 0.70),
         "mask_b": d.uniform(0.62, 0.74),
         "soft": d.uniform(0.5, 1.0),
-        "ring": d.uniform(0.22, 0.35) * d.sign(),
+        "ring": -d.uniform(0.20, 0.35) * (d.sign() ** 2),
         "ring_w": d.uniform(0.8, 1.2),
         "dlight_dir": d.uniform(0.0, 6.3),
         "dlight": d.uniform(0.05, 0.20),

@@ -164,8 +164,7 @@ class SkipNet(nn.Module):
         down, up, skip = config.channels_down[:n], config.channels_up[:n], config.channels_skip[:n]
         cins = (config.input_channels, *down[:-1])
         self.levels = nn.ModuleList(
-            _Level(cins[i], down[i], up[i], skip[i], up[i + 1] if i + 1 < n else down[i], config.pad)
-            for i in range(n)
+            _Level(cins[i], down[i], up[i], skip[i], up[i + 1] if i + 1 < n else down[i], config.pad) for i in range(n)
         )
         self.out_conv = nn.Conv2d(up[0], 3, 1)
 
@@ -619,8 +618,7 @@ def choose_readout(
         raise BenchError("dip.readout_range", f"no candidate in {config.readout_range} is within the iterations")
     if len(labels) != len(images) or len(images) == 0:
         raise BenchError("dip.calibration", f"need >= 1 image and one label each, got {len(images)}, {len(labels)}")
-    res = purify(images, config.model_copy(update={"readout": "auto"}), seed, candidates=cands, quiet=quiet,
-                 keys=keys)
+    res = purify(images, config.model_copy(update={"readout": "auto"}), seed, candidates=cands, quiet=quiet, keys=keys)
     y = torch.as_tensor(labels).cpu().numpy().astype(np.int64)
     acc = {}
     for t in cands:

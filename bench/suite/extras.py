@@ -1,4 +1,4 @@
-"""Suite sections beyond the paper's Tables I and II, run after the main cells (hooks for later sections)."""
+"""Suite sections beyond the paper's Tables I and II, run after the main cells."""
 
 from __future__ import annotations
 
@@ -9,5 +9,12 @@ if TYPE_CHECKING:
 
 
 def run_extras(runner: Runner) -> None:
-    """Run the optional sections a suite declares (cross-checks, DIP protocol)."""
-    return None
+    """Run the optional sections a suite declares: the DIP protocol and cross-checks."""
+    if runner.s.dip is not None and (runner.shard is None or runner.shard[0] == 0):
+        from bench.dip_protocol import run_dip
+
+        run_dip(runner)
+    if runner.s.crosscheck and runner.shard is None:
+        from bench.crosscheck_section import run_crosschecks
+
+        run_crosschecks(runner)

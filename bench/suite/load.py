@@ -198,6 +198,16 @@ def _resolve(ls: LoadedSuite) -> None:
             raise BenchError(f"defenses.{name}", "training-time defenses belong under a model's `defense:`")
     for key, a in s.attacks.items():
         _resolve_attack(ls, key, a)
+    if s.crosscheck:
+        from bench.crosscheck_section import entries
+
+        entries(s.crosscheck, ls.models, ls.base_dir)
+    if s.dip is not None:
+        if s.dip.classifier not in ls.models:
+            raise BenchError("dip.classifier", f"unknown model {s.dip.classifier!r}")
+        from bench.defenses.dip import DIPConfig
+
+        DIPConfig.from_dict(s.dip.params, where="dip.params")
     for i, (src, dst) in enumerate(s.threat_models.transfer):
         for which, m in (("source", src), ("target", dst)):
             if m not in ls.models:

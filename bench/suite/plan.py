@@ -85,6 +85,7 @@ class Plan:
     variants: dict[str, Variant] = field(default_factory=dict)
     crafts: dict[str, CraftCell] = field(default_factory=dict)
     attacks: list[AttackCell] = field(default_factory=list)
+    dip_key: str | None = None
 
     def clean_key(self, v: Variant) -> str:
         return digest(["clean", PLAN_VERSION, v.key, self.data_key])
@@ -154,6 +155,12 @@ def build_plan(ls: LoadedSuite, train: ImageSet, test: ImageSet) -> Plan:
             tv = plan.variants[dst]
             akey = digest(["attack", PLAN_VERSION, ckey, tv.key])
             plan.attacks.append(AttackCell(ap, sv, tv, threat, craft, akey))
+    if s.dip is not None:
+        clf = s.dip.classifier
+        crafts = sorted({c.craft.key for c in plan.attacks
+                         if c.target.name == clf and c.attack.in_table and not c.target.defense})
+        plan.dip_key = digest(["dip", PLAN_VERSION, s.dip.model_dump(), plan.models[clf].key, crafts, data_key,
+                               s.seed])
     return plan
 
 

@@ -127,6 +127,24 @@ class ReportConfig(Strict):
     figures: bool = True
 
 
+class DIPProtocol(Strict):
+    """The paper's DIP experiment (section V-C): purify sampled test images and score them."""
+
+    classifier: str = Field(description="a model of the suite (the paper: the blur-augmented ResNet-18)")
+    per_category: int = Field(10, ge=1, description="images sampled per category")
+    calibration_per_category: int = Field(2, ge=0, description="held-out images per category for readout: auto")
+    thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.25], min_length=1)
+    params: dict[str, Any] = Field(default_factory=dict, description="DIP settings (bench.defenses.dip.DIPConfig)")
+    trajectory_points: int = Field(100, ge=2, description="P(real) recorded at this many iterations")
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 < t < 1.0 for t in v):
+            raise ValueError("thresholds must lie in (0, 1)")
+        return v
+
+
 class Suite(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
     description: str = ""
@@ -139,4 +157,5 @@ class Suite(Strict):
     evaluation: EvaluationConfig = EvaluationConfig()
     report: ReportConfig = ReportConfig()
     crosscheck: list[dict[str, Any]] = Field(default_factory=list)
+    dip: DIPProtocol | None = None
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
