@@ -106,7 +106,7 @@ def test_skip_network_follows_the_description() -> None:
     assert sum(p.numel() for p in net.parameters()) == expected
     init_skipnet(net, torch.Generator().manual_seed(0))
     out = net(torch.rand(1, 32, 64, 64) * 0.1)
-    assert out.shape == (1, 3, 64, 64) and float(out.min()) > 0 and float(out.max()) < 1
+    assert out.shape == (1, 3, 64, 64) and float(out.detach().min()) > 0 and float(out.detach().max()) < 1
 
 
 @pytest.mark.parametrize("bmm_max_pixels", [0, 64, 10**6])
@@ -116,7 +116,9 @@ def test_batched_forward_equals_each_network(bmm_max_pixels: int) -> None:
     shape, n = (40, 36), 3
     levels = cfg.levels_for(*shape)
     nets = [init_skipnet(SkipNet(cfg, levels), torch.Generator().manual_seed(i)) for i in range(n)]
-    params = {k: torch.stack([dict(m.named_parameters())[k].detach() for m in nets]) for k, _ in nets[0].named_parameters()}
+    params = {
+        k: torch.stack([dict(m.named_parameters())[k].detach() for m in nets]) for k, _ in nets[0].named_parameters()
+    }
     z = torch.rand(n, 32, *shape) * 0.1
     batched = BatchedSkipNet(cfg, levels, shape, torch.device("cpu"))(params, z)
     for i, m in enumerate(nets):
@@ -137,6 +139,21 @@ def test_batched_equals_one_at_a_time_and_the_plain_network() -> None:
     assert (batched[[2, 0]] - other).abs().max() <= 1e-9
     assert (batched - plain).abs().max() <= 1e-9
     assert (batched - x.double()).abs().max() > 0.05  # it did something
+
+
+def test_parallel_fits_on_the_cpu_match_and_restore_threads(detector: nn.Module) -> None:
+    """Batches fitted in parallel threads (one intra-op thread each) give the same images and trajectories."""
+    torch.manual_seed(2)
+    x = torch.rand(5, 3, 32, 32)
+    cfg = DIPConfig(iterations=6, readout=6, batch_size=2, workers=1)
+    one = purify(x, cfg, seed=0, dtype=torch.float64, record_every=3, classifier=detector)
+    two = purify(
+        x, cfg.model_copy(update={"workers": 2}), seed=0, dtype=torch.float64, record_every=3, classifier=detector
+    )
+    assert two.workers == 2 and one.workers == 1
+    assert (one.purified - two.purified).abs().max() <= 1e-9
+    assert np.allclose(one.p_real, two.p_real, atol=1e-6)
+    assert torch.get_num_threads() == 1 and not detector.training
 
 
 def test_float32_batched_close_to_one_at_a_time(faces: ImageSet) -> None:
@@ -170,21 +187,16 @@ def _fgsm(detector: nn.Module, x: torch.Tensor, y: torch.Tensor, eps: float) -> 
 
 
 def test_purification_keeps_clean_images_and_removes_fgsm(faces: ImageSet, detector: nn.Module) -> None:
-    """At the readout (300 iterations at 32 x 32 here) a clean image comes back close to itself (PSNR >= 22 dB)
-    while less than 60 % of an FGSM perturbation (eps 0.02, the paper's) survives; by 1,500 iterations the
-    network has learnt more of the perturbation (more survives) than at the readout."""
+    """At the readout (300 iterations at 32 x 32, the reduced setting) a clean image comes back close to itself
+    (PSNR >= 24 dB) while little of an FGSM perturbation (eps 0.02, the paper's) survives: the purified
+    adversarial image minus the clean one keeps at most 30 % of the perturbation on average (projection)."""
     clean = faces.images[:4]
     adv = _fgsm(detector, clean, faces.labels[:4], 0.02)
-    cfg = DIPConfig(iterations=1500, readout=300, batch_size=8)
-    res = purify(torch.cat([clean, adv]), cfg, seed=0, candidates=[1500])
-    assert psnr(res.purified[:4], clean).min() >= 22.0
+    res = purify(torch.cat([clean, adv]), DIPConfig(iterations=300, readout=300, batch_size=8), seed=0)
+    assert psnr(res.purified[:4], clean).min() >= 24.0
     delta = (adv - clean).flatten(1)
-
-    def retained(out: torch.Tensor) -> np.ndarray:
-        return (((out[4:] - clean).flatten(1) * delta).sum(1) / (delta * delta).sum(1)).numpy()
-
-    assert retained(res.purified).mean() <= 0.6
-    assert retained(res.snapshots[1500]).mean() > retained(res.purified).mean() + 0.1
+    retained = ((res.purified[4:] - clean).flatten(1) * delta).sum(1) / (delta * delta).sum(1)
+    assert float(retained.mean()) <= 0.3 and float(retained.max()) <= 0.5
 
 
 def test_choose_readout(faces: ImageSet, detector: nn.Module) -> None:

@@ -47,9 +47,7 @@ def global_image_stats(images: np.ndarray, hf_radius: float = 0.5) -> np.ndarray
     cmax = x.max(axis=-1)
     cmin = x.min(axis=-1)
     sat = np.where(cmax > 0, (cmax - cmin) / np.maximum(cmax, 1e-12), 0.0).mean(axis=(1, 2))
-    lap = (
-        luma[:, 1:-1, :-2] + luma[:, 1:-1, 2:] + luma[:, :-2, 1:-1] + luma[:, 2:, 1:-1] - 4 * luma[:, 1:-1, 1:-1]
-    )
+    lap = luma[:, 1:-1, :-2] + luma[:, 1:-1, 2:] + luma[:, :-2, 1:-1] + luma[:, 2:, 1:-1] - 4 * luma[:, 1:-1, 1:-1]
     lap_var = lap.reshape(n, -1).var(axis=1)
     centred = luma - luma.mean(axis=(1, 2), keepdims=True)
     power = np.abs(np.fft.fft2(centred)) ** 2

@@ -20,6 +20,17 @@ MSEs, so each network gets exactly its own gradient. Each image's initial weight
 jitter noise come from a generator seeded by (seed, image key), the key being the image's content
 hash unless given, so a result does not depend on which other images share its batch.
 
+On a CPU, `purify` fits several batches at once in Python threads with one intra-op thread each (DIP's
+many small operations parallelise poorly inside an operation); on a GPU one batch at a time.
+
+Floating point: the batched engine computes exactly what one network per image computes (in float64
+they agree to 1e-15 after many iterations, a test). In float32, different kernels (a grouped
+convolution of N groups or of one, say) round differently in the last bits, and Adam turns such
+differences in near-zero gradients into steps of size up to lr, so two float32 runs that differ in
+batch composition, thread count or hardware drift apart by about 1e-3 per pixel within a few
+iterations and 1e-2 after hundreds: statistically equivalent purifications, not identical bits.
+Given the same inputs, configuration and machine, a run is deterministic.
+
 Notes on fidelity: BatchNorm runs in training mode throughout and the readout is the exponential
 moving average of the outputs, as in the DIP reference code. Levels whose down path would shrink the
 image below 2 x 2 are left out (`DIPConfig.levels_for`): 5 levels need at least 33 x 33 pixels, so a
@@ -32,6 +43,8 @@ import hashlib
 import math
 import time
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -73,6 +86,12 @@ class DIPConfig(BaseModel):
     bmm_max_pixels: int = Field(
         64, ge=0, description="3x3 convolutions whose output has at most this many pixels run as bmm"
     )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="CPU: batches fitted in parallel threads, each with one intra-op thread "
+        "(default: torch's thread count)",
+    )
 
     @field_validator("readout")
     @classmethod
@@ -108,7 +127,8 @@ class DIPConfig(BaseModel):
         except ValidationError as exc:
             err = exc.errors()[0]
             loc = ".".join(str(p) for p in err["loc"])
-            raise BenchError(f"{where}.{loc}" if loc else where, err["msg"]) from exc
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise BenchError(f"{where}.{loc}" if loc else where, f"{loc}: {msg}" if loc else msg) from exc
 
     def candidates(self) -> list[int]:
         """The readout candidates of `readout_range` that lie within `iterations`."""
@@ -126,6 +146,8 @@ class DIPConfig(BaseModel):
         return levels
 
     def describe(self) -> dict:
+        """All fields. `batch_size`, `bmm_max_pixels` and `workers` only choose how the engine runs (they
+        change float32 results in the last bits, see the module's notes), the others the method."""
         return self.model_dump(mode="json")
 
 
@@ -263,13 +285,12 @@ class _Conv:
         self.index: torch.Tensor | None = None
         if method == "bmm" and k > 1:
             # im2col as one gather from the padded image: column (tap, output pixel) -> input pixel.
-            hp, wp = h + 2 * p, w + 2 * p
+            wp = w + 2 * p
             oy = torch.arange(self.out_hw[0]) * stride
             ox = torch.arange(self.out_hw[1]) * stride
             taps = [(dy, dx) for dy in range(k) for dx in range(k)]
             idx = [((oy[:, None] + dy) * wp + (ox[None, :] + dx)).reshape(-1) for dy, dx in taps]
             self.index = torch.cat(idx).to(device)
-            self.padded_hw = (hp, wp)
 
     def __call__(self, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor) -> torch.Tensor:
         n, cin = x.shape[:2]
@@ -368,6 +389,7 @@ class DIPResult:
     seconds: float = 0.0
     steps_run: int = 0
     keys: list[str] = field(default_factory=list)
+    workers: int = 1
 
     def psnr(self, reference: torch.Tensor, at: int | None = None) -> np.ndarray:
         """PSNR (dB) of the purified images (or the snapshot at iteration `at`) against `reference`."""
@@ -437,32 +459,155 @@ def purify(
         result.purified = empty if readout else None
         return result
     start = time.perf_counter()
-    snaps: dict[int, list[torch.Tensor]] = {t: [] for t in cands}
-    traj, mses = [], []
+    chunks = _chunks(n, config.batch_size, _workers(config, dev))
+    workers = min(_workers(config, dev), len(chunks))
     bar = tqdm(total=n * steps, desc="DIP", unit="img-it", disable=quiet, leave=False)
-    for lo in range(0, n, config.batch_size):
-        hi = min(n, lo + config.batch_size)
+
+    def run(bounds: tuple[int, int]) -> dict:
+        lo, hi = bounds
         seeds = [image_seed(seed, k) for k in key_list[lo:hi]]
-        out = _fit(images[lo:hi], config, levels, seeds, steps, cands, record_every, classifier, dev, dtype, bar)
-        for t in cands:
-            snaps[t].append(out["snapshots"][t])
-        traj.append(out["p_real"])
-        mses.append(out["mse"])
-    bar.close()
-    result.snapshots = {t: torch.cat(v) for t, v in snaps.items()}
+        return _fit(images[lo:hi], config, seeds, steps, cands, record_every, classifier, dev, dtype, bar)
+
+    threads = torch.get_num_threads()
+    try:
+        with _evaluating(classifier):
+            if workers > 1:
+                torch.set_num_threads(1)
+                with ThreadPoolExecutor(max_workers=workers) as pool:
+                    outs = list(pool.map(run, chunks))
+            else:
+                outs = [run(c) for c in chunks]
+    finally:
+        torch.set_num_threads(threads)
+        bar.close()
+    result.snapshots = {t: torch.cat([o["snapshots"][t] for o in outs]) for t in cands}
     result.purified = result.snapshots[readout] if readout else None
-    result.final_mse = np.concatenate(mses)
+    result.final_mse = np.concatenate([o["mse"] for o in outs])
     if record_every is not None:
         result.iterations = np.arange(record_every, steps + 1, record_every)
-        result.p_real = np.concatenate(traj)
+        result.p_real = np.concatenate([o["p_real"] for o in outs])
     result.seconds = time.perf_counter() - start
+    result.workers = workers
     return result
+
+
+def _workers(config: DIPConfig, device: torch.device) -> int:
+    """Parallel fits: on the CPU, one per intra-op thread unless the config says; on a GPU, one."""
+    if device.type != "cpu":
+        return 1
+    return config.workers if config.workers is not None else max(1, torch.get_num_threads())
+
+
+def _chunks(n: int, batch_size: int, workers: int) -> list[tuple[int, int]]:
+    """Contiguous, balanced index ranges of at most `batch_size` images, a multiple of `workers` of them."""
+    count = math.ceil(n / batch_size)
+    count = min(n, math.ceil(count / workers) * workers)
+    edges = np.linspace(0, n, count + 1).round().astype(int)
+    return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
+
+
+class DIPFitter:
+    """The batched engine for one batch: one network, input z, jitter stream and Adam state per image.
+
+    `step()` runs one iteration for every image (jitter z, forward, per-image MSE, backward, Adam) and
+    updates the moving average `avg`; `purify` drives it, the throughput benchmark times it."""
+
+    def __init__(
+        self,
+        images: torch.Tensor,
+        config: DIPConfig,
+        seeds: Sequence[int],
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        device = torch.device(device)
+        shape = (int(images.shape[-2]), int(images.shape[-1]))
+        self.config, self.levels = config, config.levels_for(*shape)
+        starts = [_start(config, self.levels, shape, s, device) for s in seeds]
+        self.generators = [st.generator for st in starts]
+        self.net = BatchedSkipNet(config, self.levels, shape, device)
+        self.params = {
+            k: torch.stack([st.state[k] for st in starts]).to(device, dtype).requires_grad_(True)
+            for k in starts[0].state
+        }
+        self.z = torch.stack([st.z for st in starts]).to(device, dtype)
+        self.target = images.detach().to(device, dtype)
+        self.opt = torch.optim.Adam(list(self.params.values()), lr=config.lr, fused=device.type in ("cpu", "cuda"))
+        self.jitter = torch.empty_like(self.z)
+        self.avg: torch.Tensor | None = None
+        self.loss: torch.Tensor | None = None
+        self.t = 0
+
+    def step(self) -> torch.Tensor:
+        """One iteration for every image; returns the (detached) network outputs."""
+        cfg = self.config
+        with torch.enable_grad():
+            x = self.z
+            if cfg.input_jitter > 0:
+                for i, g in enumerate(self.generators):
+                    self.jitter[i].normal_(0.0, cfg.input_jitter, generator=g)
+                x = self.z + self.jitter
+            out = self.net(self.params, x)
+            loss = (out - self.target).square().mean(dim=(1, 2, 3))
+            self.opt.zero_grad(set_to_none=True)
+            loss.sum().backward()
+            self.opt.step()
+        out = out.detach()
+        with torch.no_grad():
+            self.avg = out.clone() if self.avg is None else self.avg.mul_(cfg.ema).add_(out, alpha=1.0 - cfg.ema)
+        self.loss = loss.detach()
+        self.t += 1
+        return out
+
+
+class ReferenceFitter:
+    """The plain procedure for one image (`SkipNet`, `torch.optim.Adam` as in the DIP reference code), from
+    the same initial weights, z and jitter stream as the batched engine; same `step()` and `avg`."""
+
+    def __init__(
+        self,
+        image: torch.Tensor,
+        config: DIPConfig,
+        seed: int,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+    ) -> None:
+        device = torch.device(device)
+        h, w = int(image.shape[-2]), int(image.shape[-1])
+        self.config, self.levels = config, config.levels_for(h, w)
+        st = _start(config, self.levels, (h, w), seed, device)
+        self.net = SkipNet(config, self.levels)
+        self.net.load_state_dict(st.state, strict=False)
+        self.net.to(device, dtype).train()
+        self.generator = st.generator
+        self.z = st.z.to(device, dtype)[None]
+        self.target = image.detach().to(device, dtype)[None]
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=config.lr)
+        self.jitter = torch.empty_like(self.z)
+        self.avg: torch.Tensor | None = None
+        self.t = 0
+
+    def step(self) -> torch.Tensor:
+        cfg = self.config
+        with torch.enable_grad():
+            x = self.z
+            if cfg.input_jitter > 0:
+                x = self.z + self.jitter.normal_(0.0, cfg.input_jitter, generator=self.generator)
+            out = self.net(x)
+            loss = (out - self.target).square().mean()
+            self.opt.zero_grad(set_to_none=True)
+            loss.backward()
+            self.opt.step()
+        out = out.detach()
+        with torch.no_grad():
+            self.avg = out.clone() if self.avg is None else self.avg.mul_(cfg.ema).add_(out, alpha=1.0 - cfg.ema)
+        self.t += 1
+        return out
 
 
 def _fit(
     images: torch.Tensor,
     config: DIPConfig,
-    levels: int,
     seeds: list[int],
     steps: int,
     cands: list[int],
@@ -473,46 +618,21 @@ def _fit(
     bar: tqdm,
 ) -> dict:
     """Fit one network per image of a batch, all at once; snapshots of the averaged output at `cands`."""
-    n = images.shape[0]
-    shape = (int(images.shape[-2]), int(images.shape[-1]))
-    starts = [_start(config, levels, shape, s, device) for s in seeds]
-    net = BatchedSkipNet(config, levels, shape, device)
-    params = {
-        k: torch.stack([st.state[k] for st in starts]).to(device, dtype).requires_grad_(True) for k in starts[0].state
-    }
-    z = torch.stack([st.z for st in starts]).to(device, dtype)
-    target = images.detach().to(device, dtype)
-    opt = torch.optim.Adam(list(params.values()), lr=config.lr, fused=device.type in ("cpu", "cuda"))
-    jitter = torch.empty_like(z)
-    avg: torch.Tensor | None = None
+    fitter = DIPFitter(images, config, seeds, device, dtype)
     snaps: dict[int, torch.Tensor] = {}
     want = set(cands)
     traj: list[np.ndarray] = []
-    with torch.enable_grad():
-        for t in range(1, steps + 1):
-            if config.input_jitter > 0:
-                for i, st in enumerate(starts):
-                    jitter[i].normal_(0.0, config.input_jitter, generator=st.generator)
-                x = z + jitter
-            else:
-                x = z
-            out = net(params, x)
-            loss = (out - target).square().mean(dim=(1, 2, 3))
-            opt.zero_grad(set_to_none=True)
-            loss.sum().backward()
-            opt.step()
-            with torch.no_grad():
-                if avg is None:
-                    avg = out.detach().clone()
-                else:
-                    avg.mul_(config.ema).add_(out.detach(), alpha=1.0 - config.ema)
-                if t in want:
-                    snaps[t] = avg.clamp(0.0, 1.0).cpu()
-                if record_every is not None and classifier is not None and t % record_every == 0:
-                    traj.append(_p_real(classifier, avg))
-            bar.update(n)
-    p_real = np.stack(traj, axis=1) if traj else np.zeros((n, 0), dtype=np.float32)
-    return {"snapshots": snaps, "p_real": p_real, "mse": loss.detach().cpu().numpy()}
+    for t in range(1, steps + 1):
+        fitter.step()
+        assert fitter.avg is not None
+        if t in want:
+            snaps[t] = fitter.avg.clamp(0.0, 1.0).cpu()
+        if record_every is not None and classifier is not None and t % record_every == 0:
+            traj.append(_p_real(classifier, fitter.avg))
+        bar.update(len(images))
+    p_real = np.stack(traj, axis=1) if traj else np.zeros((len(images), 0), dtype=np.float32)
+    assert fitter.loss is not None
+    return {"snapshots": snaps, "p_real": p_real, "mse": fitter.loss.cpu().numpy()}
 
 
 def fit_reference(
@@ -523,51 +643,38 @@ def fit_reference(
     key: str | None = None,
     dtype: torch.dtype = torch.float32,
 ) -> torch.Tensor:
-    """The plain procedure for one image (`SkipNet`, `torch.optim.Adam`), from the same initial weights,
-    z and jitter stream as `purify`; the averaged output (3 x H x W) after `steps` iterations.
-
-    The reference that the batched engine is tested against, and the one-at-a-time baseline of the
-    throughput benchmark. Runs on the CPU."""
+    """`ReferenceFitter` run for `steps` iterations on one image (3 x H x W); its averaged output, seeded
+    like `purify` (by `seed` and `key`, default the image's content hash). The test oracle."""
     _check_images(image[None], "dip.image")
-    h, w = int(image.shape[-2]), int(image.shape[-1])
-    levels = config.levels_for(h, w)
-    st = _start(config, levels, (h, w), image_seed(seed, key or image_key(image)), torch.device("cpu"))
-    net = SkipNet(config, levels).to(dtype)
-    net.load_state_dict(st.state, strict=False)
-    net.train()
-    st.z = st.z.to(dtype)
-    opt = torch.optim.Adam(net.parameters(), lr=config.lr)
-    target = image.detach().to(st.z.dtype)[None]
-    avg: torch.Tensor | None = None
-    jitter = torch.empty_like(st.z)
-    with torch.enable_grad():
-        for _ in range(steps):
-            x = st.z
-            if config.input_jitter > 0:
-                x = st.z + jitter.normal_(0.0, config.input_jitter, generator=st.generator)
-            out = net(x[None])
-            loss = (out - target).square().mean()
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            o = out.detach()[0]
-            avg = o.clone() if avg is None else avg.mul_(config.ema).add_(o, alpha=1.0 - config.ema)
-    assert avg is not None
-    return avg.clamp(0.0, 1.0)
+    fitter = ReferenceFitter(image, config, image_seed(seed, key or image_key(image)), "cpu", dtype)
+    for _ in range(steps):
+        fitter.step()
+    assert fitter.avg is not None
+    return fitter.avg[0].clamp(0.0, 1.0)
+
+
+@contextmanager
+def _evaluating(classifier: object):
+    """The classifier in eval mode for the duration (set once, so parallel fits never race on it)."""
+    if not isinstance(classifier, nn.Module):
+        yield
+        return
+    was = classifier.training
+    classifier.eval()
+    try:
+        yield
+    finally:
+        classifier.train(was)
 
 
 def _p_real(classifier: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor) -> np.ndarray:
-    """softmax(classifier(x))[:, 1], in eval mode when the classifier is a module."""
+    """softmax(classifier(x))[:, 1] as float32 numpy; the classifier is expected in eval mode."""
     if isinstance(classifier, nn.Module):
-        was = classifier.training
-        classifier.eval()
-        dev = next(classifier.parameters()).device
-        with torch.no_grad():
-            logits = classifier(x.to(dev, torch.float32))
-        classifier.train(was)
-    else:
-        with torch.no_grad():
-            logits = classifier(x.float())
+        p = next(classifier.parameters(), None)
+        if p is not None:
+            x = x.to(p.device)
+    with torch.no_grad():
+        logits = classifier(x.float())
     return torch.softmax(logits.float(), dim=1)[:, 1].cpu().numpy().astype(np.float32)
 
 
@@ -621,7 +728,8 @@ def choose_readout(
     res = purify(images, config.model_copy(update={"readout": "auto"}), seed, candidates=cands, quiet=quiet, keys=keys)
     y = torch.as_tensor(labels).cpu().numpy().astype(np.int64)
     acc = {}
-    for t in cands:
-        p = _p_real(classifier, res.snapshots[t])
-        acc[t] = float(((p >= threshold).astype(np.int64) == y).mean())
+    with _evaluating(classifier):
+        for t in cands:
+            p = _p_real(classifier, res.snapshots[t])
+            acc[t] = float(((p >= threshold).astype(np.int64) == y).mean())
     return ReadoutChoice(pick_readout(acc), acc, len(images), threshold)

@@ -1,8 +1,10 @@
 """DIP trajectories (the paper's Fig. 6): P(real) of the purified image along the DIP iterations.
 
 One panel per category (up to 4, in a 2 x 2 grid as in the paper): the raw P(real) at every
-recorded iteration in grey, its centred moving average (window 10, as the paper) in red, the
-classification threshold as a dashed line and the readout iteration as a vertical line.
+recorded iteration in grey, its centred moving average over a window of 10 iterations (as the paper,
+which recorded every iteration; with a record every k iterations the window covers 10 / k records,
+at least one) in red, the classification threshold as a dashed line and the readout iteration as a
+vertical line.
 """
 
 from __future__ import annotations
@@ -48,12 +50,15 @@ def plot_trajectories(
     window: int = 10,
     title: str | None = None,
 ) -> Path:
-    """Draw up to 4 trajectories (category name -> P(real) at each of `iterations`) to a PNG at `path`."""
+    """Draw up to 4 trajectories (category name -> P(real) at each of `iterations`) to a PNG at `path`;
+    `window`: the moving average's width in iterations."""
     if not trajectories:
         raise ValueError("no trajectories to plot")
     if len(trajectories) > MAX_PANELS:
         raise ValueError(f"at most {MAX_PANELS} categories per figure, got {len(trajectories)}")
     its = np.asarray(iterations).reshape(-1)
+    spacing = float(np.median(np.diff(its))) if its.size > 1 else 1.0
+    points = max(1, int(round(window / max(spacing, 1e-9))))
     plt = _pyplot()
     n = len(trajectories)
     cols = 1 if n == 1 else 2
@@ -64,7 +69,7 @@ def plot_trajectories(
         if p.shape != its.shape:
             raise ValueError(f"trajectory {name!r} has {p.size} values for {its.size} iterations")
         ax.plot(its, p, color="0.6", lw=0.8, label="P(real)")
-        ax.plot(its, moving_average(p, window), color="tab:red", lw=1.4, label=f"mean of {window}")
+        ax.plot(its, moving_average(p, points), color="tab:red", lw=1.4, label=f"mean over {window} iterations")
         ax.axhline(threshold, color="k", ls="--", lw=0.8, label=f"threshold {threshold:g}")
         ax.axvline(readout, color="tab:blue", lw=1.0, label=f"readout {readout}")
         ax.set_ylim(-0.03, 1.03)

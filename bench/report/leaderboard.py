@@ -221,6 +221,12 @@ class Leaderboard:
             parts.append(text)
         return "\n\n".join(parts)
 
+    def _ranking_columns(self) -> list[tuple[str, bool]]:
+        cols = [("transfer", False), ("white-box", False)]
+        if any(d.adaptive for d in self.s.defenses.values()):
+            cols.append(("white-box", True))
+        return cols
+
     def defense_ranking(self) -> str:
         """Per evaluated model: clean accuracy, accuracy per attack cell, and per-image worst case."""
         keys = self._attack_keys()
@@ -234,8 +240,8 @@ class Leaderboard:
             cols = []
             ran = 0
             for k in keys:
-                for threat in ("transfer", "white-box"):
-                    found = self._cell(v, k, threat)
+                for threat, adaptive in self._ranking_columns():
+                    found = self._cell(v, k, threat, adaptive=adaptive)
                     cols.append(found[1].metrics["accuracy"] if found and found[1] else None)
             for c, res in self.attack:
                 if c.target.name != v.name or res is None:
@@ -248,8 +254,10 @@ class Leaderboard:
                          + [prop(c) for c in cols] + [prop(worst), ran]))
         rows.sort(key=lambda t: -t[0])
         headers = ["Model", "Clean accuracy (all test images)"]
+        names = {("transfer", False): "black-box", ("white-box", False): "white-box",
+                 ("white-box", True): "adaptive (through the defense)"}
         for k in keys:
-            headers += [f"{self._attack_title(k)} black-box", f"{self._attack_title(k)} white-box"]
+            headers += [f"{self._attack_title(k)} {names[c]}" for c in self._ranking_columns()]
         headers += ["Worst case (per image, all attacks)", "Attack cells"]
         body = [[i + 1] + row for i, (_, row) in enumerate(rows)]
         return ("## Defense ranking\n\nSorted by worst-case robust accuracy: a fake counts as detected only if the "
