@@ -12,7 +12,7 @@ from bench.errors import BenchError
 
 def _add_common(p: argparse.ArgumentParser) -> None:
     p.add_argument("--home", type=Path, default=None,
-                   help="where checkpoints, adversarial examples and the results DB live (default $BENCH_HOME or .bench)")
+                   help="checkpoints, adversarial examples and the results DB (default $BENCH_HOME or .bench)")
     p.add_argument("--db", type=Path, default=None, help="results database (default HOME/results.sqlite)")
     p.add_argument("--quiet", action="store_true", help="no progress bars")
 

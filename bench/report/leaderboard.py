@@ -211,8 +211,8 @@ class Leaderboard:
             if not rows:
                 continue
             title = self._attack_title(key)
-            text = f"## Accuracy against {title} {axis}\n\n" + tabulate(rows, ["Model"] + [f"{axis}={x}" for x in values],
-                                                                        tablefmt="github")
+            headers = ["Model"] + [f"{axis}={x}" for x in values]
+            text = f"## Accuracy against {title} {axis}\n\n" + tabulate(rows, headers, tablefmt="github")
             if self.s.report.figures and series:
                 fig = out_dir / f"{stem}-{key}-{axis}.png"
                 plot_accuracy_curves(series, axis, f"{title}: accuracy on perturbed fakes", fig)
