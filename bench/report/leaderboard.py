@@ -141,7 +141,7 @@ class Leaderboard:
             ms = [self.clean[n].metrics for n in names if self.clean.get(n)]
             pooled = [self._pool([m.get(c) for m in ms]) for c, _ in TABLE_I_COLUMNS]
             auc = float(np.mean([m["auroc"] for m in ms])) if ms else None
-            rows.append([f"Average {self.ls.models[base].label} ({dname}, {len(names)} models)"]
+            rows.append([f"Average {self.ls.models[names[0]].config.label or base} ({dname}, {len(names)} models)"]
                         + [prop(p) for p in pooled] + [num(auc)])
             vals.append(pooled)
         self._best(rows, vals)
@@ -168,7 +168,7 @@ class Leaderboard:
             vals.append(cols)
         for (base, dname), names in self._groups().items():
             pooled = [self._pool([per_variant[n][j] for n in names]) for j in range(len(headers) - 1)]
-            rows.append([f"Average {self.ls.models[base].label} ({dname}, {len(names)} models)"]
+            rows.append([f"Average {self.ls.models[names[0]].config.label or base} ({dname}, {len(names)} models)"]
                         + [prop(p) for p in pooled])
             vals.append(pooled)
         self._best(rows, vals)
