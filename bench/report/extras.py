@@ -43,7 +43,8 @@ def dip_sections(board, out_dir: Path, stem: str) -> str:
         tried = ", ".join(f"{k}: {100 * v:.0f}%" for k, v in choice["accuracy"].items())
         readout += f", chosen automatically on {choice['n_images']} held-out calibration images ({tried})"
     t3 = ("## Table III: Deep Image Prior defense, overall\n\n"
-          f"{m['n_images']} test images sampled per category (section V-C), each purified by DIP and read out at "
+          f"{m['n_images']} test images, up to {cfg.per_category} sampled per category (section V-C), each purified "
+          f"by DIP and read out at "
           f"{readout}; {m['seconds_per_image']:.1f} s per image on `{r.device}`. Mean PSNR of the purified image "
           f"to its input: {m['psnr_to_input']:.1f} dB.\n\n"
           + tabulate(rows, ["Classifier", "Threshold"] + [h for _, h in cols] + ["AUROC"], tablefmt="github"))
