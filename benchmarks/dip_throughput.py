@@ -22,7 +22,7 @@ engine, divided by the time) as a fraction of the matrix-product rate: a 2048 x 
 timed at the start and at the end of the run (their mean is the reference).
 
     python benchmarks/dip_throughput.py [--sizes 64 32] [--batches 8 16 40] [--steps 5] [--rounds 3]
-        [--iterations 6000] [--threads N] [--workers W] [--device cuda] [--json out.json]
+        [--iterations 6000] [--threads N] [--workers W] [--device cuda] [--full B] [--json out.json]
 
 On a shared machine the load average (printed) matters: other processes competing for the cores
 slow everything, and two intra-op threads that wait on each other can make steps many times slower.
@@ -41,7 +41,7 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.defenses.dip import DIPConfig, DIPFitter, ReferenceFitter
+from bench.defenses.dip import DIPConfig, DIPFitter, ReferenceFitter, purify
 from bench.device import resolve_device
 
 
@@ -110,6 +110,26 @@ def time_variant(
     return elapsed / (steps * batch)
 
 
+def full_run(batch: int, size: int, iterations: int, device: torch.device) -> dict:
+    """Wall-clock time of `purify` on `batch` synthetic faces, all iterations, read out at the last."""
+    from bench.data.synthetic import generate_synthetic_faces
+
+    imgs, _, _ = generate_synthetic_faces(batch, size, 0)
+    images = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
+    config = DIPConfig(iterations=iterations, readout=iterations, batch_size=batch)
+    _sync(device)
+    result = purify(images, config, seed=0, device=device)
+    _sync(device)
+    return {
+        "images": batch,
+        "size": size,
+        "iterations": iterations,
+        "seconds": result.seconds,
+        "seconds_per_image": result.seconds / batch,
+        "workers": result.workers,
+    }
+
+
 def main(argv: list[str] | None = None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--sizes", type=int, nargs="+", default=[64, 32])
@@ -122,6 +142,14 @@ def main(argv: list[str] | None = None) -> dict:
     ap.add_argument("--workers", type=int, default=None, help="parallel fitters for batches (default: threads)")
     ap.add_argument("--device", default="auto")
     ap.add_argument("--json", default=None, help="also write the result here")
+    ap.add_argument(
+        "--full",
+        type=int,
+        default=0,
+        metavar="B",
+        help="also purify B synthetic faces end to end with `purify` for --iterations iterations each "
+        "(read out at the last), in batches of B, and report wall-clock seconds per image",
+    )
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -197,6 +225,14 @@ def main(argv: list[str] | None = None) -> dict:
                 f"{v['speedup_vs_engine_single']:9.2f} {v['gflops']:8.1f} {100 * v['fraction_of_matmul']:8.1f}%"
             )
         out["sizes"][str(size)] = res
+    if args.full:
+        out["full"] = full_run(args.full, args.sizes[0], args.iterations, device)
+        f = out["full"]
+        print(
+            f"\nend to end: purify {f['images']} images of {f['size']} x {f['size']}, {f['iterations']} iterations "
+            f"each, batch {f['images']}: {f['seconds']:.1f} s, {f['seconds_per_image']:.2f} s per image, "
+            f"{3600 / f['seconds_per_image']:.0f} images/hour"
+        )
     if args.json:
         with open(args.json, "w") as f:
             json.dump(out, f, indent=2)

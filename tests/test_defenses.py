@@ -32,14 +32,7 @@ from bench.errors import BenchError, ContractError  # noqa: E402
 from bench.models import create_model  # noqa: E402
 from bench.models.training import Recipe, train_detector  # noqa: E402
 
-
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a small shared machine, two spinning threads can be 100x slower."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def _tiny(size: int = 16, seed: int = 0, double: bool = False):

@@ -153,3 +153,21 @@ def test_native_attacks_on_cuda(trained):
             assert adv.device.type == "cpu" and adv.shape == x.shape
     finally:
         det.to("cpu")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")
+def test_cw_l2_cuda_graph_replay_matches_eager_and_counts_every_pass(trained, monkeypatch):
+    det, x, y = trained
+    dev = det.to("cuda")
+    p = CWL2Params(confidence=0.0, c_min=1.0, c_max=100.0, binary_search_steps=2, max_iterations=30, abort_early=False)
+    try:
+        results = {}
+        for graphs in ("1", "0"):
+            monkeypatch.setenv("BENCH_CUDA_GRAPHS", graphs)
+            with count_passes(dev) as passes:
+                results[graphs] = (run_attack("cw_l2", "native", dev, x, y, p), passes.forward, passes.backward)
+        (a, fa, ba), (b, fb, bb) = results["1"], results["0"]
+        assert (fa, ba) == (fb, bb) and fa >= 30 * len(x)
+        assert torch.allclose(a, b, atol=1e-4)
+    finally:
+        det.to("cpu")

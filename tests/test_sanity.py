@@ -49,3 +49,15 @@ def test_each_check_fires_and_has_a_doc():
     for f in flags:
         assert (DOCS / f"{f.check}.md").is_file()
         assert f.model in ("a", "a+jpeg") and f.message
+
+
+def _clean(fake_hits: int, real_hits: int, n: int = 100) -> CellResult:
+    metrics = {"fake_recall": Proportion(fake_hits, n).as_dict(), "real_recall": Proportion(real_hits, n).as_dict()}
+    return CellResult("k", "clean", {}, metrics, 0.0, None, None)
+
+
+def test_degenerate_classifier_is_flagged_and_a_sound_one_is_not():
+    flags = run_checks([], {"always-fake": _clean(99, 10), "sound": _clean(93, 95), "missing": None})
+    assert [(f.check, f.model) for f in flags] == [("degenerate-classifier", "always-fake")]
+    assert "leans to 'fake'" in flags[0].message and "10.0%" in flags[0].message
+    assert (DOCS / "degenerate-classifier.md").is_file()

@@ -70,6 +70,17 @@ class _Counter:
         self.after_forward(inputs, output)
 
 
+_ACTIVE: dict[int, list[_Counter]] = {}
+
+
+def add_passes(detector: nn.Module, forward: int, backward: int) -> None:
+    """Tell the counters on `detector` of passes that no hook sees: a replayed CUDA graph runs the
+    captured network without calling it (and its capture calls it without computing anything)."""
+    for counter in _ACTIVE.get(id(detector), []):
+        counter.count.forward += forward
+        counter.count.backward += backward
+
+
 @contextmanager
 def count_passes(detector: nn.Module) -> Iterator[PassCount]:
     """Count passes through `detector.net` (or `detector` itself if it has no `.net`) while inside."""
@@ -89,9 +100,13 @@ def count_passes(detector: nn.Module) -> Iterator[PassCount]:
     swapped = handle is None
     if swapped:
         setattr(owner, attr, _Wrapper(target, counter))
+    _ACTIVE.setdefault(id(detector), []).append(counter)
     try:
         yield counter.count
     finally:
+        _ACTIVE[id(detector)].remove(counter)
+        if not _ACTIVE[id(detector)]:
+            del _ACTIVE[id(detector)]
         if swapped:
             setattr(owner, attr, target)
         elif handle is not None:

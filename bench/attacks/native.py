@@ -22,16 +22,22 @@ CW-L2 (eqs. 3-6 of the paper) in detail:
   ends when the batch's loss has not fallen by 0.01 % over a tenth of `max_iterations`, as in the
   reference code and Foolbox (checked on the loss shifted by the constant c * kappa, which keeps it
   non-negative as there). A per-image test would be cheaper but stops images in the overshoot that
-  follows their first success, before the L2 is refined.
+  follows their first success, before the L2 is refined;
+- on a GPU, after 3 eager iterations, one iteration is captured as a CUDA graph and replayed (the
+  same kernels on the same tensors, without Python or launch overhead; `BENCH_CUDA_GRAPHS=0` turns
+  it off). Replayed passes are added to the pass counters, which cannot see them.
 """
 
 from __future__ import annotations
 
 import math
+import os
+import warnings
 
 import torch
 from torch.nn import functional as F
 
+from bench.attacks.counting import add_passes
 from bench.attacks.params import CWL2Params, FGSMParams, PGDParams
 from bench.attacks.registry import register_backend
 from bench.models.detector import Detector
@@ -40,6 +46,7 @@ NATIVE_BATCH = 256  # images per chunk (bounds memory; CW runs each chunk as one
 TANH_SMOOTHER = 0.999999
 ADAM_BETAS = (0.9, 0.999)
 ADAM_EPS = 1e-8
+GRAPH_WARMUP = 3  # CUDA: eager iterations before one is captured as a CUDA graph and replayed
 
 
 def _prepare(detector: Detector, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -119,6 +126,72 @@ def _margins(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch
     return z_true, other.max(dim=1).values
 
 
+class _CWStep:
+    """One search step's state for a batch (Adam on w = w0 + delta); each call runs one iteration.
+
+    A call never waits for the device (no host reads), so on CUDA it can be captured once as a CUDA
+    graph and replayed: at a batch of 32 at 64 x 64 the iteration is otherwise bound by kernel launches.
+    Updates `best_l2` / `best_adv` in place; `found` marks images that reached an adversarial."""
+
+    def __init__(self, detector: Detector, x: torch.Tensor, w0: torch.Tensor, y: torch.Tensor,
+                 c: torch.Tensor, p: CWL2Params, best_l2: torch.Tensor, best_adv: torch.Tensor) -> None:
+        self.detector, self.x, self.w0, self.y, self.c, self.p = detector, x, w0, y, c, p
+        self.best_l2, self.best_adv = best_l2, best_adv
+        self.found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        self.delta = torch.zeros_like(w0)
+        self.m = torch.zeros_like(w0)
+        self.v = torch.zeros_like(w0)
+        self.t = torch.zeros((), dtype=torch.float64, device=x.device)  # Adam's step count
+        self.loss = torch.zeros((), device=x.device)
+
+    def __call__(self) -> None:
+        p, kappa = self.p, self.p.confidence
+        b1, b2 = ADAM_BETAS
+        w = (self.w0 + self.delta).requires_grad_(True)
+        xa = (torch.tanh(w) + 1.0) / 2.0  # eq. (5)
+        z_true, z_other = _margins(self.detector(xa), self.y)
+        f = torch.clamp(z_true - z_other, min=-kappa)  # eq. (4)
+        l2sq = (xa - self.x).flatten(1).pow(2).sum(dim=1)  # eq. (3)
+        loss = (l2sq + self.c * f).sum()  # eq. (6), summed over the images
+        (g,) = torch.autograd.grad(loss, w)
+        with torch.no_grad():
+            self.loss.copy_(loss)
+            margin = z_other - z_true
+            success = margin >= kappa if kappa > 0 else margin > 0
+            self.found |= success
+            better = success & (l2sq < self.best_l2)
+            self.best_l2.copy_(torch.where(better, l2sq, self.best_l2))
+            self.best_adv.copy_(torch.where(better.view(-1, 1, 1, 1), xa, self.best_adv))
+            # Adam with bias correction
+            self.t.add_(1.0)
+            self.m.mul_(b1).add_(g, alpha=1 - b1)
+            self.v.mul_(b2).addcmul_(g, g, value=1 - b2)
+            m_hat = self.m / (1.0 - b1**self.t)
+            v_hat = self.v / (1.0 - b2**self.t)
+            self.delta.sub_(p.learning_rate * m_hat / (v_hat.sqrt() + ADAM_EPS))
+
+
+def _use_cuda_graphs(x: torch.Tensor, p: CWL2Params) -> bool:
+    """Replay iterations as a CUDA graph: on a GPU, unless BENCH_CUDA_GRAPHS=0, for long enough runs."""
+    return x.device.type == "cuda" and os.environ.get("BENCH_CUDA_GRAPHS", "1") != "0" and (
+        p.max_iterations > 2 * GRAPH_WARMUP
+    )
+
+
+def _capture(step: _CWStep) -> torch.cuda.CUDAGraph | None:
+    """Capture one iteration as a CUDA graph; None (the attack goes on eagerly) if capture fails."""
+    graph = torch.cuda.CUDAGraph()
+    try:
+        with torch.cuda.graph(graph):
+            step()  # recorded, not run
+    except RuntimeError as exc:  # pragma: no cover - depends on the CUDA build
+        warnings.warn(f"CW-L2: CUDA graph capture failed ({exc}); running eagerly", stacklevel=3)
+        graph = None
+    finally:  # the capture called the network (its pass counters fired) without computing anything
+        add_passes(step.detector, forward=-len(step.x), backward=-len(step.x))
+    return graph
+
+
 def _cw_optimise(
     detector: Detector,
     x: torch.Tensor,
@@ -129,45 +202,42 @@ def _cw_optimise(
     best_l2: torch.Tensor,
     best_adv: torch.Tensor,
 ) -> torch.Tensor:
-    """One search step for the given images at their constants `c`: Adam on w = w0 + delta.
+    """One search step for the given images at their constants `c`: `max_iterations` iterations of
+    `_CWStep`, with the early-abort test every tenth of them. On a GPU the first `GRAPH_WARMUP`
+    iterations run on a side stream (as CUDA graph capture requires) and the rest replay a graph.
 
     Updates `best_l2` / `best_adv` in place; returns which images found an adversarial.
     """
-    found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
-    delta = torch.zeros_like(w0)
-    m = torch.zeros_like(w0)
-    v = torch.zeros_like(w0)
-    prev = math.inf
+    step = _CWStep(detector, x, w0, y, c, p, best_l2, best_adv)
     check_every = max(1, math.ceil(p.max_iterations / 10))
-    b1, b2 = ADAM_BETAS
-    kappa = p.confidence
+    shift = float((c * p.confidence).sum())
+    graphs = _use_cuda_graphs(x, p)
+    side = torch.cuda.Stream(x.device) if graphs else None
+    if side is not None:
+        side.wait_stream(torch.cuda.current_stream(x.device))
+    graph, replays, prev = None, 0, math.inf
     for it in range(p.max_iterations):
-        w = (w0 + delta).requires_grad_(True)
-        xa = (torch.tanh(w) + 1.0) / 2.0  # eq. (5)
-        z_true, z_other = _margins(detector(xa), y)
-        f = torch.clamp(z_true - z_other, min=-kappa)  # eq. (4)
-        l2sq = (xa - x).flatten(1).pow(2).sum(dim=1)  # eq. (3)
-        loss = (l2sq + c * f).sum()  # eq. (6), summed over the images
-        (g,) = torch.autograd.grad(loss, w)
-        with torch.no_grad():
-            margin = z_other - z_true
-            success = margin >= kappa if kappa > 0 else margin > 0
-            found |= success
-            better = success & (l2sq < best_l2)
-            best_l2.copy_(torch.where(better, l2sq, best_l2))
-            best_adv.copy_(torch.where(better.view(-1, 1, 1, 1), xa, best_adv))
-            # Adam with bias correction
-            t = it + 1
-            m.mul_(b1).add_(g, alpha=1 - b1)
-            v.mul_(b2).addcmul_(g, g, value=1 - b2)
-            delta.sub_(p.learning_rate * (m / (1 - b1**t)) / ((v / (1 - b2**t)).sqrt() + ADAM_EPS))
-            if p.abort_early and it % check_every == 0:
-                # the reference code's test, on the loss shifted by the constant c * kappa (>= 0)
-                shifted = float(loss) + float((c * kappa).sum())
-                if shifted > 0.9999 * prev:
-                    break
-                prev = shifted
-    return found
+        if side is not None and it < GRAPH_WARMUP:
+            with torch.cuda.stream(side):
+                step()
+            torch.cuda.current_stream(x.device).wait_stream(side)
+        else:
+            if side is not None:  # the first iteration after the warm-up: capture once
+                graph, side = _capture(step), None
+            if graph is not None:
+                graph.replay()
+                replays += 1
+            else:
+                step()
+        if p.abort_early and it % check_every == 0:
+            # the reference code's test, on the loss shifted by the constant c * kappa (>= 0)
+            shifted = float(step.loss) + shift
+            if shifted > 0.9999 * prev:
+                break
+            prev = shifted
+    if replays:  # replays run the network without calling it: no hook counted them
+        add_passes(detector, forward=replays * len(x), backward=replays * len(x))
+    return step.found
 
 
 def _cw_l2_batch(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Params) -> torch.Tensor:

@@ -40,5 +40,6 @@ def create_model(
 
 
 register_model("vgg16", architectures.vgg16)
+register_model("vgg16_bn", architectures.vgg16_bn)
 register_model("resnet18", architectures.resnet18)
 register_model("tiny", architectures.tiny_cnn)

@@ -85,19 +85,38 @@ class Leaderboard:
             return None
         return Proportion(sum(p["k"] for p in ok), sum(p["n"] for p in ok)).as_dict()
 
+    def _degenerate(self) -> set[str]:
+        """Variants the degenerate-classifier check flags: never marked best, labelled with a dagger."""
+        from bench.report.sanity import degenerate_classifier
+
+        return {f.model for f in degenerate_classifier(self.clean)}
+
+    def _label(self, v: Variant) -> str:
+        return v.label + (" †" if v.name in self._degenerate() else "")
+
     @staticmethod
     def _best(rows: list[list], values: list[list[dict | None]]) -> None:
-        """Mark the best value in each column (highest accuracy) among rows that are not averages."""
+        """Mark the best value in each column (highest accuracy) among rows that are not averages and not
+        flagged degenerate (labels ending in a dagger)."""
         if not values:
             return
+        eligible = [not str(r[0]).startswith("Average") and not str(r[0]).endswith("†") for r in rows]
         for j in range(len(values[0])):
-            col = [(v[j]["value"] if v[j] and v[j].get("n") else -1.0) for v in values]
+            col = [(v[j]["value"] if v[j] and v[j].get("n") and ok else -1.0)
+                   for v, ok in zip(values, eligible, strict=True)]
             best = max(col)
             if best < 0 or len(values) < 2 or all(c == best for c in col):
                 continue
             for i, v in enumerate(values):
-                if col[i] == best and not str(rows[i][0]).startswith("Average"):
+                if col[i] == best and eligible[i]:
                     rows[i][j + 1] = prop(v[j], mark=True)
+
+    def _best_note(self) -> str:
+        note = "*Best in each column (among single models)"
+        if self._degenerate():
+            note += ("; † marks a model the degenerate-classifier check flags (it calls most images of one class the "
+                     "other class), never marked best: see Sanity checks")
+        return note + ".*"
 
     # -------------------------------------------------------------- sections
     def header(self) -> str:
@@ -136,7 +155,7 @@ class Leaderboard:
             r = self.clean[v.name]
             m = r.metrics if r else {}
             vals.append([m.get(c) for c, _ in TABLE_I_COLUMNS])
-            rows.append([v.label] + [prop(m.get(c)) for c, _ in TABLE_I_COLUMNS] + [num(m.get("auroc"))])
+            rows.append([self._label(v)] + [prop(m.get(c)) for c, _ in TABLE_I_COLUMNS] + [num(m.get("auroc"))])
         for (base, dname), names in self._groups().items():
             ms = [self.clean[n].metrics for n in names if self.clean.get(n)]
             pooled = [self._pool([m.get(c) for m in ms]) for c, _ in TABLE_I_COLUMNS]
@@ -147,7 +166,7 @@ class Leaderboard:
         self._best(rows, vals)
         headers = ["Model"] + [h for _, h in TABLE_I_COLUMNS] + ["AUROC"]
         return "## Table I: unperturbed test images\n\n" + tabulate(rows, headers, tablefmt="github") + \
-            "\n\n*Best in each column (among single models).*"
+            "\n\n" + self._best_note()
 
     def table_ii(self) -> str:
         keys = self._attack_keys()
@@ -164,7 +183,7 @@ class Leaderboard:
                     found = self._cell(v, k, threat)
                     cols.append(found[1].metrics["accuracy"] if found and found[1] else None)
             per_variant[v.name] = cols
-            rows.append([v.label] + [prop(c) for c in cols])
+            rows.append([self._label(v)] + [prop(c) for c in cols])
             vals.append(cols)
         for (base, dname), names in self._groups().items():
             pooled = [self._pool([per_variant[n][j] for n in names]) for j in range(len(headers) - 1)]
@@ -179,7 +198,7 @@ class Leaderboard:
                 "base, then passed through the defense, as in the paper). Attack parameters: "
                 + "; ".join(f"{a.key}: {a.backend}, {_params(a)}" for a in self.ls.attacks if a.in_table) + ".")
         return "## Table II: accuracy on perturbed fake test images\n\n" + \
-            tabulate(rows, headers, tablefmt="github") + "\n\n" + note
+            tabulate(rows, headers, tablefmt="github") + "\n\n" + self._best_note() + "\n\n" + note
 
     def grid_sections(self, out_dir: Path, stem: str) -> str:
         parts = []
@@ -250,9 +269,9 @@ class Leaderboard:
                 for i, (_, p) in self.store.predictions(c.key).items():
                     robust[i] = robust.get(i, False) and p < 0.5
             worst = Proportion(sum(robust.values()), len(robust)).as_dict() if ran else None
-            rows.append((worst["value"] if worst else -1, [v.label, prop(r.metrics["accuracy"])]
+            rows.append((worst["value"] if worst else -1, [self._label(v), prop(r.metrics["accuracy"])]
                          + [prop(c) for c in cols] + [prop(worst), ran]))
-        rows.sort(key=lambda t: -t[0])
+        rows.sort(key=lambda t: (str(t[1][0]).endswith("†"), -t[0]))  # flagged degenerate models last
         headers = ["Model", "Clean accuracy (all test images)"]
         names = {("transfer", False): "black-box", ("white-box", False): "white-box",
                  ("white-box", True): "adaptive (through the defense)"}
@@ -263,7 +282,10 @@ class Leaderboard:
         return ("## Defense ranking\n\nSorted by worst-case robust accuracy: a fake counts as detected only if the "
                 "model classifies it as fake unperturbed and under every attack cell the suite ran against this "
                 "model (all grid points, both threat models). It is not the minimum of the per-attack means.\n\n"
-                + tabulate(body, ["Rank"] + headers, tablefmt="github"))
+                + tabulate(body, ["Rank"] + headers, tablefmt="github")
+                + ("\n\n† flagged by the degenerate-classifier check: it calls most images of one class the "
+                   "other class, so its robust accuracy on fakes is not evidence of robustness; ranked last."
+                   if self._degenerate() else ""))
 
     def gradient_norms(self) -> str:
         rows = []
@@ -300,11 +322,11 @@ class Leaderboard:
                 + tabulate(rows, headers, tablefmt="github"))
 
     def sanity(self) -> str:
-        from bench.report.sanity import CHECKS, run_checks
+        from bench.report.sanity import CHECKS, CLEAN_CHECKS, run_checks
 
-        flags = run_checks(self.attack)
+        flags = run_checks(self.attack, self.clean)
         names = ", ".join(f"[{c.__name__.replace('_', '-')}](../docs/checks/{c.__name__.replace('_', '-')}.md)"
-                          for c in CHECKS)
+                          for c in CHECKS + CLEAN_CHECKS)
         if not flags:
             return f"## Sanity checks\n\nNo flags raised. Checks run: {names}."
         rows = [[f.model, f"[{f.check}](../{f.doc})", f.message] for f in flags]

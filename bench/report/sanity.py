@@ -99,8 +99,32 @@ def defense_only_non_adaptive(cells: list[tuple[AttackCell, CellResult | None]])
                        f"defense itself; set `adaptive: true` on the defense to add a BPDA attack")
 
 
+# A class recall below this on unperturbed images marks a classifier that mostly answers one class.
+MIN_RECALL = 0.5
+
+
+def degenerate_classifier(clean: dict[str, CellResult | None]) -> Iterator[Flag]:
+    """A model (or defended variant) that calls most images of one class the other class on clean data:
+    its accuracy on attacked fakes says little (a model that answers 'fake' to everything is 'robust')."""
+    for name, r in clean.items():
+        if r is None or "fake_recall" not in r.metrics:
+            continue
+        fake, real = r.metrics["fake_recall"]["value"], r.metrics["real_recall"]["value"]
+        if min(fake, real) < MIN_RECALL:
+            leans = "fake" if fake > real else "real"
+            yield Flag("degenerate-classifier", name,
+                       f"on unperturbed test images it leans to '{leans}': fake recall {fake:.1%}, real recall "
+                       f"{real:.1%} (below {MIN_RECALL:.0%}); its robust accuracy on fakes is not evidence of "
+                       f"robustness")
+
+
 CHECKS = (transfer_beats_white_box, not_monotone_in_budget, single_step_beats_iterative, defense_only_non_adaptive)
+CLEAN_CHECKS = (degenerate_classifier,)
 
 
-def run_checks(cells: list[tuple[AttackCell, CellResult | None]]) -> list[Flag]:
-    return [flag for check in CHECKS for flag in check(cells)]
+def run_checks(
+    cells: list[tuple[AttackCell, CellResult | None]], clean: dict[str, CellResult | None] | None = None
+) -> list[Flag]:
+    """Every flag: the attack-cell checks on `cells`, the clean-data checks on `clean` (per variant name)."""
+    flags = [flag for check in CHECKS for flag in check(cells)]
+    return flags + [flag for check in CLEAN_CHECKS for flag in check(clean or {})]

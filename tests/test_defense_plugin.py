@@ -1,0 +1,89 @@
+"""The docs' walk-through, end to end: a user's preprocessor defense in a file outside the package,
+named in a suite, run, and ranked in the rendered leaderboard."""
+
+from __future__ import annotations
+
+import re
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from bench.cli import main
+
+DOCS = Path(__file__).resolve().parents[1] / "docs" / "adding-a-defense.md"
+
+SUITE = """
+name: plugin
+seed: 0
+data: {source: synthetic-faces, n: 160, size: 32}
+models:
+  a: {arch: tiny, label: Tiny A, recipe: {epochs: 4, lr: 0.05, batch_size: 16}}
+  b: {arch: tiny, label: Tiny B, recipe: {epochs: 4, lr: 0.03, batch_size: 16}}
+attacks:
+  fgsm: {attack: fgsm, backend: art, eps: [0.01, 0.03], table: {eps: 0.03}}
+threat_models:
+  white_box: true
+  transfer: [[b, a]]
+defenses:
+  bitdepth:
+    use: my_defenses.py:BitDepth
+    params: {bits: 3}
+    applies_to: [a]
+    label: 3-bit squeezing
+    adaptive: true
+evaluation: {max_attack_images: 16, attack_batch_size: 16, gradient_norm_images: 8}
+"""
+
+
+def _docs_defense_code() -> str:
+    """The Python block of section 2 of docs/adding-a-defense.md (so the docs are tested too)."""
+    text = DOCS.read_text()
+    section = text.split("## 2. The class", 1)[1]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, "docs/adding-a-defense.md section 2 lost its code block"
+    return match.group(1)
+
+
+def _section(text: str, title: str) -> str:
+    start = text.index(f"## {title}")
+    nxt = text.find("\n## ", start + 1)
+    return text[start : nxt if nxt >= 0 else None]
+
+
+@pytest.fixture(scope="module")
+def plugin_run(tmp_path_factory) -> tuple[Path, Path, Path]:
+    experiment = tmp_path_factory.mktemp("my-experiment")  # outside the package, not on sys.path
+    (experiment / "my_defenses.py").write_text(_docs_defense_code())
+    (experiment / "suite.yaml").write_text(SUITE)
+    home, out = experiment / "home", experiment / "lb"
+    assert main(["validate", str(experiment / "suite.yaml")]) == 0
+    assert main(["run", str(experiment / "suite.yaml"), "--home", str(home), "--out", str(out), "--quiet"]) == 0
+    return experiment, home, out / "plugin.md"
+
+
+def test_user_defense_is_ranked_in_the_leaderboard(plugin_run):
+    _, _, leaderboard = plugin_run
+    ranking = _section(leaderboard.read_text(), "Defense ranking")
+    rows = [line for line in ranking.splitlines() if re.match(r"\|\s+\d+ \|", line)]
+    names = [line.split("|")[2].strip() for line in rows]
+    assert "Tiny A + 3-bit squeezing" in names and "Tiny A" in names and "Tiny B" in names
+    defended = rows[names.index("Tiny A + 3-bit squeezing")]
+    assert re.search(r"\d+\.\d% \[\d+\.\d, \d+\.\d\] n=\d+", defended), "accuracies carry an interval and n"
+    # the adaptive column (attacked through the defense, BPDA gradient) is filled for the defended row only
+    header = [h.strip() for h in ranking.splitlines()[4].split("|")]
+    cells = [c.strip() for c in defended.split("|")]
+    adaptive = header.index("FGSM adaptive (through the defense)")
+    assert cells[adaptive] != "n/a" and "n=16" in cells[adaptive]
+    # sorted by worst case, descending
+    worst = header.index("Worst case (per image, all attacks)")
+    values = [float(line.split("|")[worst].strip().split("%")[0]) for line in rows]
+    assert values == sorted(values, reverse=True)
+
+
+def test_user_defense_cells_are_in_the_database(plugin_run):
+    _, home, _ = plugin_run
+    con = sqlite3.connect(home / "results.sqlite")
+    kinds = dict(con.execute("SELECT kind, COUNT(*) FROM cells WHERE key LIKE '%bitdepth%' GROUP BY kind"))
+    con.close()
+    assert kinds.get("clean") == 1 and kinds.get("attack", 0) >= 3
