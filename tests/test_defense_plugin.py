@@ -16,10 +16,10 @@ DOCS = Path(__file__).resolve().parents[1] / "docs" / "adding-a-defense.md"
 SUITE = """
 name: plugin
 seed: 0
-data: {source: synthetic-faces, n: 160, size: 32}
+data: {source: synthetic-faces, n: 240, size: 32}
 models:
-  a: {arch: tiny, label: Tiny A, recipe: {epochs: 4, lr: 0.05, batch_size: 16}}
-  b: {arch: tiny, label: Tiny B, recipe: {epochs: 4, lr: 0.03, batch_size: 16}}
+  a: {arch: tiny, label: Tiny A, recipe: {epochs: 10, lr: 0.05, batch_size: 16}}
+  b: {arch: tiny, label: Tiny B, recipe: {epochs: 10, lr: 0.03, batch_size: 16}}
 attacks:
   fgsm: {attack: fgsm, backend: art, eps: [0.01, 0.03], table: {eps: 0.03}}
 threat_models:
@@ -66,7 +66,7 @@ def test_user_defense_is_ranked_in_the_leaderboard(plugin_run):
     _, _, leaderboard = plugin_run
     ranking = _section(leaderboard.read_text(), "Defense ranking")
     rows = [line for line in ranking.splitlines() if re.match(r"\|\s+\d+ \|", line)]
-    names = [line.split("|")[2].strip() for line in rows]
+    names = [line.split("|")[2].strip().removesuffix(" †") for line in rows]  # † would flag a degenerate model
     assert "Tiny A + 3-bit squeezing" in names and "Tiny A" in names and "Tiny B" in names
     defended = rows[names.index("Tiny A + 3-bit squeezing")]
     assert re.search(r"\d+\.\d% \[\d+\.\d, \d+\.\d\] n=\d+", defended), "accuracies carry an interval and n"
@@ -87,3 +87,38 @@ def test_user_defense_cells_are_in_the_database(plugin_run):
     kinds = dict(con.execute("SELECT kind, COUNT(*) FROM cells WHERE key LIKE '%bitdepth%' GROUP BY kind"))
     con.close()
     assert kinds.get("clean") == 1 and kinds.get("attack", 0) >= 3
+
+
+BREAKS_ON_BIG_BATCHES = '''
+import torch
+from bench.defenses.base import PreprocessorDefense
+
+
+class BreaksOnBigBatches(PreprocessorDefense):
+    """Passes the preflight probe (2 images), then returns NaN on the real evaluation batches."""
+
+    differentiable = True
+
+    def transform(self, x):
+        return x * float("nan") if len(x) > 2 else x
+'''
+
+
+def test_defense_breaking_its_contract_mid_run_is_named_and_finished_cells_are_kept(tmp_path, capsys):
+    (tmp_path / "broken.py").write_text(BREAKS_ON_BIG_BATCHES)
+    suite = SUITE.split("defenses:")[0] + (
+        "defenses:\n  broken: {use: broken.py:BreaksOnBigBatches, applies_to: [a]}\n"
+        "evaluation: {max_attack_images: 16, attack_batch_size: 16, gradient_norm_images: 8}\n"
+    )
+    (tmp_path / "suite.yaml").write_text(suite)
+    home = tmp_path / "home"
+    code = main(["run", str(tmp_path / "suite.yaml"), "--home", str(home), "--out", str(tmp_path / "lb"), "--quiet"])
+    assert code == 2
+    err = capsys.readouterr().err
+    assert "defenses.broken" in err and "NaN" in err
+    con = sqlite3.connect(home / "results.sqlite")
+    clean = [k for (k,) in con.execute("SELECT key FROM cells WHERE kind = 'clean'")]
+    status = con.execute("SELECT status FROM runs").fetchall()
+    con.close()
+    assert len(clean) == 2 and not any("broken" in k for k in clean)  # a and b were scored and kept
+    assert status == [("failed",)]

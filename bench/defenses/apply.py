@@ -42,8 +42,9 @@ class _Normalise(nn.Module):
 
 def apply_defense(base: Detector, name: str, use: str, params: dict, base_dir: Path) -> Detector:
     """The defended detector for the suite's defense `name` (`use` + `params`) around `base`."""
-    defense = create_defense(use, params, where=f"defenses.{name}", base_dir=base_dir)
-    defense.name = name
+    where = f"defenses.{name}"
+    defense = create_defense(use, params, where=where, base_dir=base_dir)
+    defense.name = where  # contract errors at run time name it as the suite does
     kind = defense_kind(defense)
     if kind == "preprocessor":
         det = as_detector(nn.Sequential(_Preprocess(defense), _Normalise(base), base.net), like=base)
@@ -54,5 +55,5 @@ def apply_defense(base: Detector, name: str, use: str, params: dict, base_dir: P
     det = det.eval()
     probe = torch.rand(2, 3, base.spec.input_size, base.spec.input_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
-        check_logits(name, probe, det(probe.to(det.device)), base.spec.num_classes)
+        check_logits(where, probe, det(probe.to(det.device)), base.spec.num_classes)
     return det

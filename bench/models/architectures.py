@@ -52,17 +52,20 @@ def resnet18(num_classes: int = 2, pretrained: bool = False) -> nn.Module:
 
 
 def tiny_cnn(num_classes: int = 2, pretrained: bool = False) -> nn.Module:
-    """A small CNN (about 25k parameters) for fast tests; any input size."""
+    """A small CNN (about 25k parameters, batch norm after each convolution) for fast tests; any input size."""
     if pretrained:
         raise BenchError("models.tiny.pretrained", "the tiny CNN has no pretrained weights")
     return nn.Sequential(
         nn.Conv2d(3, 16, 3, padding=1),
+        nn.BatchNorm2d(16),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Conv2d(16, 32, 3, padding=1),
+        nn.BatchNorm2d(32),
         nn.ReLU(),
         nn.MaxPool2d(2),
         nn.Conv2d(32, 64, 3, padding=1),
+        nn.BatchNorm2d(64),
         nn.ReLU(),
         nn.AdaptiveAvgPool2d(1),
         nn.Flatten(),
