@@ -61,3 +61,12 @@ def test_degenerate_classifier_is_flagged_and_a_sound_one_is_not():
     assert [(f.check, f.model) for f in flags] == [("degenerate-classifier", "always-fake")]
     assert "leans to 'fake'" in flags[0].message and "10.0%" in flags[0].message
     assert (DOCS / "degenerate-classifier.md").is_file()
+
+
+def test_flagged_and_average_rows_are_never_marked_best():
+    from bench.report.leaderboard import Leaderboard
+
+    rows = [["sound", "-"], ["always-fake †", "-"], ["Average of two", "-"]]
+    values = [[Proportion(80, 100).as_dict()], [Proportion(99, 100).as_dict()], [Proportion(90, 100).as_dict()]]
+    Leaderboard._best(rows, values)
+    assert rows[0][1].startswith("**80.0%") and rows[1][1] == "-" and rows[2][1] == "-"
