@@ -112,10 +112,10 @@ def time_variant(
 
 def full_run(batch: int, size: int, iterations: int, device: torch.device) -> dict:
     """Wall-clock time of `purify` on `batch` synthetic faces, all iterations, read out at the last."""
+    from bench.data.dataset import ImageSet
     from bench.data.synthetic import generate_synthetic_faces
 
-    imgs, _, _ = generate_synthetic_faces(batch, size, 0)
-    images = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
+    images = ImageSet.from_uint8(*generate_synthetic_faces(batch, size, 0)).images
     config = DIPConfig(iterations=iterations, readout=iterations, batch_size=batch)
     _sync(device)
     result = purify(images, config, seed=0, device=device)

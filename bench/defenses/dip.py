@@ -506,6 +506,11 @@ def _chunks(n: int, batch_size: int, workers: int) -> list[tuple[int, int]]:
     return [(int(a), int(b)) for a, b in zip(edges[:-1], edges[1:], strict=True) if b > a]
 
 
+def _moving_average(avg: torch.Tensor | None, out: torch.Tensor, weight: float) -> torch.Tensor:
+    """The exponential moving average of the outputs (in place after the first step)."""
+    return out.clone() if avg is None else avg.mul_(weight).add_(out, alpha=1.0 - weight)
+
+
 class DIPFitter:
     """The batched engine for one batch: one network, input z, jitter stream and Adam state per image.
 
@@ -554,7 +559,7 @@ class DIPFitter:
             self.opt.step()
         out = out.detach()
         with torch.no_grad():
-            self.avg = out.clone() if self.avg is None else self.avg.mul_(cfg.ema).add_(out, alpha=1.0 - cfg.ema)
+            self.avg = _moving_average(self.avg, out, cfg.ema)
         self.loss = loss.detach()
         self.t += 1
         return out
@@ -600,7 +605,7 @@ class ReferenceFitter:
             self.opt.step()
         out = out.detach()
         with torch.no_grad():
-            self.avg = out.clone() if self.avg is None else self.avg.mul_(cfg.ema).add_(out, alpha=1.0 - cfg.ema)
+            self.avg = _moving_average(self.avg, out, cfg.ema)
         self.t += 1
         return out
 

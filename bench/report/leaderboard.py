@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import os
 from collections import defaultdict
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -85,14 +86,15 @@ class Leaderboard:
             return None
         return Proportion(sum(p["k"] for p in ok), sum(p["n"] for p in ok)).as_dict()
 
-    def _degenerate(self) -> set[str]:
+    @cached_property
+    def degenerate(self) -> frozenset[str]:
         """Variants the degenerate-classifier check flags: never marked best, labelled with a dagger."""
         from bench.report.sanity import degenerate_classifier
 
-        return {f.model for f in degenerate_classifier(self.clean)}
+        return frozenset(f.model for f in degenerate_classifier(self.clean))
 
     def _label(self, v: Variant) -> str:
-        return v.label + (" †" if v.name in self._degenerate() else "")
+        return v.label + (" †" if v.name in self.degenerate else "")
 
     @staticmethod
     def _best(rows: list[list], values: list[list[dict | None]]) -> None:
@@ -113,7 +115,7 @@ class Leaderboard:
 
     def _best_note(self) -> str:
         note = "*Best in each column (among single models)"
-        if self._degenerate():
+        if self.degenerate:
             note += ("; † marks a model the degenerate-classifier check flags (it calls most images of one class the "
                      "other class), never marked best: see Sanity checks")
         return note + ".*"
@@ -269,23 +271,23 @@ class Leaderboard:
                 for i, (_, p) in self.store.predictions(c.key).items():
                     robust[i] = robust.get(i, False) and p < 0.5
             worst = Proportion(sum(robust.values()), len(robust)).as_dict() if ran else None
-            rows.append((worst["value"] if worst else -1, [self._label(v), prop(r.metrics["accuracy"])]
-                         + [prop(c) for c in cols] + [prop(worst), ran]))
-        rows.sort(key=lambda t: (str(t[1][0]).endswith("†"), -t[0]))  # flagged degenerate models last
+            rows.append((v.name in self.degenerate, worst["value"] if worst else -1,
+                         [self._label(v), prop(r.metrics["accuracy"])] + [prop(c) for c in cols] + [prop(worst), ran]))
+        rows.sort(key=lambda t: (t[0], -t[1]))  # flagged degenerate models last
         headers = ["Model", "Clean accuracy (all test images)"]
         names = {("transfer", False): "black-box", ("white-box", False): "white-box",
                  ("white-box", True): "adaptive (through the defense)"}
         for k in keys:
             headers += [f"{self._attack_title(k)} {names[c]}" for c in self._ranking_columns()]
         headers += ["Worst case (per image, all attacks)", "Attack cells"]
-        body = [[i + 1] + row for i, (_, row) in enumerate(rows)]
+        body = [[i + 1] + row for i, (_, _, row) in enumerate(rows)]
         return ("## Defense ranking\n\nSorted by worst-case robust accuracy: a fake counts as detected only if the "
                 "model classifies it as fake unperturbed and under every attack cell the suite ran against this "
                 "model (all grid points, both threat models). It is not the minimum of the per-attack means.\n\n"
                 + tabulate(body, ["Rank"] + headers, tablefmt="github")
                 + ("\n\n† flagged by the degenerate-classifier check: it calls most images of one class the "
                    "other class, so its robust accuracy on fakes is not evidence of robustness; ranked last."
-                   if self._degenerate() else ""))
+                   if self.degenerate else ""))
 
     def gradient_norms(self) -> str:
         rows = []
