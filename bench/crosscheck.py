@@ -38,11 +38,14 @@ from bench.attacks.counting import PassCount, count_passes
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack, run_attack
 from bench.attacks.user import is_user_spec, load_user_attack, validate_adversarial
+from bench.diagnostics import reachable_margin
 from bench.errors import BenchError
 from bench.models.detector import Detector
 
 DEFAULT_IMPLEMENTATIONS = ("native", "art", "foolbox")
 TIE_L2 = 1e-6  # two L2 norms closer than this are a tie
+
+REACH_STEPS, REACH_STEP = 200, 0.05  # the margin-reachability probe for CW-L2's kappa
 
 C_SEARCH_NOTE = (
     "The c search differs between implementations: native searches c per image within [c_min, c_max] (c_min "
@@ -145,6 +148,7 @@ class CrosscheckReport:
     pairs: list[PairStats]
     verdicts: list[Verdict]
     notes: list[str]
+    reachable_margin: list[float] | None = None  # CW-L2: per image, the margin-reachability probe's result
 
     @property
     def subject(self) -> str:
@@ -469,8 +473,17 @@ def crosscheck(
     ok = [r for r in results if r.ok]
     pairs = [_pair(a, b) for i, a in enumerate(ok) for b in ok[i + 1 :]]
     verdicts = _verdicts(attack_name, exact, results[0], results[1:], n, tol)
+    reach = None
     if attack_name == "cw_l2":
         notes.append(C_SEARCH_NOTE)
+        if n and p.confidence > 0:
+            reach = reachable_margin(detector, x, y, REACH_STEPS, REACH_STEP)
+            notes.append(
+                f"kappa {p.confidence:g} is a logit margin: a margin-maximising PGD ({REACH_STEPS} sign steps of "
+                f"{REACH_STEP}, anywhere in the [0, 1] box) reached it on {int((reach >= p.confidence).sum())} of {n} "
+                f"images (largest margins {float(reach.min()):.1f} to {float(reach.max()):.1f}). CW-L2 returns "
+                "the original image wherever no iterate reaches kappa"
+            )
     notes.append("success: the detector's prediction on the returned image differs from the true label")
     clean_correct = int((_predict(detector, x) == y).sum()) if n else 0
     return CrosscheckReport(
@@ -485,6 +498,7 @@ def crosscheck(
         pairs=pairs,
         verdicts=verdicts,
         notes=notes,
+        reachable_margin=None if reach is None else reach.tolist(),
     )
 
 

@@ -1,4 +1,5 @@
-"""Model diagnostics: the input-gradient norm of the logits (the quantity eq. 7 regularises).
+"""Model diagnostics: the input-gradient norm of the logits (the quantity eq. 7 regularises), and how
+large a logit margin an attacker can reach at all (what decides whether a CW-L2 confidence is attainable).
 
 For an image x with logits Z(x) in R^C, the diagnostic is the Frobenius norm of the logit Jacobian
 with respect to the [0, 1] image (the space attacks perturb):
@@ -16,6 +17,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from bench.attacks.native import true_and_other_logits
 from bench.data.dataset import ImageSet
 from bench.models.detector import Detector
 
@@ -41,3 +43,28 @@ def input_gradient_norm(
         norms.append(sq.sqrt().cpu().numpy())
     per_image = np.concatenate(norms)
     return float(per_image.mean()), per_image
+
+
+def reachable_margin(
+    detector: Detector, x: torch.Tensor, y: torch.Tensor, steps: int = 200, step_size: float = 0.05
+) -> torch.Tensor:
+    """Per image, the largest margin max_{i != y} Z_i - Z_y seen while a margin-maximising PGD walks the
+    whole [0, 1] box (no norm bound): `steps` sign-gradient steps of `step_size` from x.
+
+    A lower bound on the largest margin any attack can reach. CW-L2 with confidence kappa can only
+    succeed where kappa is reachable; where this stays below kappa, CW returns the image unperturbed.
+    """
+    detector.eval()
+    dev = detector.device
+    xa, y = x.to(dev, torch.float32), y.to(dev, torch.int64)
+    best = torch.full((len(xa),), -torch.inf, device=dev)
+    for step in range(steps + 1):
+        xg = xa.detach().requires_grad_(True)
+        with torch.enable_grad():
+            z_true, z_other = true_and_other_logits(detector(xg), y)
+            margin = z_other - z_true
+            (g,) = torch.autograd.grad(margin.sum(), xg)
+        best = torch.maximum(best, margin.detach())
+        if step < steps:
+            xa = (xa + step_size * g.sign()).clamp(0.0, 1.0)
+    return best.cpu()

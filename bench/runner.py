@@ -244,13 +244,19 @@ class Runner:
             outs.append(adv.cpu())
         dt = time.perf_counter() - t0
         ev = self.s.evaluation
-        q = quantise(torch.cat(outs), ev.storage, ev.jpeg_quality)
+        raw = torch.cat(outs)
+        # of the fakes the source detects, those the attack gave back as they were, to 8-bit precision (before
+        # storage adds its own change); an image already misclassified needs no perturbation
+        detected = torch.from_numpy(det.predict_proba(data.images)[:, 1].numpy() < 0.5)
+        same = (quantise(raw, "png", 0) == quantise(data.images, "png", 0)).flatten(1).all(1)
+        q = quantise(raw, ev.storage, ev.jpeg_quality)
         path.parent.mkdir(parents=True, exist_ok=True)
         tmp = path.with_suffix(".tmp")
         torch.save(q, tmp)
         os.replace(tmp, path)
         l2, linf = perturbation_norms(data.images.numpy(), q.float().div(255).numpy())
-        metrics = {"l2": summary(l2), "linf": summary(linf), "n": len(data), "seconds_per_image": dt / len(data)}
+        metrics = {"l2": summary(l2), "linf": summary(linf), "n": len(data), "seconds_per_image": dt / len(data),
+                   "unchanged": Proportion(int((same & detected).sum()), int(detected.sum())).as_dict()}
         key = {"attack": ap.key, "label": ap.label, "backend": ap.backend, "params": ap.params.model_dump(),
                "source": craft.source.name}
         self.store.put(craft.key, "craft", key, metrics, dt, str(self.device), self.run_id)
@@ -281,6 +287,9 @@ class Runner:
             "l2_successful": summary(l2[flipped]),
             "linf_successful": summary(linf[flipped]),
         }
+        craft = self.store.get(cell.craft.key)
+        if craft is not None and "unchanged" in craft.metrics:  # the attack's own output, before storage
+            metrics["unchanged"] = craft.metrics["unchanged"]
         ap = cell.attack
         key = {"attack": ap.key, "attack_name": ap.attack, "label": ap.label, "backend": ap.backend,
                "params": ap.params.model_dump(), "source": cell.source.name, "target": cell.target.name,

@@ -111,3 +111,19 @@ def test_sharded_runs_merge_to_the_same_results(first_run, tmp_path):
     assert all(strip(got[c]) == strip(ref[c]) for c in got)
     assert main(["report", str(SUITE), "--db", str(merged), "--out", str(tmp_path / "lb")]) == 0
     assert "not run" not in (tmp_path / "lb" / "tiny.md").read_text()
+
+
+def test_attack_cells_count_unperturbed_images_and_an_unreachable_kappa_is_flagged(first_run, tmp_path):
+    home, _ = first_run
+    for m in _metrics(home / "results.sqlite").values():
+        if "accuracy" in m and "success_rate" in m:  # attack cells
+            assert 0 <= m["unchanged"]["k"] <= m["unchanged"]["n"] <= 24
+    text = SUITE.read_text().replace("confidence: 0.0", "confidence: 1000.0")  # no tiny CNN reaches it
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(text)
+    assert main(["run", str(suite), "--home", str(tmp_path / "home"), "--out", str(tmp_path / "lb"), "--quiet"]) == 0
+    sanity = (tmp_path / "lb" / "tiny.md").read_text().split("## Sanity checks")[1].split("\n## ")[0]
+    flagged = [li for li in sanity.splitlines() if "attack-left-images-unchanged" in li and li.startswith("| ")]
+    assert len(flagged) == 2 and all(re.search(r"returned (\d+) of the \1 attacked fakes", li) and "kappa=1000" in li
+                                     for li in flagged), sanity
+    assert not any("fgsm" in li for li in flagged)

@@ -113,6 +113,9 @@ def test_cw_l2_is_at_least_as_strong_as_art_and_foolbox(trained):
         if both.any():  # median L2 on the same images
             assert float(nat.l2[both].median()) <= 1.05 * float(ref.l2[both].median()), ref.name
     assert report.verdict_ok, report.to_text()
+    # kappa 1 is reachable everywhere, and the report says so
+    assert report.reachable_margin is not None and min(report.reachable_margin) >= 1.0
+    assert "reached it on 8 of 8 images" in report.to_text()
 
 
 def test_cw_l2_output_contract(trained):
@@ -141,6 +144,24 @@ def test_cw_l2_settled_images_stop_costing_compute(trained):
     with count_passes(det) as early:
         run_attack("cw_l2", "native", det, x, y, easy.model_copy(update={"abort_early": True}))
     assert early.forward < passes.forward
+
+
+def test_cw_l2_cannot_beat_the_reachable_margin(trained):
+    """The reachability probe bounds CW-L2 from below: a kappa above what the probe reaches leaves CW with
+    nothing (originals back), a kappa it reaches on every image is one CW reaches too."""
+    from bench.diagnostics import reachable_margin
+
+    det, x, y = trained
+    x, y = x[:6], y[:6]
+    reach = reachable_margin(det, x, y, steps=30, step_size=0.05)
+    z_true, z_other = native.true_and_other_logits(det(x).detach(), y)
+    assert bool((reach >= z_other - z_true).all())  # the start counts
+    far = CWL2Params(confidence=float(reach.max()) * 3 + 10, c_min=1.0, c_max=100.0, binary_search_steps=2,
+                     max_iterations=60, learning_rate=0.05)
+    assert torch.equal(run_attack("cw_l2", "native", det, x, y, far), x)
+    near = far.model_copy(update={"confidence": float(reach.min()) / 4})
+    adv = run_attack("cw_l2", "native", det, x, y, near)
+    assert bool((adv - x).flatten(1).abs().amax(1).gt(0).all())
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA device")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.attacks.params import FGSMParams, PGDParams
+from bench.attacks.params import CWL2Params, FGSMParams, PGDParams
 from bench.metrics import Proportion
 from bench.report.sanity import run_checks
 from bench.store import CellResult
@@ -17,10 +17,11 @@ B = Variant("b", "b", None, "kb", "b")
 AD = Variant("a+jpeg", "a", "jpeg", "kad", "a + jpeg")
 
 
-def _cell(attack: AttackPoint, src: Variant, dst: Variant, threat: str, k: int, n: int = 100):
+def _cell(attack: AttackPoint, src: Variant, dst: Variant, threat: str, k: int, n: int = 100, unchanged: int = 0):
     craft = CraftCell(attack, src, f"c-{attack.label}-{src.name}")
     cell = AttackCell(attack, src, dst, threat, craft, f"x-{attack.label}-{src.name}-{dst.name}")
-    return cell, CellResult(cell.key, "attack", {}, {"accuracy": Proportion(k, n).as_dict()}, 0.0, None, None)
+    metrics = {"accuracy": Proportion(k, n).as_dict(), "unchanged": Proportion(unchanged, n).as_dict()}
+    return cell, CellResult(cell.key, "attack", {}, metrics, 0.0, None, None)
 
 
 def _fgsm(eps: float) -> AttackPoint:
@@ -41,14 +42,27 @@ def test_each_check_fires_and_has_a_doc():
         _cell(_fgsm(0.02), B, A, "transfer", 5),     # transfer beats white-box
         _cell(pgd, A, A, "white-box", 90),           # PGD weaker than FGSM
         _cell(_fgsm(0.02), A, AD, "white-box", 80),  # defense never attacked adaptively
+        _cell(_fgsm(0.001), B, B, "white-box", 97, unchanged=100),  # rounded away by 8-bit storage
     ]
     flags = run_checks(cells)
     fired = {f.check for f in flags}
     assert fired == {"transfer-beats-white-box", "not-monotone-in-budget", "single-step-beats-iterative",
-                     "defense-only-non-adaptive"}
+                     "defense-only-non-adaptive", "attack-left-images-unchanged"}
     for f in flags:
         assert (DOCS / f"{f.check}.md").is_file()
-        assert f.model in ("a", "a+jpeg") and f.message
+        assert f.model in ("a", "a+jpeg", "b") and f.message
+
+
+def test_an_attack_that_gives_up_is_flagged_once_per_craft():
+    cw = AttackPoint("cw_l2", "cw_l2", "native", CWL2Params(confidence=200.0), True)
+    cells = [
+        _cell(cw, A, A, "white-box", 98, unchanged=90),  # kappa out of reach: originals come back
+        _cell(cw, A, B, "transfer", 99, unchanged=90),   # the same examples scored on B: not flagged again
+        _cell(cw, B, B, "white-box", 3, unchanged=4),    # a working attack leaves few images unperturbed
+    ]
+    flags = run_checks(cells)
+    assert [(f.check, f.model) for f in flags] == [("attack-left-images-unchanged", "a")]
+    assert "90 of the 100" in flags[0].message and "kappa=200" in flags[0].message
 
 
 def _clean(fake_hits: int, real_hits: int, n: int = 100) -> CellResult:

@@ -119,7 +119,7 @@ def pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> t
 
 
 # ---------------------------------------------------------------- CW-L2
-def _margins(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+def true_and_other_logits(logits: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
     """(Z_y, max_{i != y} Z_i) per row."""
     z_true = logits.gather(1, y[:, None]).squeeze(1)
     other = logits.masked_fill(F.one_hot(y, logits.shape[1]).bool(), float("-inf"))
@@ -149,7 +149,7 @@ class _CWStep:
         b1, b2 = ADAM_BETAS
         w = (self.w0 + self.delta).requires_grad_(True)
         xa = (torch.tanh(w) + 1.0) / 2.0  # eq. (5)
-        z_true, z_other = _margins(self.detector(xa), self.y)
+        z_true, z_other = true_and_other_logits(self.detector(xa), self.y)
         f = torch.clamp(z_true - z_other, min=-kappa)  # eq. (4)
         l2sq = (xa - self.x).flatten(1).pow(2).sum(dim=1)  # eq. (3)
         loss = (l2sq + self.c * f).sum()  # eq. (6), summed over the images

@@ -99,6 +99,28 @@ def defense_only_non_adaptive(cells: list[tuple[AttackCell, CellResult | None]])
                        f"defense itself; set `adaptive: true` on the defense to add a BPDA attack")
 
 
+# An attack that returns at least this share of the fakes the model detects unperturbed (to 8-bit precision)
+# found nothing it accepts on most of them.
+MAX_UNCHANGED = 0.5
+
+
+def attack_left_images_unchanged(cells: list[tuple[AttackCell, CellResult | None]]) -> Iterator[Flag]:
+    """A white-box attack returned most of the fakes the model detects exactly as they were: it gave up on
+    them (a CW-L2 confidence kappa the model cannot reach, a budget below one 8-bit level), so the accuracy
+    under it (and under its transfer cells) measures the attack's failure, not the detector's robustness."""
+    for c, r in cells:
+        if r is None or c.threat != "white-box" or c.source.name != c.target.name:
+            continue
+        u = r.metrics.get("unchanged")  # among the fakes the model detects; the attack's output before storage
+        if u is not None and u["value"] >= MAX_UNCHANGED:
+            hint = (f" (CW-L2 returns an image unperturbed when no iterate reached the logit margin "
+                    f"kappa={c.attack.params.confidence:g})" if c.attack.attack == "cw_l2" else "")
+            yield Flag("attack-left-images-unchanged", c.target.name,
+                       f"{c.attack.label} ({c.attack.backend}) returned {u['k']} of the {u['n']} attacked fakes "
+                       f"it detected unperturbed{hint}; its {_acc(r)['value']:.1%} detected measures the attack "
+                       "giving up, not robustness")
+
+
 # A class recall below this on unperturbed images marks a classifier that mostly answers one class.
 MIN_RECALL = 0.5
 
@@ -118,7 +140,8 @@ def degenerate_classifier(clean: dict[str, CellResult | None]) -> Iterator[Flag]
                        f"robustness")
 
 
-CHECKS = (transfer_beats_white_box, not_monotone_in_budget, single_step_beats_iterative, defense_only_non_adaptive)
+CHECKS = (transfer_beats_white_box, not_monotone_in_budget, single_step_beats_iterative, defense_only_non_adaptive,
+          attack_left_images_unchanged)
 CLEAN_CHECKS = (degenerate_classifier,)
 
 
