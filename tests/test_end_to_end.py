@@ -122,8 +122,16 @@ def test_attack_cells_count_unperturbed_images_and_an_unreachable_kappa_is_flagg
     suite = tmp_path / "tiny.yaml"
     suite.write_text(text)
     assert main(["run", str(suite), "--home", str(tmp_path / "home"), "--out", str(tmp_path / "lb"), "--quiet"]) == 0
-    sanity = (tmp_path / "lb" / "tiny.md").read_text().split("## Sanity checks")[1].split("\n## ")[0]
+    board = (tmp_path / "lb" / "tiny.md").read_text()
+    sanity = board.split("## Sanity checks")[1].split("\n## ")[0]
     flagged = [li for li in sanity.splitlines() if "attack-left-images-unchanged" in li and li.startswith("| ")]
     assert len(flagged) == 2 and all(re.search(r"returned (\d+) of the \1 attacked fakes", li) and "kappa=1000" in li
                                      for li in flagged), sanity
     assert not any("fgsm" in li for li in flagged)
+    # every cell made from those examples carries the double dagger, in the tables and in the list of cells
+    table_ii = board.split("## Table II")[1].split("\n## ")[0]
+    assert all(li.count("‡") == 2 for li in table_ii.splitlines() if li.startswith("| a ") or li.startswith("| b "))
+    cells = [li for li in board.split("## Every attack cell")[1].splitlines() if li.startswith("| ")]
+    marked = [li for li in cells if "‡" in li]
+    assert len(marked) == 4 and all(li.startswith("| cw ") for li in marked)
+    assert "the attack gave up, not that the model is robust" in table_ii

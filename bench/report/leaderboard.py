@@ -93,6 +93,30 @@ class Leaderboard:
 
         return frozenset(f.model for f in degenerate_classifier(self.clean))
 
+    @cached_property
+    def gave_up(self) -> frozenset[str]:
+        """Craft keys whose attack returned most of the fakes it attacked unperturbed (the
+        attack-left-images-unchanged check): every cell made from them is marked with a double dagger and
+        never marked best."""
+        from bench.report.sanity import attack_gave_up
+
+        return frozenset(c.craft.key for c, r in self.attack if attack_gave_up(c, r))
+
+    def _acc(self, found: tuple[AttackCell, CellResult | None] | None) -> tuple[dict | None, str]:
+        """(accuracy for ranking, its text) of an attack cell; a cell whose attack gave up has no value to
+        rank by and a double dagger after its text."""
+        if not found or not found[1]:
+            return None, "n/a"
+        acc = found[1].metrics["accuracy"]
+        if found[0].craft.key in self.gave_up:
+            return None, prop(acc) + " ‡"
+        return acc, prop(acc)
+
+    def _gave_up_note(self) -> str:
+        return ("‡ the attack returned most of the fakes it attacked unperturbed (attack-left-images-unchanged: for "
+                "CW-L2, kappa out of the model's reach), so the number says the attack gave up, not that the model "
+                "is robust; never marked best, left out of averages." if self.gave_up else "")
+
     def _label(self, v: Variant) -> str:
         return v.label + (" †" if v.name in self.degenerate else "")
 
@@ -180,12 +204,14 @@ class Leaderboard:
         for v in self.plan.variants.values():
             r = self.clean[v.name]
             cols: list[dict | None] = [r.metrics.get("fake_recall") if r else None]
+            texts = [prop(cols[0])]
             for k in keys:
                 for threat in ("transfer", "white-box"):
-                    found = self._cell(v, k, threat)
-                    cols.append(found[1].metrics["accuracy"] if found and found[1] else None)
+                    acc, text = self._acc(self._cell(v, k, threat))
+                    cols.append(acc)
+                    texts.append(text)
             per_variant[v.name] = cols
-            rows.append([self._label(v)] + [prop(c) for c in cols])
+            rows.append([self._label(v)] + texts)
             vals.append(cols)
         for (base, dname), names in self._groups().items():
             pooled = [self._pool([per_variant[n][j] for n in names]) for j in range(len(headers) - 1)]
@@ -199,8 +225,10 @@ class Leaderboard:
                 "White-box examples are made on the scored model itself (for a defended model: on its undefended "
                 "base, then passed through the defense, as in the paper). Attack parameters: "
                 + "; ".join(f"{a.key}: {a.backend}, {_params(a)}" for a in self.ls.attacks if a.in_table) + ".")
+        gave_up = self._gave_up_note()
         return "## Table II: accuracy on perturbed fake test images\n\n" + \
-            tabulate(rows, headers, tablefmt="github") + "\n\n" + self._best_note() + "\n\n" + note
+            tabulate(rows, headers, tablefmt="github") + "\n\n" + self._best_note() + "\n\n" + \
+            (gave_up + "\n\n" if gave_up else "") + note
 
     def grid_sections(self, out_dir: Path, stem: str) -> str:
         parts = []
@@ -262,8 +290,7 @@ class Leaderboard:
             ran = 0
             for k in keys:
                 for threat, adaptive in self._ranking_columns():
-                    found = self._cell(v, k, threat, adaptive=adaptive)
-                    cols.append(found[1].metrics["accuracy"] if found and found[1] else None)
+                    cols.append(self._acc(self._cell(v, k, threat, adaptive=adaptive))[1])
             for c, res in self.attack:
                 if c.target.name != v.name or res is None:
                     continue
@@ -272,7 +299,7 @@ class Leaderboard:
                     robust[i] = robust.get(i, False) and p < 0.5
             worst = Proportion(sum(robust.values()), len(robust)).as_dict() if ran else None
             rows.append((v.name in self.degenerate, worst["value"] if worst else -1,
-                         [self._label(v), prop(r.metrics["accuracy"])] + [prop(c) for c in cols] + [prop(worst), ran]))
+                         [self._label(v), prop(r.metrics["accuracy"])] + cols + [prop(worst), ran]))
         rows.sort(key=lambda t: (t[0], -t[1]))  # flagged degenerate models last
         headers = ["Model", "Clean accuracy (all test images)"]
         names = {("transfer", False): "black-box", ("white-box", False): "white-box",
@@ -287,7 +314,8 @@ class Leaderboard:
                 + tabulate(body, ["Rank"] + headers, tablefmt="github")
                 + ("\n\n† flagged by the degenerate-classifier check: it calls most images of one class the "
                    "other class, so its robust accuracy on fakes is not evidence of robustness; ranked last."
-                   if self.degenerate else ""))
+                   if self.degenerate else "")
+                + ("\n\n" + self._gave_up_note() if self.gave_up else ""))
 
     def gradient_norms(self) -> str:
         rows = []
@@ -314,14 +342,15 @@ class Leaderboard:
             m = r.metrics
             rows.append([
                 c.attack.label, c.attack.backend, c.threat, f"{c.source.name} -> {c.target.name}",
-                prop(m["accuracy"]), prop(m["success_rate"]), num(m["l2"]["mean"]), num(m["l2"]["median"]),
+                self._acc((c, r))[1], prop(m["success_rate"]), num(m["l2"]["mean"]), num(m["l2"]["median"]),
                 num(m["linf"]["mean"], 4), num(craft.metrics["seconds_per_image"], 3) if craft else "n/a",
             ])
         headers = ["Attack", "Backend", "Threat", "Source -> target", "Accuracy on perturbed fakes",
                    "Attack success rate", "Mean L2", "Median L2", "Mean Linf", "Craft s/img"]
         return ("## Every attack cell\n\nSuccess rate: share of the fakes the target detected unperturbed that the "
                 "attack turned into 'real'. L2 and Linf: perturbation after 8-bit storage, pixel values in [0, 1].\n\n"
-                + tabulate(rows, headers, tablefmt="github"))
+                + tabulate(rows, headers, tablefmt="github")
+                + ("\n\n" + self._gave_up_note() if self.gave_up else ""))
 
     def sanity(self) -> str:
         from bench.report.sanity import CHECKS, CLEAN_CHECKS, run_checks

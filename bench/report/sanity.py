@@ -104,15 +104,22 @@ def defense_only_non_adaptive(cells: list[tuple[AttackCell, CellResult | None]])
 MAX_UNCHANGED = 0.5
 
 
+def attack_gave_up(c: AttackCell, r: CellResult | None) -> bool:
+    """A white-box cell (made on the model it scores) whose attack returned at least MAX_UNCHANGED of the
+    fakes the model detects unperturbed. Its examples are mostly the originals, for every cell made from them."""
+    if r is None or c.threat != "white-box" or c.source.name != c.target.name:
+        return False
+    u = r.metrics.get("unchanged")  # among the fakes the model detects; the attack's output before storage
+    return u is not None and u["value"] >= MAX_UNCHANGED
+
+
 def attack_left_images_unchanged(cells: list[tuple[AttackCell, CellResult | None]]) -> Iterator[Flag]:
     """A white-box attack returned most of the fakes the model detects exactly as they were: it gave up on
     them (a CW-L2 confidence kappa the model cannot reach, a budget below one 8-bit level), so the accuracy
     under it (and under its transfer cells) measures the attack's failure, not the detector's robustness."""
     for c, r in cells:
-        if r is None or c.threat != "white-box" or c.source.name != c.target.name:
-            continue
-        u = r.metrics.get("unchanged")  # among the fakes the model detects; the attack's output before storage
-        if u is not None and u["value"] >= MAX_UNCHANGED:
+        if attack_gave_up(c, r):
+            u = r.metrics["unchanged"]
             hint = (f" (CW-L2 returns an image unperturbed when no iterate reached the logit margin "
                     f"kappa={c.attack.params.confidence:g})" if c.attack.attack == "cw_l2" else "")
             yield Flag("attack-left-images-unchanged", c.target.name,
