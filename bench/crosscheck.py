@@ -38,14 +38,12 @@ from bench.attacks.counting import PassCount, count_passes
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack, run_attack
 from bench.attacks.user import is_user_spec, load_user_attack, validate_adversarial
-from bench.diagnostics import reachable_margin
+from bench.diagnostics import REACH_STEP, REACH_STEPS, reachable_margin
 from bench.errors import BenchError
 from bench.models.detector import Detector
 
 DEFAULT_IMPLEMENTATIONS = ("native", "art", "foolbox")
 TIE_L2 = 1e-6  # two L2 norms closer than this are a tie
-
-REACH_STEPS, REACH_STEP = 200, 0.05  # the margin-reachability probe for CW-L2's kappa
 
 C_SEARCH_NOTE = (
     "The c search differs between implementations: native searches c per image within [c_min, c_max] (c_min "
@@ -477,7 +475,7 @@ def crosscheck(
     if attack_name == "cw_l2":
         notes.append(C_SEARCH_NOTE)
         if n and p.confidence > 0:
-            reach = reachable_margin(detector, x, y, REACH_STEPS, REACH_STEP)
+            reach = reachable_margin(detector, x, y)
             notes.append(
                 f"kappa {p.confidence:g} is a logit margin: a margin-maximising PGD ({REACH_STEPS} sign steps of "
                 f"{REACH_STEP}, anywhere in the [0, 1] box) reached it on {int((reach >= p.confidence).sum())} of {n} "

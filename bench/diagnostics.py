@@ -45,8 +45,11 @@ def input_gradient_norm(
     return float(per_image.mean()), per_image
 
 
+REACH_STEPS, REACH_STEP = 200, 0.05  # the margin probe: 200 x 0.05 is ten widths of the box
+
+
 def reachable_margin(
-    detector: Detector, x: torch.Tensor, y: torch.Tensor, steps: int = 200, step_size: float = 0.05
+    detector: Detector, x: torch.Tensor, y: torch.Tensor, steps: int = REACH_STEPS, step_size: float = REACH_STEP
 ) -> torch.Tensor:
     """Per image, the largest margin max_{i != y} Z_i - Z_y seen while a margin-maximising PGD walks the
     whole [0, 1] box (no norm bound): `steps` sign-gradient steps of `step_size` from x.
