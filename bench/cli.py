@@ -1,4 +1,4 @@
-"""The `bench` command line: run, validate, list, report, data synth, crosscheck."""
+"""The `bench` command line: run, validate, list, report, export, merge, data synth, crosscheck."""
 
 from __future__ import annotations
 
@@ -7,7 +7,20 @@ import sys
 import time
 from pathlib import Path
 
+from bench.attacks.registry import list_attacks
+from bench.data.synthetic import write_image_folder
+from bench.defenses.registry import list_defenses
+from bench.device import resolve_device
 from bench.errors import BenchError
+from bench.executor import RunStats
+from bench.models.registry import list_models
+from bench.report.leaderboard import write_leaderboard
+from bench.results.export import export
+from bench.results.query import load_results, results_from
+from bench.runner import prepare, run_suite
+from bench.settings import default_home
+from bench.store import ResultStore
+from bench.suite.load import load_suite, read_yaml
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -43,12 +56,19 @@ def build_parser() -> argparse.ArgumentParser:
 
     sub.add_parser("list", help="list registered models, attacks (with backends) and defenses")
 
-    rep = sub.add_parser("report", help="render a suite's leaderboard from the database")
-    rep.add_argument("suite", type=Path)
+    rep = sub.add_parser("report", help="render a suite's leaderboard from the database alone")
+    rep.add_argument("suite", type=Path, help="the suite file (only its name is read) or the suite's name")
     rep.add_argument("--profile", default=None)
-    rep.add_argument("--data", type=Path, default=None)
     rep.add_argument("--out", type=Path, default=None)
     _add_common(rep)
+
+    exp = sub.add_parser("export", help="export a suite's results: one row per cell, and per-model records")
+    exp.add_argument("suite", type=Path, help="the suite file (only its name is read) or the suite's name")
+    exp.add_argument("--profile", default=None)
+    exp.add_argument("--format", default="csv", choices=["csv", "json", "parquet"])
+    exp.add_argument("--out", type=Path, default=None, help="output file (default <tag>-cells.<format>)")
+    exp.add_argument("--predictions", action="store_true", help="also write the per-image predictions")
+    _add_common(exp)
 
     data = sub.add_parser("data", help="data utilities")
     dsub = data.add_subparsers(dest="data_command", required=True)
@@ -77,34 +97,26 @@ def _data_override(path: Path | None) -> dict | None:
     return {"data": {"source": "folder", "path": str(p)}}
 
 
-def _home_and_store(args):
-    from bench.runner import default_home
-    from bench.store import ResultStore
-
+def _home_and_store(args) -> tuple[Path, ResultStore]:
     home = args.home or default_home()
     return home, ResultStore(args.db or home / "results.sqlite")
 
 
 def cmd_run(args) -> int:
-    from bench.device import resolve_device
-    from bench.report.leaderboard import write_leaderboard
-    from bench.runner import Runner, default_home
-    from bench.suite.load import load_suite
-
     t0 = time.perf_counter()
     device = resolve_device(args.device)
+    shard = _parse_shard(args.shard)
     ls = load_suite(args.suite, args.profile, _data_override(args.data))
-    home = args.home or default_home()
-    runner = Runner(ls, home=home, device=device, quiet=args.quiet, force=args.force,
-                    shard=_parse_shard(args.shard))  # validates inputs before anything is written
+    ctx = prepare(ls, home=args.home or default_home(), device=device, quiet=args.quiet)  # preflight: nothing written
     _, store = _home_and_store(args)
+    stats = RunStats()
     try:
         try:
-            stats = runner.run(store)
+            run_suite(ctx, store, force=args.force, shard=shard, stats=stats)
         except KeyboardInterrupt:
-            print(f"interrupted: {runner.stats.computed} cells were saved; rerun to continue", file=sys.stderr)
+            print(f"interrupted: {stats.computed} cells were saved; rerun to continue", file=sys.stderr)
             return 130
-        path = write_leaderboard(ls, runner.plan, store, args.out) if runner.shard is None else None
+        path = write_leaderboard(results_from(store, ls, ctx.plan), args.out) if shard is None else None
     finally:
         store.close()
     if path is None:
@@ -129,8 +141,6 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def cmd_merge(args) -> int:
-    from bench.store import ResultStore
-
     for src in args.sources:
         if not src.is_file():
             raise BenchError(str(src), "database file does not exist")
@@ -145,8 +155,6 @@ def cmd_merge(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    from bench.suite.load import load_suite
-
     ls = load_suite(args.suite, args.profile)
     print(f"{args.suite}: valid ({len(ls.models)} models, {len(ls.attacks)} attack settings, "
           f"{len(ls.suite.defenses)} defenses)")
@@ -154,42 +162,50 @@ def cmd_validate(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from bench.attacks.registry import list_attacks
-    from bench.models.registry import list_models
-
     print("models:  ", ", ".join(list_models()))
     print("attacks:")
     for a in list_attacks():
-        print(f"  {a.name:8s} {a.title:8s} backends: {', '.join(sorted(a.backends))}")
-    try:
-        from bench.defenses.registry import list_defenses
-
-        print("defenses:", ", ".join(list_defenses()))
-    except ImportError:  # pragma: no cover
-        pass
+        budget = f"budget {a.budget}" if a.budget else "no budget"
+        print(f"  {a.name:8s} {a.title:8s} {a.family}, {a.norm}, {budget}; backends: {', '.join(sorted(a.backends))}")
+    print("defenses:", ", ".join(list_defenses()))
     return 0
 
 
-def cmd_report(args) -> int:
-    from bench.data.sources import load_data
-    from bench.report.leaderboard import write_leaderboard
-    from bench.suite.load import load_suite
-    from bench.suite.plan import build_plan
+def _suite_name(path: Path) -> str:
+    """A suite's name: from its file when it exists (only the name is read), else the argument itself."""
+    if path.is_file():
+        name = read_yaml(path).get("name")
+        if not isinstance(name, str) or not name:
+            raise BenchError(f"{path}: name", "the suite has no name")
+        return name
+    if path.suffix in (".yaml", ".yml") or "/" in str(path):
+        raise BenchError(str(path), "suite file does not exist")
+    return str(path)
 
-    ls = load_suite(args.suite, args.profile, _data_override(args.data))
-    train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
+
+def cmd_report(args) -> int:
     _, store = _home_and_store(args)
     try:
-        path = write_leaderboard(ls, build_plan(ls, train, test), store, args.out)
+        path = write_leaderboard(load_results(store, _suite_name(args.suite), args.profile), args.out)
     finally:
         store.close()
     print(f"leaderboard: {path}")
     return 0
 
 
-def cmd_data(args) -> int:
-    from bench.data.synthetic import write_image_folder
+def cmd_export(args) -> int:
+    _, store = _home_and_store(args)
+    try:
+        results = load_results(store, _suite_name(args.suite), args.profile)
+        out = args.out or Path(f"{results.ls.tag}-cells.{args.format}")
+        paths = export(results, args.format, out, predictions=args.predictions)
+    finally:
+        store.close()
+    print("wrote " + ", ".join(str(p) for p in paths))
+    return 0
 
+
+def cmd_data(args) -> int:
     n = write_image_folder(args.out, args.n, args.size, args.seed)
     print(f"wrote {n} images to {args.out}/real and {args.out}/fake")
     return 0
@@ -198,7 +214,7 @@ def cmd_data(args) -> int:
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "report": cmd_report,
-                "data": cmd_data, "merge": cmd_merge}
+                "export": cmd_export, "data": cmd_data, "merge": cmd_merge}
     try:
         if args.command == "crosscheck":
             from bench.crosscheck import main_crosscheck

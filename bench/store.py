@@ -2,6 +2,9 @@
 
 A cell is named by a hash of everything that determines its result, so a rerun finds it and
 skips it; each cell is committed on its own, so an interrupted run loses at most the cell in flight.
+Every cell row describes itself in typed columns (kind, model, defense, attack and its parameters,
+threat model, source and target, adaptive or not, data digest, suite and profile); every run stores
+its plan, so reports and exports need nothing but this file (see `bench.results`).
 """
 
 from __future__ import annotations
@@ -20,7 +23,7 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
     suite TEXT NOT NULL, profile TEXT, started REAL NOT NULL, finished REAL,
     git_commit TEXT, versions TEXT, seed INTEGER, device TEXT, overrides TEXT,
-    cells_computed INTEGER DEFAULT 0, cells_reused INTEGER DEFAULT 0, status TEXT
+    cells_computed INTEGER DEFAULT 0, cells_reused INTEGER DEFAULT 0, status TEXT, plan TEXT
 );
 CREATE TABLE IF NOT EXISTS cells (
     cell_id TEXT PRIMARY KEY,
@@ -30,7 +33,9 @@ CREATE TABLE IF NOT EXISTS cells (
     duration_s REAL NOT NULL,
     device TEXT,
     run_id INTEGER REFERENCES runs(run_id),
-    created REAL NOT NULL
+    created REAL NOT NULL,
+    suite TEXT, profile TEXT, model TEXT, variant TEXT, defense TEXT, attack TEXT, attack_key TEXT,
+    backend TEXT, params TEXT, threat TEXT, source TEXT, target TEXT, adaptive INTEGER, data_digest TEXT
 );
 CREATE TABLE IF NOT EXISTS predictions (
     cell_id TEXT NOT NULL REFERENCES cells(cell_id) ON DELETE CASCADE,
@@ -40,6 +45,13 @@ CREATE TABLE IF NOT EXISTS predictions (
     PRIMARY KEY (cell_id, image_id)
 );
 """
+
+
+# Typed descriptor columns of a cell, in order (stores made before them gain them on open).
+DESCRIPTOR_COLUMNS = ("suite", "profile", "model", "variant", "defense", "attack", "attack_key", "backend", "params",
+                      "threat", "source", "target", "adaptive", "data_digest")
+_ADDED_COLUMNS = {"runs": {"plan": "TEXT"},
+                  "cells": {c: ("INTEGER" if c == "adaptive" else "TEXT") for c in DESCRIPTOR_COLUMNS}}
 
 
 @dataclass
@@ -63,7 +75,16 @@ class ResultStore:
         self.db.execute("PRAGMA journal_mode=WAL")
         self.db.execute("PRAGMA foreign_keys=ON")
         self.db.executescript(SCHEMA)
+        self._migrate()
         self.db.commit()
+
+    def _migrate(self) -> None:
+        """Add the columns a store made by an older version lacks (their values stay NULL)."""
+        for table, cols in _ADDED_COLUMNS.items():
+            have = {r[1] for r in self.db.execute(f"PRAGMA table_info({table})")}
+            for col, typ in cols.items():
+                if col not in have:
+                    self.db.execute(f"ALTER TABLE {table} ADD COLUMN {col} {typ}")
 
     def close(self) -> None:
         self.db.close()
@@ -78,6 +99,11 @@ class ResultStore:
         )
         self.db.commit()
         return int(cur.lastrowid)
+
+    def set_plan(self, run_id: int, plan: dict[str, Any]) -> None:
+        """Store what a run computes (the suite as resolved and its plan), for reports from the store alone."""
+        self.db.execute("UPDATE runs SET plan=? WHERE run_id=?", (json.dumps(plan, sort_keys=True), run_id))
+        self.db.commit()
 
     def finish_run(self, run_id: int, computed: int, reused: int, status: str = "finished") -> None:
         self.db.execute(
@@ -94,6 +120,7 @@ class ResultStore:
         out = dict(zip([c[0] for c in cur.description], row, strict=True))
         out["versions"] = json.loads(out["versions"] or "{}")
         out["overrides"] = json.loads(out["overrides"] or "{}")
+        out["plan"] = json.loads(out["plan"]) if out.get("plan") else None
         return out
 
     # cells --------------------------------------------------------------
@@ -118,15 +145,27 @@ class ResultStore:
         device: str | None,
         run_id: int | None,
         predictions: tuple[list[str], np.ndarray, np.ndarray] | None = None,
+        **descriptor: Any,
     ) -> None:
-        """Write one cell and its predictions in one transaction (replacing an earlier result)."""
+        """Write one cell and its predictions in one transaction (replacing an earlier result).
+
+        `key` is the cell's descriptor as JSON; `descriptor` fills the typed columns (DESCRIPTOR_COLUMNS)."""
+        unknown = set(descriptor) - set(DESCRIPTOR_COLUMNS)
+        if unknown:
+            raise ValueError(f"unknown descriptor columns {sorted(unknown)}")
+        typed = [descriptor.get(c) for c in DESCRIPTOR_COLUMNS]
+        typed[DESCRIPTOR_COLUMNS.index("params")] = (
+            None if descriptor.get("params") is None else json.dumps(descriptor["params"], sort_keys=True))
+        adaptive = descriptor.get("adaptive")
+        typed[DESCRIPTOR_COLUMNS.index("adaptive")] = None if adaptive is None else int(bool(adaptive))
+        cols = ("cell_id", "kind", "key", "metrics", "duration_s", "device", "run_id", "created", *DESCRIPTOR_COLUMNS)
         with self.db:
             self.db.execute("DELETE FROM predictions WHERE cell_id=?", (cell_id,))
             self.db.execute("DELETE FROM cells WHERE cell_id=?", (cell_id,))
             self.db.execute(
-                "INSERT INTO cells VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                f"INSERT INTO cells ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
                 (cell_id, kind, json.dumps(key, sort_keys=True), json.dumps(metrics, sort_keys=True),
-                 float(duration_s), device, run_id, time.time()),
+                 float(duration_s), device, run_id, time.time(), *typed),
             )
             if predictions is not None:
                 ids, labels, p_real = predictions
@@ -148,26 +187,37 @@ class ResultStore:
         con.execute("ATTACH DATABASE ? AS other", (str(other),))
         try:
             with con:
-                runs = con.execute("SELECT * FROM other.runs ORDER BY run_id").fetchall()
+                run_cols = _shared_columns(con, "runs")
+                run_cols.remove("run_id")
+                runs = con.execute(f"SELECT run_id, {', '.join(run_cols)} FROM other.runs ORDER BY run_id").fetchall()
                 mapping = {}
                 for row in runs:
-                    cur = con.execute(
-                        "INSERT INTO runs (suite, profile, started, finished, git_commit, versions, seed, device,"
-                        " overrides, cells_computed, cells_reused, status) VALUES (?,?,?,?,?,?,?,?,?,?,?,?)", row[1:])
+                    cur = con.execute(f"INSERT INTO runs ({', '.join(run_cols)}) VALUES "
+                                      f"({', '.join('?' * len(run_cols))})", row[1:])
                     mapping[row[0]] = cur.lastrowid
-                cells = con.execute("SELECT * FROM other.cells").fetchall()
+                cell_cols = _shared_columns(con, "cells")
+                cells = con.execute(f"SELECT {', '.join(cell_cols)} FROM other.cells").fetchall()
+                at = cell_cols.index("run_id")
                 for row in cells:
                     con.execute("DELETE FROM predictions WHERE cell_id=?", (row[0],))
-                    con.execute("INSERT OR REPLACE INTO cells VALUES (?,?,?,?,?,?,?,?)",
-                                (*row[:6], mapping.get(row[6]), row[7]))
+                    values = (*row[:at], mapping.get(row[at]), *row[at + 1 :])
+                    con.execute(f"INSERT OR REPLACE INTO cells ({', '.join(cell_cols)}) VALUES "
+                                f"({', '.join('?' * len(cell_cols))})", values)
                 con.execute("INSERT OR REPLACE INTO predictions SELECT * FROM other.predictions")
         finally:
             con.execute("DETACH DATABASE other")
         return len(cells), len(runs)
 
-    def latest_run(self, suite: str, profile: str | None) -> dict[str, Any] | None:
+    def latest_run(self, suite: str, profile: str | None, with_plan: bool = False) -> dict[str, Any] | None:
         row = self.db.execute(
-            "SELECT run_id FROM runs WHERE suite=? AND profile IS ? AND status='finished' ORDER BY run_id DESC LIMIT 1",
+            "SELECT run_id FROM runs WHERE suite=? AND profile IS ? AND status='finished'"
+            + (" AND plan IS NOT NULL" if with_plan else "") + " ORDER BY run_id DESC LIMIT 1",
             (suite, profile),
         ).fetchone()
         return self.run(row[0]) if row else None
+
+
+def _shared_columns(con: sqlite3.Connection, table: str) -> list[str]:
+    """Columns of `table` in both the main and the attached `other` database, in main's order."""
+    other = {r[1] for r in con.execute(f"PRAGMA other.table_info({table})")}
+    return [r[1] for r in con.execute(f"PRAGMA main.table_info({table})") if r[1] in other]

@@ -18,7 +18,7 @@ from torch.nn import functional as F  # noqa: E402
 
 from bench.data.dataset import ImageSet  # noqa: E402
 from bench.defenses.blur import BlurAugmentation, gaussian_blur, scaled_sigma_range  # noqa: E402
-from bench.defenses.check import check_defense  # noqa: E402
+from bench.defenses.contract import check_defense  # noqa: E402
 from bench.defenses.lipschitz import LipschitzRegularisation  # noqa: E402
 from bench.defenses.registry import (  # noqa: E402
     create_defense,

@@ -115,9 +115,10 @@ def test_sharded_runs_merge_to_the_same_results(first_run, tmp_path):
 
 def test_attack_cells_count_unperturbed_images_and_an_unreachable_kappa_is_flagged(first_run, tmp_path):
     home, _ = first_run
-    for m in _metrics(home / "results.sqlite").values():
-        if "accuracy" in m and "success_rate" in m:  # attack cells
-            assert 0 <= m["unchanged"]["k"] <= m["unchanged"]["n"] <= 24
+    crafts = [m for m in _metrics(home / "results.sqlite").values() if "unchanged" in m]
+    assert len(crafts) == 4 * 2  # one per attack point and source model; every attack cell reads its craft's
+    for m in crafts:
+        assert 0 <= m["unchanged"]["k"] <= m["unchanged"]["n"] <= 24
     text = SUITE.read_text().replace("confidence: 0.0", "confidence: 1000.0")  # no tiny CNN reaches it
     suite = tmp_path / "tiny.yaml"
     suite.write_text(text)

@@ -15,7 +15,7 @@ from bench.errors import BenchError
 from bench.models import create_model, list_models
 from bench.models.checkpoint import load_saved_detector, load_user_checkpoint, save_detector
 from bench.models.estimators import to_art, to_foolbox
-from bench.suite.schema import RecipeConfig
+from bench.suite.schema import Recipe
 
 CARDS = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml"))
 
@@ -24,7 +24,7 @@ CARDS = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml"))
 def test_model_cards_match_the_registry(card: Path):
     data = yaml.safe_load(card.read_text())
     assert data["arch"] in list_models()
-    RecipeConfig.model_validate(data["recipe"])
+    Recipe.model_validate(data["recipe"])
     det = create_model(data["arch"], data["input"]["size"], data["input"]["mean"], data["input"]["std"])
     out = det(torch.rand(2, 3, data["input"]["size"], data["input"]["size"]))
     assert out.shape == (2, 2)

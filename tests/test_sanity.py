@@ -4,10 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.attacks.params import CWL2Params, FGSMParams, PGDParams
+from bench.attacks.params import AttackParams, CWL2Params, FGSMParams, PGDParams
+from bench.attacks.registry import get_attack
 from bench.metrics import Proportion
+from bench.report.leaderboard import _best
 from bench.report.sanity import run_checks
-from bench.store import CellResult
+from bench.results.query import attack_row
 from bench.suite.load import AttackPoint
 from bench.suite.plan import AttackCell, CraftCell, Variant
 
@@ -20,12 +22,19 @@ AD = Variant("a+jpeg", "a", "jpeg", "kad", "a + jpeg")
 def _cell(attack: AttackPoint, src: Variant, dst: Variant, threat: str, k: int, n: int = 100, unchanged: int = 0):
     craft = CraftCell(attack, src, f"c-{attack.label}-{src.name}")
     cell = AttackCell(attack, src, dst, threat, craft, f"x-{attack.label}-{src.name}-{dst.name}")
-    metrics = {"accuracy": Proportion(k, n).as_dict(), "unchanged": Proportion(unchanged, n).as_dict()}
-    return cell, CellResult(cell.key, "attack", {}, metrics, 0.0, None, None)
+    return attack_row(cell, {"accuracy": Proportion(k, n).as_dict()}, {"unchanged": Proportion(unchanged, n).as_dict()})
+
+
+def _point(key: str, attack: str, params: AttackParams, in_table: bool, varying: tuple[str, ...] = ()) -> AttackPoint:
+    """An attack point with the registered attack's declarations, as the suite loader builds it."""
+    spec = get_attack(attack)
+    d = spec.declaration()
+    return AttackPoint(key, attack, "art", params.model_dump(), in_table, varying, d["title"], d["family"],
+                       spec.norm_of(params), d["budget"], spec.deterministic_for(params))
 
 
 def _fgsm(eps: float) -> AttackPoint:
-    return AttackPoint("fgsm", "fgsm", "art", FGSMParams(eps=eps), eps == 0.02, ("eps",))
+    return _point("fgsm", "fgsm", FGSMParams(eps=eps), eps == 0.02, ("eps",))
 
 
 def test_sound_results_raise_no_flags():
@@ -35,7 +44,7 @@ def test_sound_results_raise_no_flags():
 
 
 def test_each_check_fires_and_has_a_doc():
-    pgd = AttackPoint("pgd", "pgd", "art", PGDParams(eps=0.04, steps=10, step_size=0.01), True)
+    pgd = _point("pgd", "pgd", PGDParams(eps=0.04, steps=10, step_size=0.01), True)
     cells = [
         _cell(_fgsm(0.01), A, A, "white-box", 10),
         _cell(_fgsm(0.02), A, A, "white-box", 60),   # larger eps, more detected: not monotone
@@ -54,7 +63,7 @@ def test_each_check_fires_and_has_a_doc():
 
 
 def test_an_attack_that_gives_up_is_flagged_once_per_craft():
-    cw = AttackPoint("cw_l2", "cw_l2", "native", CWL2Params(confidence=200.0), True)
+    cw = _point("cw_l2", "cw_l2", CWL2Params(confidence=200.0), True)
     cells = [
         _cell(cw, A, A, "white-box", 98, unchanged=90),  # kappa out of reach: originals come back
         _cell(cw, A, B, "transfer", 99, unchanged=90),   # the same examples scored on B: not flagged again
@@ -65,9 +74,8 @@ def test_an_attack_that_gives_up_is_flagged_once_per_craft():
     assert "90 of the 100" in flags[0].message and "kappa=200" in flags[0].message
 
 
-def _clean(fake_hits: int, real_hits: int, n: int = 100) -> CellResult:
-    metrics = {"fake_recall": Proportion(fake_hits, n).as_dict(), "real_recall": Proportion(real_hits, n).as_dict()}
-    return CellResult("k", "clean", {}, metrics, 0.0, None, None)
+def _clean(fake_hits: int, real_hits: int, n: int = 100) -> dict:
+    return {"fake_recall": Proportion(fake_hits, n).as_dict(), "real_recall": Proportion(real_hits, n).as_dict()}
 
 
 def test_degenerate_classifier_is_flagged_and_a_sound_one_is_not():
@@ -78,9 +86,7 @@ def test_degenerate_classifier_is_flagged_and_a_sound_one_is_not():
 
 
 def test_flagged_and_average_rows_are_never_marked_best():
-    from bench.report.leaderboard import Leaderboard
-
     rows = [["sound", "-"], ["always-fake †", "-"], ["Average of two", "-"]]
     values = [[Proportion(80, 100).as_dict()], [Proportion(99, 100).as_dict()], [Proportion(90, 100).as_dict()]]
-    Leaderboard._best(rows, values)
+    _best(rows, values)
     assert rows[0][1].startswith("**80.0%") and rows[1][1] == "-" and rows[2][1] == "-"

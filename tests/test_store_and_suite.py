@@ -9,7 +9,7 @@ import numpy as np
 from bench.data.sources import load_data
 from bench.store import ResultStore
 from bench.suite.load import deep_merge, load_suite
-from bench.suite.plan import build_plan
+from bench.suite.plan import plan_for_data
 
 SUITE = Path(__file__).parent / "suites" / "tiny.yaml"
 
@@ -46,13 +46,13 @@ def test_grid_expansion_and_keys():
     assert labels == ["fgsm[eps=0.01]", "fgsm[eps=0.03]", "fgsm_fb", "cw"]
     assert [a.in_table for a in ls.attacks] == [False, True, True, True]
     train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
-    plan = build_plan(ls, train, test)
+    plan = plan_for_data(ls, train, test)
     assert len(plan.attacks) == 4 * 4
     assert len({c.key for c in plan.attacks}) == 16
     # The same inputs give the same keys; a changed parameter gives new keys.
-    again = build_plan(load_suite(SUITE), train, test)
+    again = plan_for_data(load_suite(SUITE), train, test)
     assert [c.key for c in again.attacks] == [c.key for c in plan.attacks]
-    other = build_plan(load_suite(SUITE, extra={"attacks": {"cw": {"max_iterations": 21}}}), train, test)
+    other = plan_for_data(load_suite(SUITE, extra={"attacks": {"cw": {"max_iterations": 21}}}), train, test)
     changed = {c.key for c in other.attacks} ^ {c.key for c in plan.attacks}
     assert len(changed) == 8  # only the four CW cells, old and new
 

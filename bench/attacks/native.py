@@ -31,7 +31,6 @@ CW-L2 (eqs. 3-6 of the paper) in detail:
 from __future__ import annotations
 
 import math
-import os
 import warnings
 
 import torch
@@ -41,6 +40,7 @@ from bench.attacks.counting import add_passes
 from bench.attacks.params import CWL2Params, FGSMParams, PGDParams
 from bench.attacks.registry import register_backend
 from bench.models.detector import Detector
+from bench.settings import cuda_graphs_enabled
 
 NATIVE_BATCH = 256  # images per chunk (bounds memory; CW runs each chunk as one batch)
 TANH_SMOOTHER = 0.999999
@@ -68,6 +68,7 @@ def _loss_grad(detector: Detector, x: torch.Tensor, y: torch.Tensor) -> torch.Te
 
 
 # ---------------------------------------------------------------- FGSM
+@register_backend("fgsm", "native")
 def fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams) -> torch.Tensor:
     """FGSM, eq. (1): x + eps * sign(grad_x J(x, y)), clipped to [0, 1]."""
     x, y = _prepare(detector, x, y)
@@ -95,6 +96,7 @@ def _pgd_start(x0: torch.Tensor, p: PGDParams) -> torch.Tensor:
     return (x0 + r).clamp(0.0, 1.0)
 
 
+@register_backend("pgd", "native")
 def pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> torch.Tensor:
     """PGD ascent on the cross-entropy: `steps` steps of `step_size` (sign step for L-inf, unit-L2
     gradient step for L2), each followed by projection onto the eps ball around x and into [0, 1].
@@ -173,7 +175,7 @@ class _CWStep:
 
 def _use_cuda_graphs(x: torch.Tensor, p: CWL2Params) -> bool:
     """Replay iterations as a CUDA graph: on a GPU, unless BENCH_CUDA_GRAPHS=0, for long enough runs."""
-    return x.device.type == "cuda" and os.environ.get("BENCH_CUDA_GRAPHS", "1") != "0" and (
+    return x.device.type == "cuda" and cuda_graphs_enabled() and (
         p.max_iterations > 2 * GRAPH_WARMUP
     )
 
@@ -273,12 +275,9 @@ def _cw_l2_batch(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Pa
     return best_adv
 
 
+@register_backend("cw_l2", "native")
 def cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Params) -> torch.Tensor:
     """Carlini-Wagner L2, eqs. (3)-(6), batched, with a per-image search for c in [c_min, c_max]."""
     x, y = _prepare(detector, x, y)
     return torch.cat([_cw_l2_batch(detector, x[s], y[s], p).cpu() for s in _chunks(len(x))]) if len(x) else x.cpu()
 
-
-register_backend("fgsm", "native", fgsm)
-register_backend("cw_l2", "native", cw_l2)
-register_backend("pgd", "native", pgd)

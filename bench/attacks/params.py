@@ -10,6 +10,8 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
+from bench.attacks.registry import register_attack
+
 
 class AttackParams(BaseModel):
     """Base: unknown fields are errors, values are validated on assignment."""
@@ -17,12 +19,14 @@ class AttackParams(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
 
+@register_attack(name="fgsm", title="FGSM", family="single-step", norm="linf", budget="eps", deterministic=True)
 class FGSMParams(AttackParams):
     """FGSM, eq. (1): x + eps * sign(grad_x J), clipped to [0, 1]. Untargeted."""
 
     eps: float = Field(0.02, ge=0.0, le=1.0, description="L-inf step size per pixel, in [0, 1] pixel units")
 
 
+@register_attack(name="cw_l2", title="CW-L2", family="minimum-norm", norm="l2", budget=None, deterministic=True)
 class CWL2Params(AttackParams):
     """Carlini-Wagner L2, eqs. (3)-(6). c is binary-searched per image within [c_min, c_max]."""
 
@@ -41,6 +45,7 @@ class CWL2Params(AttackParams):
         return self
 
 
+@register_attack(name="pgd", title="PGD", family="iterative", norm="linf", budget="eps", deterministic=True)
 class PGDParams(AttackParams):
     """Projected gradient descent on the cross-entropy loss, L-inf or L2 ball."""
 

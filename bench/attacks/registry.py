@@ -1,5 +1,7 @@
-"""Attack registry: each attack has one parameter model and one or more backends, all called the same way.
+"""The attack registry: each attack is declared once (its parameters, family, threat norm, budget and
+determinism) and implemented by one or more registered backends, all called the same way.
 
+Checks, cross-checks and the leaderboard read these declarations, never attack names.
 `run_attack(name, backend, detector, x, y, params)` returns adversarial images (float32 CPU, [0, 1]).
 """
 
@@ -7,50 +9,118 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Literal
 
 import torch
 
-from bench.attacks import toolkits
-from bench.attacks.params import AttackParams, CWL2Params, FGSMParams, PGDParams
 from bench.errors import BenchError
-from bench.models.detector import Detector
 
-AttackFn = Callable[[Detector, torch.Tensor, torch.Tensor, AttackParams], torch.Tensor]
+if TYPE_CHECKING:  # annotations only: the parameter models import this module to declare themselves
+    from bench.attacks.params import AttackParams
+    from bench.models.detector import Detector
+
+AttackFn = Callable[["Detector", torch.Tensor, torch.Tensor, "AttackParams"], torch.Tensor]
+Family = Literal["single-step", "iterative", "minimum-norm"]
+FAMILIES: tuple[str, ...] = ("single-step", "iterative", "minimum-norm")
+NORMS: tuple[str, ...] = ("linf", "l2")
 
 
 @dataclass
 class AttackSpec:
-    """An attack: its display name, its parameter model and its implementations by backend."""
+    """An attack: what it is (declarations) and who implements it (backends).
+
+    - `family`: "single-step" (one gradient step), "iterative" (a budgeted iterative attack) or
+      "minimum-norm" (searches the smallest perturbation that succeeds);
+    - `norm`: the threat norm, "linf" or "l2" (a parameter named `norm` overrides it per point);
+    - `budget`: the parameter bounding the perturbation (e.g. "eps"); None for minimum-norm attacks;
+    - `deterministic`: whether two correct implementations must agree pixel by pixel (a parameter
+      named `random_start` set to true makes a point random).
+    """
 
     name: str
     title: str
     params: type[AttackParams]
+    family: str
+    norm: str
+    budget: str | None
+    deterministic: bool
     backends: dict[str, AttackFn] = field(default_factory=dict)
+
+    def norm_of(self, params: AttackParams | dict[str, Any]) -> str:
+        value = _get(params, "norm")
+        return str(value) if value is not None else self.norm
+
+    def budget_of(self, params: AttackParams | dict[str, Any]) -> float | None:
+        return None if self.budget is None else float(_get(params, self.budget))
+
+    def deterministic_for(self, params: AttackParams | dict[str, Any]) -> bool:
+        return self.deterministic and not _get(params, "random_start")
+
+    def declaration(self) -> dict[str, Any]:
+        """The declarations as plain data (stored with every plan, read by checks and reports)."""
+        return {"attack": self.name, "title": self.title, "family": self.family, "norm": self.norm,
+                "budget": self.budget, "deterministic": self.deterministic}
+
+
+def _get(params: AttackParams | dict[str, Any], name: str) -> Any:
+    return params.get(name) if isinstance(params, dict) else getattr(params, name, None)
 
 
 _ATTACKS: dict[str, AttackSpec] = {}
 
 
-def register_attack(name: str, title: str, params: type[AttackParams]) -> AttackSpec:
-    spec = _ATTACKS.setdefault(name, AttackSpec(name, title, params))
+def declare_attack(params: type[AttackParams], *, name: str, title: str, family: str, norm: str,
+                   budget: str | None, deterministic: bool, where: str = "attack") -> AttackSpec:
+    """Declare an attack (or return the existing declaration of that name, which must match)."""
+    if family not in FAMILIES:
+        raise BenchError(f"{where}.family", f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
+    if norm not in NORMS:
+        raise BenchError(f"{where}.norm", f"unknown norm {norm!r}; expected one of {', '.join(NORMS)}")
+    if budget is not None and budget not in params.model_fields:
+        raise BenchError(f"{where}.budget", f"{budget!r} is not a parameter of {params.__name__}")
+    if family == "minimum-norm" and budget is not None:
+        raise BenchError(f"{where}.budget", "a minimum-norm attack has no budget parameter (budget: None)")
+    spec = AttackSpec(name, title, params, family, norm, budget, deterministic)
+    old = _ATTACKS.get(name)
+    if old is not None:
+        if old.params is not params or old.declaration() != spec.declaration():
+            raise BenchError(where, f"attack {name!r} is already declared differently")
+        return old
+    _ATTACKS[name] = spec
     return spec
 
 
-def register_backend(attack: str, backend: str, fn: AttackFn) -> None:
-    if attack not in _ATTACKS:
-        raise KeyError(f"register the attack {attack!r} before its backends")
-    _ATTACKS[attack].backends[backend] = fn
+def register_attack(*, name: str, title: str, family: str, norm: str, budget: str | None,
+                    deterministic: bool) -> Callable[[type[AttackParams]], type[AttackParams]]:
+    """Class decorator on an attack's parameter model: declares the attack."""
+
+    def deco(params: type[AttackParams]) -> type[AttackParams]:
+        declare_attack(params, name=name, title=title, family=family, norm=norm, budget=budget,
+                       deterministic=deterministic)
+        return params
+
+    return deco
+
+
+def register_backend(attack: str, backend: str) -> Callable[[AttackFn], AttackFn]:
+    """Function decorator: `fn(detector, x, y, params) -> x_adv` implements `attack` as `backend`."""
+
+    def deco(fn: AttackFn) -> AttackFn:
+        if attack not in _ATTACKS:
+            raise KeyError(f"declare the attack {attack!r} before its backends")
+        _ATTACKS[attack].backends[backend] = fn
+        return fn
+
+    return deco
 
 
 def get_attack(name: str, where: str = "attack") -> AttackSpec:
-    _load_plugins()
     if name not in _ATTACKS:
         raise BenchError(where, f"unknown attack {name!r}; known: {', '.join(sorted(_ATTACKS))}")
     return _ATTACKS[name]
 
 
 def list_attacks() -> list[AttackSpec]:
-    _load_plugins()
     return [_ATTACKS[k] for k in sorted(_ATTACKS)]
 
 
@@ -64,30 +134,3 @@ def run_attack(
         )
     detector.eval()
     return spec.backends[backend](detector, x, y, params)
-
-
-_loaded = False
-
-
-def _load_plugins() -> None:
-    """Import modules that register further backends (the native attacks), once."""
-    global _loaded
-    if _loaded:
-        return
-    _loaded = True
-    try:
-        import bench.attacks.native  # noqa: F401  (registers backend "native")
-    except ModuleNotFoundError as exc:  # native attacks are optional until they exist
-        if exc.name != "bench.attacks.native":
-            raise
-
-
-register_attack("fgsm", "FGSM", FGSMParams)
-register_backend("fgsm", "art", toolkits.art_fgsm)
-register_backend("fgsm", "foolbox", toolkits.foolbox_fgsm)
-register_attack("cw_l2", "CW-L2", CWL2Params)
-register_backend("cw_l2", "art", toolkits.art_cw_l2)
-register_backend("cw_l2", "foolbox", toolkits.foolbox_cw_l2)
-register_attack("pgd", "PGD", PGDParams)
-register_backend("pgd", "art", toolkits.art_pgd)
-register_backend("pgd", "foolbox", toolkits.foolbox_pgd)

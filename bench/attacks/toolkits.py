@@ -11,6 +11,7 @@ import numpy as np
 import torch
 
 from bench.attacks.params import CWL2Params, FGSMParams, PGDParams
+from bench.attacks.registry import register_backend
 from bench.models.detector import Detector
 from bench.models.estimators import to_art, to_foolbox
 
@@ -28,6 +29,7 @@ def _out(a: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- ART
+@register_backend("fgsm", "art")
 def art_fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams) -> torch.Tensor:
     from art.attacks.evasion import FastGradientMethod
 
@@ -38,6 +40,7 @@ def art_fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams
     return _out(attack.generate(_np(x), y=y.cpu().numpy()))
 
 
+@register_backend("cw_l2", "art")
 def art_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Params) -> torch.Tensor:
     """ART's CW-L2 (line search on c per step, doubling/halving); c starts at `c_min`."""
     from art.attacks.evasion import CarliniL2Method
@@ -50,6 +53,7 @@ def art_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Param
     return _out(attack.generate(_np(x), y=np.eye(2, dtype=np.float32)[y.cpu().numpy()]))
 
 
+@register_backend("pgd", "art")
 def art_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> torch.Tensor:
     from art.attacks.evasion import ProjectedGradientDescent
 
@@ -73,12 +77,14 @@ def _fb_run(detector: Detector, attack, x: torch.Tensor, y: torch.Tensor, epsilo
     return _out(adv.detach())
 
 
+@register_backend("fgsm", "foolbox")
 def foolbox_fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams) -> torch.Tensor:
     import foolbox as fb
 
     return _fb_run(detector, fb.attacks.LinfFastGradientAttack(random_start=False), x, y, [p.eps])
 
 
+@register_backend("cw_l2", "foolbox")
 def foolbox_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Params) -> torch.Tensor:
     """Foolbox's CW-L2 (batched Adam); c starts at `c_min`, x10 until success, then bisects.
 
@@ -97,6 +103,7 @@ def foolbox_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2P
     return adv
 
 
+@register_backend("pgd", "foolbox")
 def foolbox_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> torch.Tensor:
     import foolbox as fb
 

@@ -1,25 +1,26 @@
-"""A user's attack, loaded from `package.module:Name` or `/path/to/file.py:Name`, and its contract.
+"""A user's attack, loaded from `package.module:Name` or `path/to/file.py:Name` (see docs/adding-an-attack.md).
 
-The contract (see docs/custom-attack.md):
+The contract:
 
 - a function `fn(detector, x, y, params) -> x_adv`, or
-- a class, instantiated once per run as `Cls(params)` and called as `attack(detector, x, y) -> x_adv`,
+- a class, instantiated once per batch as `Cls(params)` and called as `attack(detector, x, y) -> x_adv`,
 
 where `detector` is the `bench.models.Detector` (takes [0, 1] images, returns 2 logits, in eval mode),
 `x` float32 N x 3 x H x W in [0, 1] and `y` int64 labels (both on the detector's device; the attack
-gets its own copy), and `params` the validated parameter model of the attack it implements (e.g.
-`FGSMParams`; attribute access, `params.model_dump()` for a dict). `x_adv` must be a torch tensor or
-numpy array of x's shape, floating point, finite and within [0, 1]. Anything else is a
-`ContractError` naming the attack.
+gets its own copy), and `params` the validated parameter model of the attack it implements. `x_adv` must
+be a torch tensor or numpy array of x's shape, floating point, finite and within [0, 1]. Anything else is
+a `ContractError` naming the attack.
+
+A class may implement a registered attack (then `attack:` in the suite names that attack), or declare an
+attack of its own with the class attributes `name`, `title`, `family` ("single-step", "iterative" or
+"minimum-norm"), `norm` ("linf" or "l2"), `budget` (the parameter bounding the perturbation, or None),
+`deterministic`, and `Params` (a subclass of `bench.attacks.params.AttackParams`). Checks and
+cross-checks then treat it by those declarations, like a built-in attack.
 """
 
 from __future__ import annotations
 
-import hashlib
-import importlib
-import importlib.util
 import inspect
-import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -28,41 +29,37 @@ import numpy as np
 import torch
 
 from bench.attacks.params import AttackParams
+from bench.attacks.registry import AttackSpec, declare_attack, get_attack
 from bench.errors import BenchError, ContractError
 from bench.models.detector import Detector
+from bench.plugins import is_plugin_spec, load_object
 
 RANGE_TOL = 1e-6  # values this far outside [0, 1] are rounding, and are clipped
 
 
+DECLARATIONS = ("name", "title", "family", "norm", "budget", "deterministic", "Params")
+
+
 def is_user_spec(spec: str) -> bool:
     """Whether an implementation name looks like `module:Name` or `file.py:Name` (not a backend name)."""
-    return ":" in spec
+    return is_plugin_spec(spec)
 
 
-def _load_module(target: str, spec: str):
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        path = Path(target).expanduser()
-        if not path.is_file():
-            raise BenchError(spec, f"attack file {path} does not exist")
-        digest = hashlib.sha1(str(path.resolve()).encode()).hexdigest()[:12]
-        mod_name = f"bench_user_attack_{digest}"
-        module_spec = importlib.util.spec_from_file_location(mod_name, path)
-        if module_spec is None or module_spec.loader is None:
-            raise BenchError(spec, f"cannot import {path} as a Python module")
-        module = importlib.util.module_from_spec(module_spec)
-        sys.modules[mod_name] = module
-        try:
-            module_spec.loader.exec_module(module)
-        except Exception as exc:
-            sys.modules.pop(mod_name, None)
-            raise ContractError(spec, f"importing {path} raised {type(exc).__name__}: {exc}") from exc
-        return module
-    try:
-        return importlib.import_module(target)
-    except ModuleNotFoundError as exc:
-        raise BenchError(spec, f"no module named {target!r} (is it installed or on PYTHONPATH?)") from exc
-    except Exception as exc:
-        raise ContractError(spec, f"importing {target} raised {type(exc).__name__}: {exc}") from exc
+def declares_attack(obj: Any) -> bool:
+    """Whether a user attack class declares an attack of its own (it has a `Params` model and a `family`)."""
+    return inspect.isclass(obj) and hasattr(obj, "Params") and hasattr(obj, "family")
+
+
+def declare_user_attack(obj: Any, where: str) -> AttackSpec:
+    """Declare the attack a user class describes (see the module doc); errors name `where`."""
+    missing = [d for d in DECLARATIONS if not hasattr(obj, d)]
+    if missing:
+        raise ContractError(where, f"{obj.__name__} declares an attack but lacks {', '.join(missing)}")
+    params = obj.Params
+    if not (inspect.isclass(params) and issubclass(params, AttackParams)):
+        raise ContractError(where, f"{obj.__name__}.Params must subclass bench.attacks.params.AttackParams")
+    return declare_attack(params, name=str(obj.name), title=str(obj.title), family=str(obj.family),
+                          norm=str(obj.norm), budget=obj.budget, deterministic=bool(obj.deterministic), where=where)
 
 
 @dataclass
@@ -93,20 +90,27 @@ class UserAttack:
         return validate_adversarial(out, x, where=self.name)
 
 
-def load_user_attack(spec: str) -> UserAttack:
-    """Load `module.path:Name` or `/path/to/file.py:Name` (a function or a class)."""
-    target, sep, attr = spec.rpartition(":")
-    if not sep or not target or not attr:
-        raise BenchError(spec, "expected 'module.path:Name' or '/path/to/file.py:Name'")
-    module = _load_module(target, spec)
-    obj = module
-    for part in attr.split("."):
-        if not hasattr(obj, part):
-            raise BenchError(spec, f"{target} has no attribute {attr!r}")
-        obj = getattr(obj, part)
+def load_user_attack(spec: str, base_dir: Path | str | None = None, where: str | None = None) -> UserAttack:
+    """Load `module.path:Name` or `path/to/file.py:Name` (a function or a class)."""
+    where = where or spec
+    obj = load_object(spec, where, base_dir)
     if not callable(obj):
-        raise ContractError(spec, f"{attr} is a {type(obj).__name__}, expected a function or a class")
+        name = spec.rpartition(":")[2]
+        raise ContractError(where, f"{name} is a {type(obj).__name__}, expected a function or a class")
     return UserAttack(name=spec, obj=obj)
+
+
+def register_user_backend(attack: str, spec: str, base_dir: Path | str | None, where: str) -> AttackSpec:
+    """Load the user attack `spec` and register it as backend `spec` of `attack` (declaring `attack` first
+    when the class declares it); returns the attack's spec."""
+    user = load_user_attack(spec, base_dir, where=where)
+    if declares_attack(user.obj):
+        declared = declare_user_attack(user.obj, where)
+        if declared.name != attack:
+            raise BenchError(where, f"{spec} declares the attack {declared.name!r}, but the suite names {attack!r}")
+    aspec = get_attack(attack, where=where)
+    aspec.backends[spec] = user
+    return aspec
 
 
 def _rows(mask: torch.Tensor, limit: int = 5) -> str:

@@ -14,7 +14,7 @@ import torch
 from torch import nn
 
 from bench.defenses.base import as_detector
-from bench.defenses.contract import check_logits
+from bench.defenses.contract import check_defense, check_logits
 from bench.defenses.registry import create_defense, defense_kind
 from bench.models.detector import Detector
 
@@ -40,11 +40,19 @@ class _Normalise(nn.Module):
         return (x - self.mean) / self.std
 
 
-def apply_defense(base: Detector, name: str, use: str, params: dict, base_dir: Path) -> Detector:
-    """The defended detector for the suite's defense `name` (`use` + `params`) around `base`."""
+def apply_defense(base: Detector, name: str, use: str, params: dict, base_dir: Path,
+                  check_contract: bool = False) -> Detector:
+    """The defended detector for the suite's defense `name` (`use` + `params`) around `base`.
+
+    With `check_contract` (the run's preflight), the defense's full contract is exercised first
+    (`bench.defenses.contract.check_defense`: shapes, range, finiteness, and a preprocessor that claims
+    to be differentiable must keep its output connected to the input's autograd graph)."""
     where = f"defenses.{name}"
     defense = create_defense(use, params, where=where, base_dir=base_dir)
     defense.name = where  # contract errors at run time name it as the suite does
+    probe = torch.rand(2, 3, base.spec.input_size, base.spec.input_size, generator=torch.Generator().manual_seed(0))
+    if check_contract:
+        check_defense(defense, base, probe)
     kind = defense_kind(defense)
     if kind == "preprocessor":
         det = as_detector(nn.Sequential(_Preprocess(defense), _Normalise(base), base.net), like=base)
@@ -53,7 +61,6 @@ def apply_defense(base: Detector, name: str, use: str, params: dict, base_dir: P
         if not isinstance(det, Detector):
             det = as_detector(det, like=base)
     det = det.eval()
-    probe = torch.rand(2, 3, base.spec.input_size, base.spec.input_size, generator=torch.Generator().manual_seed(0))
     with torch.no_grad():
         check_logits(where, probe, det(probe.to(det.device)), base.spec.num_classes)
     return det

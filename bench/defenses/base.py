@@ -6,7 +6,7 @@
 - `WrapperDefense`: takes a detector and returns a detector.
 
 Every defense has a `name`; the registry sets it to the suite's name for the defense, and every
-contract violation (`bench.errors.ContractError`) names it. `bench.defenses.registry.check_defense`
+contract violation (`bench.errors.ContractError`) names it. `bench.defenses.contract.check_defense`
 exercises a defense's contract on a sample batch before a run uses it.
 
 `PreprocessorDefense` is resolved lazily, so that importing the training loop does not import ART.
@@ -14,16 +14,21 @@ exercises a defense's contract on a sample batch before a run uses it.
 
 from __future__ import annotations
 
+import inspect
+import sys
 from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bench.errors import ContractError
 from bench.models.detector import Detector, ModelSpec
 
 if TYPE_CHECKING:
     from bench.defenses.preprocessor import PreprocessorDefense
 
-__all__ = ["PreprocessorDefense", "TrainingDefense", "WrapperDefense", "as_detector"]
+__all__ = ["KINDS", "PreprocessorDefense", "TrainingDefense", "WrapperDefense", "as_detector", "defense_kind"]
+
+KINDS = ("training", "preprocessor", "wrapper")
 
 
 class TrainingDefense:
@@ -78,8 +83,31 @@ def as_detector(module: torch.nn.Module, like: Detector) -> Detector:
     return Detector(module, spec).to(like.device)
 
 
+def defense_kind(obj: object) -> str:
+    """The kind of a defense instance (or class): "training", "preprocessor" or "wrapper"; else ContractError.
+
+    Any ART `PreprocessorPyTorch` counts as a preprocessor, so ART's own defences can be named too.
+    """
+    cls = obj if inspect.isclass(obj) else type(obj)
+    if issubclass(cls, TrainingDefense):
+        return "training"
+    if issubclass(cls, WrapperDefense):
+        return "wrapper"
+    art_pre = sys.modules.get("art.defences.preprocessor.preprocessor")
+    if art_pre is not None and issubclass(cls, art_pre.PreprocessorPyTorch):
+        return "preprocessor"
+    name = getattr(obj, "name", None) if not inspect.isclass(obj) else None
+    raise ContractError(
+        str(name or cls.__name__),
+        f"{cls.__module__}.{cls.__qualname__} is not a defense: subclass bench.defenses.base."
+        "TrainingDefense, PreprocessorDefense or WrapperDefense",
+    )
+
+
+
 def __getattr__(name: str) -> Any:
     if name == "PreprocessorDefense":
+        # lazy: the preprocessor base class imports ART, which the training loop does not need
         from bench.defenses.preprocessor import PreprocessorDefense
 
         return PreprocessorDefense

@@ -20,9 +20,23 @@ from bench.errors import BenchError
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
 
+def to_uint8(x: torch.Tensor) -> torch.Tensor:
+    """What an 8-bit image file holds of a [0, 1] batch: rounded values, uint8, same layout."""
+    return (x.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8)
+
+
+def jpeg_round_trip_uint8(u8_nchw: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torch.Tensor:
+    """Encode and decode each image of a uint8 batch N x 3 x H x W with Pillow; uint8, on the CPU."""
+    return _round_trip(u8_nchw.permute(0, 2, 3, 1).cpu().numpy(), quality, subsampling).permute(0, 3, 1, 2).contiguous()
+
+
 def jpeg_round_trip(x: torch.Tensor, quality: int, subsampling: str = "4:2:0") -> torch.Tensor:
     """Encode and decode each image of a [0, 1] batch N x 3 x H x W; same shape, dtype and device."""
-    u8 = (x.detach().clamp(0.0, 1.0) * 255.0).round().to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
+    out = _round_trip(to_uint8(x).permute(0, 2, 3, 1).cpu().numpy(), quality, subsampling)
+    return out.permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype) / 255.0
+
+
+def _round_trip(u8: np.ndarray, quality: int, subsampling: str) -> torch.Tensor:
     out = np.empty_like(u8)
     for i, img in enumerate(u8):
         buf = io.BytesIO()
@@ -32,7 +46,7 @@ def jpeg_round_trip(x: torch.Tensor, quality: int, subsampling: str = "4:2:0") -
         buf.seek(0)
         with Image.open(buf) as decoded:
             out[i] = np.asarray(decoded.convert("RGB"))
-    return torch.from_numpy(out).permute(0, 3, 1, 2).to(device=x.device, dtype=x.dtype) / 255.0
+    return torch.from_numpy(out)
 
 
 class JpegDefense(PreprocessorDefense):

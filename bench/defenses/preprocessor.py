@@ -9,9 +9,9 @@ from __future__ import annotations
 import torch
 
 from bench.defenses.contract import check_preprocessor_output
-from bench.models.estimators import _art_home
+from bench.settings import configure_art
 
-_art_home()
+configure_art()
 
 from art.defences.preprocessor.preprocessor import PreprocessorPyTorch  # noqa: E402
 

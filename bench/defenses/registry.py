@@ -12,29 +12,24 @@ Parameters are passed as keyword arguments, or to the class's `from_params(param
 
 from __future__ import annotations
 
-import hashlib
 import importlib
 import importlib.util
 import inspect
-import sys
 from pathlib import Path
 from typing import Any
 
-from bench.defenses.base import TrainingDefense, WrapperDefense
-from bench.defenses.contract import check_preprocessor_output
+from bench.defenses.base import KINDS, defense_kind
 from bench.errors import BenchError, ContractError
+from bench.plugins import is_file_target, load_module, split_spec
 
 __all__ = [
     "KINDS",
-    "check_preprocessor_output",
     "create_defense",
     "defense_kind",
     "list_defenses",
     "register_defense",
     "resolve_defense_class",
 ]
-
-KINDS = ("training", "preprocessor", "wrapper")
 
 _REGISTRY: dict[str, type] = {}
 # Built-ins, imported on first use (the preprocessors import ART). A value without ":" names a module
@@ -60,27 +55,6 @@ def list_defenses() -> list[str]:
         if importlib.util.find_spec(module) is not None:
             names.add(name)
     return sorted(names)
-
-
-def defense_kind(obj: object) -> str:
-    """The kind of a defense instance (or class): "training", "preprocessor" or "wrapper"; else ContractError.
-
-    Any ART `PreprocessorPyTorch` counts as a preprocessor, so ART's own defences can be named too.
-    """
-    cls = obj if inspect.isclass(obj) else type(obj)
-    if issubclass(cls, TrainingDefense):
-        return "training"
-    if issubclass(cls, WrapperDefense):
-        return "wrapper"
-    art_pre = sys.modules.get("art.defences.preprocessor.preprocessor")
-    if art_pre is not None and issubclass(cls, art_pre.PreprocessorPyTorch):
-        return "preprocessor"
-    name = getattr(obj, "name", None) if not inspect.isclass(obj) else None
-    raise ContractError(
-        str(name or cls.__name__),
-        f"{cls.__module__}.{cls.__qualname__} is not a defense: subclass bench.defenses.base."
-        "TrainingDefense, PreprocessorDefense or WrapperDefense",
-    )
 
 
 def _is_defense_class(obj: object) -> bool:
@@ -117,55 +91,6 @@ def _builtin_class(name: str, where: str) -> type | None:
     raise BenchError(where, f"module {module_name} defines no single defense class for {name!r}")
 
 
-_FILE_MODULES: dict[tuple[str, int], Any] = {}
-
-
-def _load_file(path: Path, where: str) -> Any:
-    """Load a Python file as a module (cached by path and modification time)."""
-    if not path.is_file():
-        raise BenchError(where, f"defense file {path} does not exist")
-    key = (str(path), path.stat().st_mtime_ns)
-    if key in _FILE_MODULES:
-        return _FILE_MODULES[key]
-    digest = hashlib.sha1(str(path).encode()).hexdigest()[:10]
-    mod_name = f"bench_user_defense_{path.stem}_{digest}"
-    spec = importlib.util.spec_from_file_location(mod_name, path)
-    if spec is None or spec.loader is None:
-        raise BenchError(where, f"cannot load {path} as a Python module")
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[mod_name] = module  # dataclasses and pickling look modules up here
-    try:
-        spec.loader.exec_module(module)
-    except SyntaxError as exc:
-        sys.modules.pop(mod_name, None)
-        raise BenchError(where, f"syntax error in {path}, line {exc.lineno}: {exc.msg}") from exc
-    except Exception as exc:  # noqa: BLE001 - any failure of user code is reported, naming the defense
-        sys.modules.pop(mod_name, None)
-        raise BenchError(where, f"importing {path} failed: {type(exc).__name__}: {exc}") from exc
-    _FILE_MODULES[key] = module
-    return module
-
-
-def _import_module(module_name: str, base_dir: Path | None, where: str) -> Any:
-    added = base_dir is not None and str(base_dir) not in sys.path
-    if added:
-        sys.path.insert(0, str(base_dir))
-    try:
-        return importlib.import_module(module_name)
-    except ModuleNotFoundError as exc:
-        if exc.name and (module_name == exc.name or module_name.startswith(exc.name + ".")):
-            searched = f"{base_dir} and sys.path" if base_dir else "sys.path"
-            raise BenchError(where, f"no module named {module_name!r} (searched {searched})") from exc
-        raise BenchError(where, f"importing {module_name} failed: {exc}") from exc
-    except SyntaxError as exc:
-        raise BenchError(where, f"syntax error in {exc.filename}, line {exc.lineno}: {exc.msg}") from exc
-    except Exception as exc:  # noqa: BLE001
-        raise BenchError(where, f"importing {module_name} failed: {type(exc).__name__}: {exc}") from exc
-    finally:
-        if added:
-            sys.path.remove(str(base_dir))
-
-
 def resolve_defense_class(use: str, where: str, base_dir: str | Path | None = None) -> type:
     """The class that `use` names: a built-in name, `module.sub:Class` or `path/file.py:Class`."""
     if not isinstance(use, str) or not use.strip():
@@ -181,16 +106,9 @@ def resolve_defense_class(use: str, where: str, base_dir: str | Path | None = No
                 "a defense of your own is named as 'file.py:ClassName' or 'module:ClassName'",
             )
         return cls
-    target, _, cls_name = use.rpartition(":")
-    if not cls_name.isidentifier() or not target:
-        raise BenchError(where, f"{use!r}: expected 'file.py:ClassName' or 'module:ClassName'")
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        path = Path(target).expanduser()
-        module = _load_file(path if path.is_absolute() else (base / path).resolve(), where)
-        origin = str(path)
-    else:
-        module = _import_module(target, base if base_dir is not None else None, where)
-        origin = f"module {target}"
+    target, cls_name = split_spec(use, where)
+    module = load_module(target, where, base)
+    origin = target if is_file_target(target) else f"module {target}"
     cls = getattr(module, cls_name, None)
     if cls is None:
         found = sorted(k for k, v in vars(module).items() if _is_defense_class(v) and v.__module__ == module.__name__)

@@ -14,6 +14,7 @@ import warnings
 from pathlib import Path
 
 import torch
+from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
 from bench.errors import BenchError
@@ -37,10 +38,15 @@ def save_detector(detector: Detector, path: Path, meta: dict | None = None) -> N
             os.unlink(tmp)
 
 
+def read_checkpoint_meta(path: Path) -> dict:
+    """The `meta` a checkpoint was saved with (e.g. the training losses)."""
+    with safe_open(str(path), framework="pt") as fh:
+        header = fh.metadata() or {}
+    return json.loads(header.get("meta", "{}"))
+
+
 def load_saved_detector(path: Path) -> Detector:
     """Load a file written by `save_detector` (the spec travels with the weights)."""
-    from safetensors import safe_open
-
     with safe_open(str(path), framework="pt") as fh:
         header = fh.metadata() or {}
     if "spec" not in header:

@@ -6,7 +6,6 @@ preprocessing, with inputs in [0, 1] and float32 enforced.
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 
 import numpy as np
@@ -14,15 +13,11 @@ import torch
 from torch import nn
 
 from bench.models.detector import Detector
-
-
-def _art_home() -> None:
-    """ART writes a config under $HOME unless ART_DATA_PATH points elsewhere; keep it in our cache."""
-    os.environ.setdefault("ART_DATA_PATH", os.path.join(os.environ.get("BENCH_CACHE", ".cache/bench"), "art"))
+from bench.settings import configure_art
 
 
 def _art_classifier_class():
-    _art_home()
+    configure_art()
     from art.estimators.classification import PyTorchClassifier
 
     class Float32PyTorchClassifier(PyTorchClassifier):

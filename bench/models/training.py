@@ -1,8 +1,6 @@
-"""Training recipe (the paper's: SGD lr 1e-3, momentum 0.9, StepLR(7, 0.1), 5 epochs, batch 16)."""
+"""Training a detector by its recipe (the paper's: SGD lr 1e-3, momentum 0.9, StepLR(7, 0.1), 5 epochs, batch 16)."""
 
 from __future__ import annotations
-
-from dataclasses import dataclass
 
 import torch
 from torch.nn import functional as F
@@ -11,22 +9,9 @@ from tqdm.auto import tqdm
 from bench.data.dataset import ImageSet
 from bench.defenses.base import TrainingDefense
 from bench.models.detector import Detector
+from bench.suite.schema import Recipe
 
-
-@dataclass(frozen=True)
-class Recipe:
-    """Every hyperparameter of training; part of the checkpoint's cache key."""
-
-    epochs: int = 5
-    batch_size: int = 16
-    lr: float = 1e-3
-    momentum: float = 0.9
-    step_size: int = 7
-    gamma: float = 0.1
-    weight_decay: float = 0.0
-
-    def as_dict(self) -> dict:
-        return dict(self.__dict__)
+__all__ = ["Recipe", "train_detector"]
 
 
 def train_detector(

@@ -7,15 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
-
-def _pyplot():
-    os.environ.setdefault("MPLCONFIGDIR", str(Path(os.environ.get("BENCH_HOME", ".bench")) / "matplotlib"))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+from bench.settings import pyplot
 
 
 def plot_accuracy_curves(
@@ -25,7 +17,7 @@ def plot_accuracy_curves(
     path: Path,
 ) -> None:
     """One line per series: (x values, accuracy, CI low, CI high), with the interval shaded."""
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(6.4, 4.2), dpi=120)
     for name, (xs, acc, lo, hi) in series.items():
         order = np.argsort(xs)

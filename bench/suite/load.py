@@ -17,27 +17,51 @@ from pydantic import ValidationError
 
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack
+from bench.attacks.user import register_user_backend
+from bench.digests import file_digest
 from bench.errors import BenchError
 from bench.models.registry import list_models
+from bench.plugins import is_plugin_spec, plugin_path
 from bench.suite.schema import AttackConfig, ModelConfig, Suite
 
 
 @dataclass(frozen=True)
 class AttackPoint:
-    """One attack at one grid point, with one backend."""
+    """One attack at one grid point, with one backend, as plain data: the suite's entry name (`key`),
+    the validated parameters (every field, defaults filled in) and the attack's declarations."""
 
     key: str
     attack: str
     backend: str
-    params: AttackParams
+    params: dict[str, Any] = field(hash=False)
     in_table: bool
+    varying: tuple[str, ...] = ()
+    title: str = ""
+    family: str = ""
+    norm: str = ""
+    budget: str | None = None
+    deterministic: bool = True
+    source_digest: str | None = None  # a user backend's file: editing it invalidates its cells
 
     @property
     def label(self) -> str:
-        vals = ", ".join(f"{k}={v}" for k, v in self.params.model_dump().items() if k in self.varying)
+        vals = ", ".join(f"{k}={v}" for k, v in self.params.items() if k in self.varying)
         return f"{self.key}[{vals}]" if vals else self.key
 
-    varying: tuple[str, ...] = ()
+    @property
+    def budget_value(self) -> float | None:
+        return None if self.budget is None else float(self.params[self.budget])
+
+    def params_model(self) -> AttackParams:
+        """The parameters as the attack's validated model (what a backend receives)."""
+        return get_attack(self.attack).params.model_validate(self.params)
+
+    def as_dict(self) -> dict[str, Any]:
+        return {**self.__dict__, "varying": list(self.varying)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> AttackPoint:
+        return cls(**{**d, "varying": tuple(d.get("varying", ()))})
 
 
 @dataclass(frozen=True)
@@ -49,6 +73,17 @@ class ResolvedModel:
     training_defense: tuple[str, dict[str, Any]] | None
     label: str
     base: str
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "config": self.config.model_dump(mode="json"),
+                "training_defense": list(self.training_defense) if self.training_defense else None,
+                "label": self.label, "base": self.base}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> ResolvedModel:
+        td = d["training_defense"]
+        return cls(d["name"], ModelConfig.model_validate(d["config"]), (td[0], td[1]) if td else None, d["label"],
+                   d["base"])
 
 
 @dataclass
@@ -67,6 +102,19 @@ class LoadedSuite:
     @property
     def tag(self) -> str:
         return f"{self.suite.name}-{self.profile}" if self.profile else self.suite.name
+
+    def as_dict(self) -> dict[str, Any]:
+        """The suite as resolved, as plain data (stored with every run; `from_dict` reads no file)."""
+        return {"path": str(self.path), "suite": self.suite.model_dump(mode="json"), "profile": self.profile,
+                "overrides": self.overrides, "models": [m.as_dict() for m in self.models.values()],
+                "attacks": [a.as_dict() for a in self.attacks]}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> LoadedSuite:
+        ls = cls(Path(d["path"]), Suite.model_validate(d["suite"]), d["profile"], d["overrides"])
+        ls.models = {m["name"]: ResolvedModel.from_dict(m) for m in d["models"]}
+        ls.attacks = [AttackPoint.from_dict(a) for a in d["attacks"]]
+        return ls
 
 
 def deep_merge(base: dict, override: dict) -> dict:
@@ -216,7 +264,13 @@ def _resolve(ls: LoadedSuite) -> None:
 
 def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig) -> None:
     where = f"attacks.{key}"
-    spec = get_attack(a.attack, where=f"{where}.attack")
+    src = None
+    if is_plugin_spec(a.backend):
+        spec = register_user_backend(a.attack, a.backend, ls.base_dir, where=f"{where}.backend")
+        path = plugin_path(a.backend, ls.base_dir)
+        src = file_digest(path) if path is not None else a.backend.rpartition(":")[0]
+    else:
+        spec = get_attack(a.attack, where=f"{where}.attack")
     if a.backend not in spec.backends:
         raise BenchError(f"{where}.backend",
                          f"attack {a.attack!r} has no backend {a.backend!r}; available: {', '.join(spec.backends)}")
@@ -233,4 +287,7 @@ def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig) -> None:
         except ValidationError as exc:
             raise BenchError("", _format_validation(exc, (*where.split("."),))) from None
         in_table = all(p.get(k) == v for k, v in table.items()) if table else i == 0
-        ls.attacks.append(AttackPoint(key, a.attack, a.backend, params, in_table, varying))
+        decl = spec.declaration()
+        ls.attacks.append(AttackPoint(key, a.attack, a.backend, params.model_dump(), in_table, varying,
+                                      decl["title"], decl["family"], spec.norm_of(params), decl["budget"],
+                                      spec.deterministic_for(params), src))

@@ -1,52 +1,40 @@
 """A suite expanded into cells, each named by a hash of everything that determines its result.
 
-The runner computes the plan's cells; the report looks the same cells up in the store. Both build
-the plan the same way, so the leaderboard is always rendered from the database.
+The plan is plain data: `Plan.as_dict()` is stored with every run, so the leaderboard and exports are
+rendered from the store alone (no data, checkpoints or user code needed). Each cell kind lives in
+`bench.cells`; this module only decides which cells exist, their keys and their dependencies.
 """
 
 from __future__ import annotations
 
-import hashlib
-import json
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 
 from bench import FAKE
 from bench.data.dataset import ImageSet
+from bench.digests import data_digest, digest, file_digest
+from bench.plugins import plugin_path
 from bench.suite.load import AttackPoint, LoadedSuite, ResolvedModel
 
 PLAN_VERSION = 1  # bump when the meaning of a cell changes, so old results are not reused
 
 
-def digest(obj: Any) -> str:
-    return hashlib.sha256(json.dumps(obj, sort_keys=True, default=str).encode()).hexdigest()
-
-
-def file_digest(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
-
-
-def data_digest(train: ImageSet, test: ImageSet) -> str:
-    h = hashlib.sha256()
-    for part in (train, test):
-        h.update((part.images * 255).round().to(torch.uint8).numpy().tobytes())
-        h.update(part.labels.numpy().tobytes())
-        h.update("\n".join(part.ids).encode())
-    return h.hexdigest()
-
-
 @dataclass(frozen=True)
 class ModelCell:
+    """Train (or load) one detector of the suite."""
+
     model: ResolvedModel
     key: str
+    deps: tuple[str, ...] = ()
+    kind: str = "model"
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model.name, "arch": self.model.config.arch,
+                "defense": self.model.training_defense[0] if self.model.training_defense else None,
+                "params": self.model.training_defense[1] if self.model.training_defense else None}
 
 
 @dataclass(frozen=True)
@@ -61,20 +49,84 @@ class Variant:
 
 
 @dataclass(frozen=True)
+class CleanCell:
+    """Score every test image on one variant."""
+
+    variant: Variant
+    key: str
+    deps: tuple[str, ...]
+    kind: str = "clean"
+
+    def describe(self) -> dict[str, Any]:
+        return {"variant": self.variant.name, "model": self.variant.model, "defense": self.variant.defense}
+
+
+@dataclass(frozen=True)
+class GradNormCell:
+    """Input-gradient norms of one model on the first `n` test images."""
+
+    model: str
+    n: int
+    key: str
+    deps: tuple[str, ...]
+    kind: str = "gradnorm"
+
+    def describe(self) -> dict[str, Any]:
+        return {"model": self.model}
+
+
+@dataclass(frozen=True)
 class CraftCell:
+    """Adversarial examples for the attacked fakes, made on `source`, stored under the home."""
+
     attack: AttackPoint
     source: Variant
     key: str
+    deps: tuple[str, ...] = ()
+    kind: str = "craft"
+
+    def describe(self) -> dict[str, Any]:
+        return {"attack": self.attack.attack, "attack_key": self.attack.key, "label": self.attack.label,
+                "backend": self.attack.backend, "params": self.attack.params, "source": self.source.name,
+                "model": self.source.model, "defense": self.source.defense}
 
 
 @dataclass(frozen=True)
 class AttackCell:
+    """Score one craft's adversarial examples on `target`."""
+
     attack: AttackPoint
     source: Variant
     target: Variant
     threat: str  # "white-box" | "transfer"
     craft: CraftCell
     key: str
+    deps: tuple[str, ...] = ()
+    kind: str = "attack"
+
+    @property
+    def adaptive(self) -> bool:
+        """Made through the scored defense itself (not on its undefended base)."""
+        return self.source.name == self.target.name and self.target.defense is not None
+
+    def describe(self) -> dict[str, Any]:
+        return {"attack": self.attack.attack, "attack_key": self.attack.key, "label": self.attack.label,
+                "backend": self.attack.backend, "params": self.attack.params, "threat": self.threat,
+                "source": self.source.name, "target": self.target.name, "model": self.target.model,
+                "defense": self.target.defense, "adaptive": self.adaptive}
+
+
+@dataclass(frozen=True)
+class SectionCell:
+    """A cell of an optional suite section (the DIP protocol, a cross-check): its payload is plain data."""
+
+    kind: str
+    key: str
+    deps: tuple[str, ...]
+    payload: dict[str, Any]
+
+    def describe(self) -> dict[str, Any]:
+        return {k: self.payload[k] for k in ("model", "attack") if k in self.payload}
 
 
 @dataclass
@@ -83,15 +135,70 @@ class Plan:
     attack_ids: list[str]
     models: dict[str, ModelCell] = field(default_factory=dict)
     variants: dict[str, Variant] = field(default_factory=dict)
+    cleans: dict[str, CleanCell] = field(default_factory=dict)
+    gradnorms: dict[str, GradNormCell] = field(default_factory=dict)
     crafts: dict[str, CraftCell] = field(default_factory=dict)
     attacks: list[AttackCell] = field(default_factory=list)
-    dip_key: str | None = None
+    sections: list[SectionCell] = field(default_factory=list)
 
     def clean_key(self, v: Variant) -> str:
         return digest(["clean", PLAN_VERSION, v.key, self.data_key])
 
     def gradnorm_key(self, m: ModelCell, n: int) -> str:
         return digest(["gradnorm", PLAN_VERSION, m.key, self.data_key, n])
+
+    def variant_deps(self, v: Variant) -> tuple[str, ...]:
+        return (self.models[v.model].key,)
+
+    def cells(self) -> list:
+        """Every cell, dependencies before dependents."""
+        return [*self.models.values(), *self.cleans.values(), *self.gradnorms.values(), *self.crafts.values(),
+                *self.attacks, *self.sections]
+
+    def section(self, kind: str) -> list[SectionCell]:
+        return [c for c in self.sections if c.kind == kind]
+
+    # ------------------------------------------------------------------ as data
+    def as_dict(self) -> dict[str, Any]:
+        points: list[AttackPoint] = []
+        for c in self.attacks:
+            if c.attack not in points:
+                points.append(c.attack)
+        return {
+            "data_key": self.data_key, "attack_ids": list(self.attack_ids),
+            "models": [{"key": m.key, "deps": list(m.deps), "resolved": m.model.as_dict()}
+                       for m in self.models.values()],
+            "variants": [v.__dict__ for v in self.variants.values()],
+            "gradnorm_images": next(iter(self.gradnorms.values())).n if self.gradnorms else None,
+            "points": [p.as_dict() for p in points],
+            "crafts": [{"key": c.key, "point": points.index(c.attack), "source": c.source.name}
+                       for c in self.crafts.values()],
+            "attacks": [{"key": c.key, "point": points.index(c.attack), "source": c.source.name,
+                         "target": c.target.name, "threat": c.threat, "craft": c.craft.key} for c in self.attacks],
+            "sections": [{"kind": s.kind, "key": s.key, "deps": list(s.deps), "payload": s.payload}
+                         for s in self.sections],
+        }
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> Plan:
+        plan = cls(d["data_key"], list(d["attack_ids"]))
+        for m in d["models"]:
+            rm = ResolvedModel.from_dict(m["resolved"])
+            plan.models[rm.name] = ModelCell(rm, m["key"], tuple(m["deps"]))
+        for v in d["variants"]:
+            plan.variants[v["name"]] = Variant(**v)
+        _add_scoring_cells(plan, d.get("gradnorm_images"))
+        points = [AttackPoint.from_dict(p) for p in d["points"]]
+        for c in d["crafts"]:
+            src = plan.variants[c["source"]]
+            plan.crafts[c["key"]] = CraftCell(points[c["point"]], src, c["key"], plan.variant_deps(src))
+        for a in d["attacks"]:
+            craft = plan.crafts[a["craft"]]
+            tv = plan.variants[a["target"]]
+            plan.attacks.append(AttackCell(points[a["point"]], plan.variants[a["source"]], tv, a["threat"], craft,
+                                           a["key"], (craft.key, *plan.variant_deps(tv))))
+        plan.sections = [SectionCell(s["kind"], s["key"], tuple(s["deps"]), s["payload"]) for s in d["sections"]]
+        return plan
 
 
 def attacked_indices(test: ImageSet, n_max: int, seed: int) -> np.ndarray:
@@ -102,24 +209,34 @@ def attacked_indices(test: ImageSet, n_max: int, seed: int) -> np.ndarray:
     return np.sort(chosen)
 
 
-def build_plan(ls: LoadedSuite, train: ImageSet, test: ImageSet) -> Plan:
+def _add_scoring_cells(plan: Plan, gradnorm_images: int | None) -> None:
+    for v in plan.variants.values():
+        plan.cleans[v.name] = CleanCell(v, plan.clean_key(v), plan.variant_deps(v))
+    if gradnorm_images:
+        for name, mc in plan.models.items():
+            plan.gradnorms[name] = GradNormCell(name, gradnorm_images, plan.gradnorm_key(mc, gradnorm_images),
+                                                (mc.key,))
+
+
+def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
+    """The suite's cells for data named by `data_key`, attacking the test fakes `attack_ids`."""
     s = ls.suite
-    data_key = data_digest(train, test)
-    idx = attacked_indices(test, s.evaluation.max_attack_images, s.seed)
-    plan = Plan(data_key=data_key, attack_ids=[test.ids[i] for i in idx])
+    plan = Plan(data_key=data_key, attack_ids=list(attack_ids))
 
     def model_key(name: str) -> str:
         if name in plan.models:
             return plan.models[name].key
         rm = ls.models[name]
         cfg = rm.config.model_dump(exclude={"label", "defense"})
+        deps: tuple[str, ...] = ()
         if rm.config.checkpoint:
             cfg["checkpoint"] = file_digest(ls.base_dir / rm.config.checkpoint)
         if rm.config.init_from:
             cfg["init_from"] = model_key(rm.config.init_from)
+            deps = (cfg["init_from"],)
         defense_src = _defense_source_digest(rm.training_defense[0], ls.base_dir) if rm.training_defense else None
         key = digest(["model", PLAN_VERSION, cfg, rm.training_defense, defense_src, data_key, s.seed, s.data.size])
-        plan.models[name] = ModelCell(rm, key)
+        plan.models[name] = ModelCell(rm, key, deps)
         return key
 
     for name in ls.models:
@@ -133,6 +250,7 @@ def build_plan(ls: LoadedSuite, train: ImageSet, test: ImageSet) -> Plan:
             key = digest(["variant", plan.models[m].key, use, d.params, src])
             label = f"{ls.models[m].label} + {d.label or dname}"
             plan.variants[vname] = Variant(vname, m, dname, key, label)
+    _add_scoring_cells(plan, s.evaluation.gradient_norm_images)
 
     ev = s.evaluation
     storage = [ev.storage, ev.jpeg_quality if ev.storage == "jpeg" else None]
@@ -147,30 +265,31 @@ def build_plan(ls: LoadedSuite, train: ImageSet, test: ImageSet) -> Plan:
             if v.model == dst:
                 pairs.append((src, v.name, "transfer"))
     for ap in ls.attacks:
-        pkey = [ap.attack, ap.backend, ap.params.model_dump()]
+        pkey = [ap.attack, ap.backend, ap.params]
+        if ap.source_digest is not None:
+            pkey.append(ap.source_digest)
         for src, dst, threat in pairs:
             sv = plan.variants[src]
             ckey = digest(["craft", PLAN_VERSION, pkey, sv.key, data_key, plan.attack_ids, storage, s.seed])
-            craft = plan.crafts.setdefault(ckey, CraftCell(ap, sv, ckey))
+            craft = plan.crafts.setdefault(ckey, CraftCell(ap, sv, ckey, plan.variant_deps(sv)))
             tv = plan.variants[dst]
             akey = digest(["attack", PLAN_VERSION, ckey, tv.key])
-            plan.attacks.append(AttackCell(ap, sv, tv, threat, craft, akey))
-    if s.dip is not None:
-        clf = s.dip.classifier
-        crafts = sorted({c.craft.key for c in plan.attacks
-                         if c.target.name == clf and c.attack.in_table and not c.target.defense})
-        plan.dip_key = digest(["dip", PLAN_VERSION, s.dip.model_dump(), plan.models[clf].key, crafts, data_key,
-                               s.seed])
+            plan.attacks.append(AttackCell(ap, sv, tv, threat, craft, akey, (ckey, *plan.variant_deps(tv))))
     return plan
+
+
+def plan_for_data(ls: LoadedSuite, train: ImageSet, test: ImageSet) -> Plan:
+    """The suite's plan for a loaded train/test split (its digest and the seeded choice of attacked fakes)."""
+    s = ls.suite
+    idx = attacked_indices(test, s.evaluation.max_attack_images, s.seed)
+    return build_plan(ls, data_digest(train, test), [test.ids[i] for i in idx])
 
 
 def _defense_source_digest(use: str, base_dir: Path) -> str | None:
     """A user's defense file is part of the key, so editing it invalidates its cells."""
     if ":" not in use:
         return None
-    mod = use.split(":", 1)[0]
-    path = Path(mod) if mod.endswith(".py") else None
+    path = plugin_path(use, base_dir)
     if path is not None:
-        path = path if path.is_absolute() else base_dir / path
         return file_digest(path) if path.is_file() else None
-    return mod
+    return use.split(":", 1)[0]

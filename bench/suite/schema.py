@@ -31,8 +31,8 @@ class DataConfig(Strict):
         return self
 
 
-class RecipeConfig(Strict):
-    """Training recipe (the paper's defaults)."""
+class Recipe(Strict):
+    """Every hyperparameter of training (the paper's defaults); part of the checkpoint's cache key."""
 
     epochs: int = Field(5, ge=1)
     batch_size: int = Field(16, ge=1)
@@ -56,7 +56,7 @@ class ModelConfig(Strict):
     pretrained: bool = False
     mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
     std: tuple[float, float, float] = (1.0, 1.0, 1.0)
-    recipe: RecipeConfig = RecipeConfig()
+    recipe: Recipe = Recipe()
     init_from: str | None = Field(None, description="start training from another model of the suite")
     defense: dict[str, dict[str, Any]] | None = None
 
@@ -96,7 +96,8 @@ class AttackConfig(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     attack: str
-    backend: Literal["art", "foolbox", "native"] = "art"
+    backend: str = Field("art", description="a registered backend (art, foolbox, native) or 'file.py:Name' / "
+                         "'module:Name' (docs/adding-an-attack.md)")
     table: dict[str, Any] | None = Field(
         None, description="which grid point the paper's Table II shows (default: the first)"
     )

@@ -1,0 +1,87 @@
+"""What cells compute from: the loaded suite, its data and plan, and the artifacts under the home.
+
+A context is rebuilt from the suite in whatever process runs a cell (it is deterministic): cells pass
+nothing in memory to each other, only keys; checkpoints and adversarial examples are files under the home.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+
+from bench.data.dataset import ImageSet
+from bench.defenses.apply import apply_defense
+from bench.models.checkpoint import load_saved_detector, load_user_checkpoint
+from bench.models.detector import Detector, ModelSpec
+from bench.suite.load import LoadedSuite
+from bench.suite.plan import CraftCell, ModelCell, Plan, Variant
+
+
+@dataclass
+class RunContext:
+    ls: LoadedSuite
+    train_set: ImageSet
+    test_set: ImageSet
+    plan: Plan
+    home: Path
+    device: torch.device
+    quiet: bool = False
+    _detectors: dict[str, Detector] = field(default_factory=dict)
+    _defended: dict[str, Detector] = field(default_factory=dict)
+    _adv: dict[str, torch.Tensor] = field(default_factory=dict)
+
+    @property
+    def suite(self):
+        return self.ls.suite
+
+    @property
+    def attacked(self) -> ImageSet:
+        """The attacked test fakes, in the plan's order."""
+        index = {i: n for n, i in enumerate(self.test_set.ids)}
+        return self.test_set.subset([index[i] for i in self.plan.attack_ids])
+
+    # ------------------------------------------------------------------ artifacts
+    def checkpoint_path(self, mc: ModelCell) -> Path:
+        return self.home / "checkpoints" / f"{mc.model.name}-{mc.key[:16]}.safetensors"
+
+    def adversarial_path(self, craft: CraftCell) -> Path:
+        return self.home / "adversarial" / f"{craft.key[:24]}.pt"
+
+    def spec(self, mc: ModelCell) -> ModelSpec:
+        cfg = mc.model.config
+        return ModelSpec(arch=cfg.arch, input_size=self.suite.data.size, mean=cfg.mean, std=cfg.std)
+
+    def detector(self, name: str) -> Detector:
+        """The trained (or user's) detector of a model of the suite; its model cell must have run."""
+        if name not in self._detectors:
+            mc = self.plan.models[name]
+            cfg = mc.model.config
+            if cfg.checkpoint:
+                det = load_user_checkpoint(self.ls.base_dir / cfg.checkpoint, self.spec(mc),
+                                           where=f"models.{mc.model.base}")
+            else:
+                det = load_saved_detector(self.checkpoint_path(mc))
+            self.remember(name, det)
+        return self._detectors[name]
+
+    def remember(self, name: str, det: Detector) -> Detector:
+        self._detectors[name] = det.to(self.device).eval()
+        return self._detectors[name]
+
+    def variant_detector(self, v: Variant) -> Detector:
+        """The detector as scored: the plain model, or with its evaluation-time defense applied."""
+        base = self.detector(v.model)
+        if v.defense is None:
+            return base
+        if v.name not in self._defended:
+            d = self.suite.defenses[v.defense]
+            self._defended[v.name] = apply_defense(base, v.defense, d.use, d.params, self.ls.base_dir)
+        return self._defended[v.name]
+
+    def adversarial(self, craft: CraftCell) -> torch.Tensor:
+        """The stored adversarial examples (uint8 NCHW) of a craft cell that has run."""
+        if craft.key not in self._adv:
+            self._adv[craft.key] = torch.load(self.adversarial_path(craft), weights_only=True)
+        return self._adv[craft.key]

@@ -1,0 +1,61 @@
+"""The craft cell: run one attack point on the attacked fakes through its source variant, store the
+adversarial images as the suite stores them (8-bit PNG or a JPEG round trip) under the home."""
+
+from __future__ import annotations
+
+import os
+import time
+
+import torch
+
+from bench.attacks.registry import run_attack
+from bench.cells.context import RunContext
+from bench.cells.registry import Record, computes
+from bench.defenses.jpeg import jpeg_round_trip_uint8, to_uint8
+from bench.errors import BenchError
+from bench.metrics import Proportion, perturbation_norms, summary
+from bench.suite.plan import CraftCell
+
+
+def quantise(adv: torch.Tensor, storage: str, jpeg_quality: int) -> torch.Tensor:
+    """What an image file holds: 8-bit values, or a JPEG round trip. Returns uint8 NCHW."""
+    u8 = to_uint8(adv)
+    return u8 if storage == "png" else jpeg_round_trip_uint8(u8, jpeg_quality)
+
+
+def is_done(craft: CraftCell, ctx: RunContext) -> bool:
+    """A craft is done only while its adversarial examples are on disk too."""
+    return ctx.adversarial_path(craft).is_file()
+
+
+@computes("craft", done=is_done)
+def craft_examples(craft: CraftCell, ctx: RunContext) -> Record:
+    ap = craft.attack
+    params = ap.params_model()
+    det = ctx.variant_detector(craft.source)
+    data = ctx.attacked
+    ev = ctx.suite.evaluation
+    bs = ev.attack_batch_size
+    outs = []
+    t0 = time.perf_counter()
+    for i in range(0, len(data), bs):
+        x, y = data.images[i : i + bs], data.labels[i : i + bs]
+        adv = run_attack(ap.attack, ap.backend, det, x.to(ctx.device), y.to(ctx.device), params)
+        if adv.shape != x.shape or not torch.isfinite(adv).all():
+            raise BenchError(f"attacks.{ap.key}", f"backend {ap.backend} returned a bad batch {tuple(adv.shape)}")
+        outs.append(adv.cpu())
+    seconds = time.perf_counter() - t0
+    raw = torch.cat(outs)
+    # of the fakes the source detects, those the attack gave back as they were, to 8-bit precision (before
+    # storage adds its own change); an image already misclassified needs no perturbation
+    detected = torch.from_numpy(det.predict_proba(data.images)[:, 1].numpy() < 0.5)
+    same = (to_uint8(raw) == to_uint8(data.images)).flatten(1).all(1)
+    q = quantise(raw, ev.storage, ev.jpeg_quality)
+    path = ctx.adversarial_path(craft)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(f".{os.getpid()}.tmp")
+    torch.save(q, tmp)
+    os.replace(tmp, path)
+    l2, linf = perturbation_norms(data.images.numpy(), q.float().div(255).numpy())
+    return Record({"l2": summary(l2), "linf": summary(linf), "n": len(data), "seconds_per_image": seconds / len(data),
+                   "unchanged": Proportion(int((same & detected).sum()), int(detected.sum())).as_dict()})

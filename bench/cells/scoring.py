@@ -1,0 +1,50 @@
+"""The scoring cells: clean test images on a variant (Table I), input-gradient norms of a model, and one
+craft's adversarial examples on a target variant (Table II)."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from bench.cells.context import RunContext
+from bench.cells.registry import Record, computes
+from bench.diagnostics import input_gradient_norm
+from bench.metrics import Proportion, classification_metrics, perturbation_norms, summary
+from bench.suite.plan import AttackCell, CleanCell, GradNormCell
+
+
+@computes("clean")
+def score_clean(cell: CleanCell, ctx: RunContext) -> Record:
+    det = ctx.variant_detector(cell.variant)
+    test = ctx.test_set
+    p_real = det.predict_proba(test.images)[:, 1].numpy()
+    labels = test.labels.numpy()
+    return Record(classification_metrics(labels, p_real), (test.ids, labels, p_real))
+
+
+@computes("gradnorm")
+def gradient_norms(cell: GradNormCell, ctx: RunContext) -> Record:
+    mean, per_image = input_gradient_norm(ctx.detector(cell.model), ctx.test_set.images[: cell.n])
+    return Record({"mean": float(mean), "median": float(np.median(per_image)), "n": int(len(per_image))})
+
+
+@computes("attack")
+def score_attack(cell: AttackCell, ctx: RunContext) -> Record:
+    adv = ctx.adversarial(cell.craft).float().div(255)
+    data = ctx.attacked
+    det = ctx.variant_detector(cell.target)
+    p_adv = det.predict_proba(adv)[:, 1].numpy()
+    p_clean = det.predict_proba(data.images)[:, 1].numpy()
+    correct_adv = p_adv < 0.5
+    correct_clean = p_clean < 0.5
+    l2, linf = perturbation_norms(data.images.numpy(), adv.numpy())
+    flipped = correct_clean & ~correct_adv
+    metrics = {
+        "accuracy": Proportion(int(correct_adv.sum()), len(adv)).as_dict(),
+        "clean_accuracy": Proportion(int(correct_clean.sum()), len(adv)).as_dict(),
+        "success_rate": Proportion(int(flipped.sum()), int(correct_clean.sum())).as_dict(),
+        "l2": summary(l2),
+        "linf": summary(linf),
+        "l2_successful": summary(l2[flipped]),
+        "linf_successful": summary(linf[flipped]),
+    }
+    return Record(metrics, (data.ids, data.labels.numpy(), p_adv))

@@ -1,0 +1,137 @@
+"""Exports of a suite's stored results, for analysis outside the harness.
+
+`export(results, fmt, out)` writes one row per cell of the plan (every kind: model, clean, gradnorm, craft,
+attack, and section cells) with its typed descriptor columns and its metrics flattened to columns
+(`accuracy.value`, `accuracy.lo`, ...), as CSV, JSON (records) or Parquet; optionally the per-image
+predictions beside it; and, RobustBench-style, one JSON record per evaluated model (clean accuracy and
+robust accuracy per attack and threat model, each with n and its 95% interval).
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from bench.errors import BenchError
+from bench.results.query import Results
+
+FORMATS = ("csv", "json", "parquet")
+
+
+def cell_frame(results: Results) -> pd.DataFrame:
+    """One row per cell of the plan, stored or not (`stored` says which), metrics flattened."""
+    plan, store, ls = results.plan, results.store, results.ls
+    rows = []
+    for cell in plan.cells():
+        r = store.get(cell.key)
+        d = cell.describe()
+        row: dict[str, Any] = {
+            "suite": ls.suite.name, "profile": ls.profile, "kind": cell.kind, "cell_key": cell.key,
+            "stored": r is not None, "data_digest": plan.data_key,
+            **{k: d.get(k) for k in ("model", "variant", "defense", "attack", "attack_key", "label", "backend",
+                                     "threat", "source", "target", "adaptive")},
+            "params": json.dumps(d.get("params"), sort_keys=True) if d.get("params") is not None else None,
+            "duration_s": r.duration_s if r else None, "device": r.device if r else None,
+        }
+        if r is not None:
+            row.update({f"metrics.{k}": v for k, v in _flatten(r.metrics).items()})
+        rows.append(row)
+    return pd.DataFrame(rows)
+
+
+def _flatten(d: dict, prefix: str = "") -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for k, v in d.items():
+        name = f"{prefix}{k}"
+        if isinstance(v, dict):
+            out.update(_flatten(v, f"{name}."))
+        elif isinstance(v, list):
+            out[name] = json.dumps(v)
+        else:
+            out[name] = v
+    return out
+
+
+def prediction_frame(results: Results) -> pd.DataFrame:
+    """Per-image predictions of every stored clean and attack cell."""
+    keys = [c.key for c in results.plan.cells() if c.kind in ("clean", "attack")]
+    return results.predictions(keys)
+
+
+def model_records(results: Results) -> list[dict[str, Any]]:
+    """RobustBench-style: one record per evaluated model (variant), clean and robust accuracy per threat."""
+    out = []
+    attacks = results.attacks.to_dict("records") if len(results.attacks) else []
+    for v in results.variants.to_dict("records"):
+        m = v["metrics"] if isinstance(v["metrics"], dict) else None
+        robust = []
+        for r in attacks:
+            if r["target"] != v["name"] or not isinstance(r["metrics"], dict):
+                continue
+            robust.append({"attack": r["attack"], "attack_key": r["attack_key"], "label": r["label"],
+                           "backend": r["backend"], "params": r["params"], "family": r["family"],
+                           "norm": r["norm"], "threat_model": r["threat"], "source": r["source"],
+                           "adaptive": bool(r["adaptive"]), "robust_accuracy": r["metrics"]["accuracy"]})
+        out.append({"suite": results.ls.suite.name, "profile": results.ls.profile, "model": v["name"],
+                    "label": v["label"], "base_model": v["model"], "defense": v["defense"],
+                    "data_digest": results.plan.data_key,
+                    "clean_accuracy": m["accuracy"] if m else None, "auroc": m["auroc"] if m else None,
+                    "robust": robust})
+    return out
+
+
+def export(results: Results, fmt: str, out: Path, predictions: bool = False) -> list[Path]:
+    """Write the cell table (`out`), optionally predictions (`<out stem>-predictions.<fmt>`), and the
+    per-model records (`<out stem>-models.json`); returns the paths written."""
+    if fmt not in FORMATS:
+        raise BenchError("--format", f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    written = [_write(cell_frame(results), fmt, out)]
+    if predictions:
+        written.append(_write(prediction_frame(results), fmt, out.with_name(f"{out.stem}-predictions.{fmt}")))
+    models = out.with_name(f"{out.stem}-models.json")
+    _atomic(models, lambda p: p.write_text(json.dumps(_clean_nan(model_records(results)), indent=1)))
+    return [*written, models]
+
+
+def _clean_nan(obj: Any) -> Any:
+    """JSON has no NaN: write null."""
+    if isinstance(obj, float) and math.isnan(obj):
+        return None
+    if isinstance(obj, dict):
+        return {k: _clean_nan(v) for k, v in obj.items()}
+    if isinstance(obj, list | tuple):
+        return [_clean_nan(v) for v in obj]
+    return obj
+
+
+def _write(frame: pd.DataFrame, fmt: str, path: Path) -> Path:
+    if fmt == "csv":
+        _atomic(path, lambda p: frame.to_csv(p, index=False))
+    elif fmt == "json":
+        _atomic(path, lambda p: frame.to_json(p, orient="records", indent=1))
+    else:
+        try:
+            import pyarrow  # noqa: F401  (optional: only Parquet needs it)
+        except ImportError:
+            raise BenchError("--format", "parquet needs pyarrow: pip install -e '.[export]'") from None
+        _atomic(path, lambda p: frame.to_parquet(p, index=False))
+    return path
+
+
+def _atomic(path: Path, write) -> None:
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        write(Path(tmp))
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)

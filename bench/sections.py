@@ -1,0 +1,46 @@
+"""Optional suite sections (the DIP protocol, cross-checks): each adds cell kinds to the plan and a renderer
+to the leaderboard, registered like everything else. No section touches the executor's internals."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: sections import the plan and the report frames, which import suites
+    from bench.suite.load import LoadedSuite
+    from bench.suite.plan import Plan, SectionCell
+
+
+@dataclass(frozen=True)
+class Section:
+    """`cells(ls, plan)` lists the section's cells (kind = `kind`); `render(results, out_dir, stem)` writes its
+    leaderboard part from stored results; `sharded` says which shard of a `--shard` run computes them
+    ("first": shard 0; "never": unsharded runs only)."""
+
+    kind: str
+    cells: Callable[[LoadedSuite, Plan], list[SectionCell]]
+    render: Callable[[Any, Any, str], str]
+    sharded: str = "first"
+
+
+_SECTIONS: dict[str, Section] = {}
+
+
+def register_section(section: Section) -> Section:
+    _SECTIONS[section.kind] = section
+    return section
+
+
+def sections() -> list[Section]:
+    return list(_SECTIONS.values())
+
+
+def section_of(kind: str) -> Section | None:
+    return _SECTIONS.get(kind)
+
+
+def add_section_cells(ls: LoadedSuite, plan: Plan) -> None:
+    """Append every registered section's cells to the plan (after the cells they depend on)."""
+    for sec in sections():
+        plan.sections.extend(sec.cells(ls, plan))
