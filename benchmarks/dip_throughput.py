@@ -5,7 +5,7 @@ For each image size, three ways of running the same DIP iteration (jitter z, for
 skip network, MSE, backward, Adam, moving average) are timed in alternating rounds:
 
 - `plain, 1 at a time`: `SkipNet` (an `nn.Module`) and `torch.optim.Adam`, one image, as in the
-  DIP reference code (`bench.defenses.dip.ReferenceFitter`);
+  DIP reference code (`bench.dip.engine.ReferenceFitter`);
 - `engine, 1 at a time`: the batched engine (`DIPFitter`) with a batch of one;
 - `engine, batch B`: the batched engine with B images at once, for each B of `--batches`, using the
   intra-op threads;
@@ -41,8 +41,8 @@ from concurrent.futures import ThreadPoolExecutor
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.defenses.dip import DIPConfig, DIPFitter, ReferenceFitter, purify
 from bench.device import resolve_device
+from bench.dip.engine import DIPConfig, DIPFitter, ReferenceFitter, purify
 
 
 def _sync(device: torch.device) -> None:

@@ -16,7 +16,7 @@ from torch.nn import functional as F  # noqa: E402
 
 from bench.data.dataset import ImageSet  # noqa: E402
 from bench.data.synthetic import generate_synthetic_faces  # noqa: E402
-from bench.defenses.dip import (  # noqa: E402
+from bench.dip.engine import (  # noqa: E402
     BatchedSkipNet,
     DIPConfig,
     SkipNet,
@@ -212,7 +212,7 @@ def test_choose_readout(faces: ImageSet, detector: nn.Module) -> None:
 def test_trajectories_and_figure(faces: ImageSet, detector: nn.Module, tmp_path) -> None:
     from PIL import Image
 
-    from bench.report.dip_figure import moving_average, plot_trajectories
+    from bench.dip.figure import moving_average, plot_trajectories
 
     x = faces.images[:3]
     cfg = DIPConfig(iterations=20, readout=10)
@@ -238,7 +238,7 @@ def test_trajectories_and_figure(faces: ImageSet, detector: nn.Module, tmp_path)
 def test_preprocessor_through_art(faces: ImageSet, detector: nn.Module) -> None:
     """Predictions are the detector's on the purified images; attack gradients are BPDA (the detector's
     gradient at the purified point); repeated images are not purified twice."""
-    from bench.defenses.dip_preprocessor import DIPPreprocessor
+    from bench.dip.preprocessor import DIPPreprocessor
     from bench.models.estimators import to_art
 
     pre = DIPPreprocessor.from_params({"iterations": 8, "readout": 8, "batch_size": 4, "seed": 3})

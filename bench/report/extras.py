@@ -22,7 +22,7 @@ def dip_sections(board, out_dir: Path, stem: str) -> str:
     cfg = board.s.dip
     if cfg is None:
         return ""
-    from bench.dip_protocol import UNPERTURBED_FAKE, UNPERTURBED_REAL
+    from bench.dip.protocol import UNPERTURBED_FAKE, UNPERTURBED_REAL
 
     key = board.plan.dip_key
     r = board.store.get(key) if key else None
@@ -64,7 +64,7 @@ def dip_sections(board, out_dir: Path, stem: str) -> str:
     if traj and board.s.report.figures:
         import numpy as np
 
-        from bench.report.dip_figure import plot_trajectories
+        from bench.dip.figure import plot_trajectories
 
         wanted = [c for c in traj if "white-box" in c and "fake-wrong" in c][:2]
         wanted += [c for c in (UNPERTURBED_FAKE, UNPERTURBED_REAL) if c in traj]

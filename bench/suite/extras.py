@@ -11,7 +11,7 @@ if TYPE_CHECKING:
 def run_extras(runner: Runner) -> None:
     """Run the optional sections a suite declares: the DIP protocol and cross-checks."""
     if runner.s.dip is not None and (runner.shard is None or runner.shard[0] == 0):
-        from bench.dip_protocol import run_dip
+        from bench.dip.protocol import run_dip
 
         run_dip(runner)
     if runner.s.crosscheck and runner.shard is None:

@@ -205,7 +205,7 @@ def _resolve(ls: LoadedSuite) -> None:
     if s.dip is not None:
         if s.dip.classifier not in ls.models:
             raise BenchError("dip.classifier", f"unknown model {s.dip.classifier!r}")
-        from bench.defenses.dip import DIPConfig
+        from bench.dip.engine import DIPConfig
 
         DIPConfig.from_dict(s.dip.params, where="dip.params")
     for i, (src, dst) in enumerate(s.threat_models.transfer):

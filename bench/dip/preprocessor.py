@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from bench.defenses.dip import DIPConfig, ReadoutChoice, choose_readout, image_key, purify
 from bench.defenses.preprocessor import PreprocessorDefense
+from bench.dip.engine import DIPConfig, ReadoutChoice, choose_readout, image_key, purify
 from bench.errors import BenchError
 
 

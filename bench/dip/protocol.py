@@ -88,7 +88,7 @@ def run_dip(runner: Runner) -> None:
     if runner._done(key):
         runner.stats.reused += 1
         return
-    from bench.defenses.dip import DIPConfig, choose_readout, purify
+    from bench.dip.engine import DIPConfig, choose_readout, purify
 
     t0 = time.perf_counter()
     det = runner.detector(cfg.classifier)
