@@ -11,23 +11,16 @@ os.environ.setdefault("ART_DATA_PATH", os.path.join(tempfile.gettempdir(), "benc
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from dip_reference import fit_reference  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from bench.data.dataset import ImageSet  # noqa: E402
 from bench.data.synthetic import generate_synthetic_faces  # noqa: E402
-from bench.dip.engine import (  # noqa: E402
-    BatchedSkipNet,
-    DIPConfig,
-    SkipNet,
-    choose_readout,
-    fit_reference,
-    image_seed,
-    init_skipnet,
-    pick_readout,
-    psnr,
-    purify,
-)
+from bench.dip.config import DIPConfig  # noqa: E402
+from bench.dip.engine import image_seed, psnr, purify  # noqa: E402
+from bench.dip.network import BatchedSkipNet, SkipNet, init_skipnet  # noqa: E402
+from bench.dip.readout import choose_readout, pick_readout  # noqa: E402
 from bench.errors import BenchError  # noqa: E402
 from bench.models import create_model  # noqa: E402
 

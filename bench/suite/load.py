@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack
+from bench.dip.config import DIPConfig
 from bench.errors import BenchError
 from bench.models.registry import list_models
 from bench.suite.schema import AttackConfig, ModelConfig, Suite
@@ -205,8 +206,6 @@ def _resolve(ls: LoadedSuite) -> None:
     if s.dip is not None:
         if s.dip.classifier not in ls.models:
             raise BenchError("dip.classifier", f"unknown model {s.dip.classifier!r}")
-        from bench.dip.engine import DIPConfig
-
         DIPConfig.from_dict(s.dip.params, where="dip.params")
     for i, (src, dst) in enumerate(s.threat_models.transfer):
         for which, m in (("source", src), ("target", dst)):
