@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from bench.crosscheck_section import crosscheck_section
+from bench.crosscheck.section import crosscheck_section
 from bench.dip.report import dip_sections
 
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from bench.crosscheck_section import run_crosschecks
+from bench.crosscheck.section import run_crosschecks
 from bench.dip.protocol import run_dip
 
 if TYPE_CHECKING:

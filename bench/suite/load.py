@@ -200,7 +200,8 @@ def _resolve(ls: LoadedSuite) -> None:
     for key, a in s.attacks.items():
         _resolve_attack(ls, key, a)
     if s.crosscheck:
-        from bench.crosscheck_section import entries
+        # Lazy: a top-level import would close the cycle suite.load -> crosscheck.section -> suite.plan -> suite.load.
+        from bench.crosscheck.section import entries
 
         entries(s.crosscheck, ls.models, ls.base_dir)
     if s.dip is not None:
