@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--seed", type=int, default=0)
 
     try:
-        from bench.crosscheck import add_crosscheck_arguments
+        from bench.crosscheck.cli import add_crosscheck_arguments
 
         cc = sub.add_parser("crosscheck", help="run one attack from several implementations and compare them")
         add_crosscheck_arguments(cc)
@@ -217,7 +217,7 @@ def main(argv: list[str] | None = None) -> int:
                 "export": cmd_export, "data": cmd_data, "merge": cmd_merge}
     try:
         if args.command == "crosscheck":
-            from bench.crosscheck import main_crosscheck
+            from bench.crosscheck.cli import main_crosscheck
 
             return main_crosscheck(args)
         return handlers[args.command](args)

@@ -29,7 +29,7 @@ from pathlib import Path
 import torch
 
 from bench.attacks.params import CWL2Params
-from bench.crosscheck import Tolerances, crosscheck, crosscheck_records
+from bench.crosscheck.compare import Tolerances, crosscheck, crosscheck_records
 from bench.data.dataset import ImageSet
 from bench.data.synthetic import generate_synthetic_faces
 from bench.device import resolve_device

@@ -32,10 +32,12 @@ from torch.nn import functional as F
 
 from bench.data.dataset import ImageSet
 from bench.data.synthetic import generate_synthetic_faces
-from bench.defenses.dip import DIPConfig, pick_readout, psnr, purify
+from bench.dip.config import DIPConfig
+from bench.dip.engine import psnr, purify
+from bench.dip.figure import plot_trajectories
+from bench.dip.readout import pick_readout
 from bench.models import create_model
 from bench.models.training import Recipe, train_detector
-from bench.report.dip_figure import plot_trajectories
 
 
 def trained_detector(size: int, cache: Path, quiet: bool = True):

@@ -5,7 +5,7 @@ For each image size, three ways of running the same DIP iteration (jitter z, for
 skip network, MSE, backward, Adam, moving average) are timed in alternating rounds:
 
 - `plain, 1 at a time`: `SkipNet` (an `nn.Module`) and `torch.optim.Adam`, one image, as in the
-  DIP reference code (`bench.defenses.dip.ReferenceFitter`);
+  DIP reference code (`ReferenceFitter`, the tests' oracle in `tests/dip_reference.py`);
 - `engine, 1 at a time`: the batched engine (`DIPFitter`) with a batch of one;
 - `engine, batch B`: the batched engine with B images at once, for each B of `--batches`, using the
   intra-op threads;
@@ -35,14 +35,20 @@ import json
 import os
 import platform
 import statistics
+import sys
 import time
 from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
 
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.defenses.dip import DIPConfig, DIPFitter, ReferenceFitter, purify
 from bench.device import resolve_device
+from bench.dip import DIPConfig, purify
+from bench.dip.engine import DIPFitter
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the one-image reference lives with the tests
+from dip_reference import ReferenceFitter  # noqa: E402
 
 
 def _sync(device: torch.device) -> None:

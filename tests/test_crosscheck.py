@@ -16,7 +16,8 @@ import torch
 from bench.attacks.counting import count_passes
 from bench.attacks.params import FGSMParams
 from bench.attacks.user import load_user_attack
-from bench.crosscheck import Tolerances, crosscheck, crosscheck_records, main
+from bench.crosscheck.cli import main
+from bench.crosscheck.compare import Tolerances, crosscheck, crosscheck_records
 from bench.errors import BenchError, ContractError
 from bench.models import create_model
 

@@ -465,7 +465,7 @@ def test_registry_builtins_kinds_and_expectations():
 
 def test_dip_is_registered_lazily():
     """`dip` resolves to the DIP preprocessor without importing it at package import time."""
-    from bench.defenses.dip_preprocessor import DIPPreprocessor
+    from bench.dip.preprocessor import DIPPreprocessor
 
     cls = resolve_defense_class("dip", where="defenses.dip")
     assert cls is DIPPreprocessor and defense_kind(cls) == "preprocessor"

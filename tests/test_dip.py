@@ -11,23 +11,16 @@ os.environ.setdefault("ART_DATA_PATH", os.path.join(tempfile.gettempdir(), "benc
 import numpy as np  # noqa: E402
 import pytest  # noqa: E402
 import torch  # noqa: E402
+from dip_reference import fit_reference  # noqa: E402
 from torch import nn  # noqa: E402
 from torch.nn import functional as F  # noqa: E402
 
 from bench.data.dataset import ImageSet  # noqa: E402
 from bench.data.synthetic import generate_synthetic_faces  # noqa: E402
-from bench.defenses.dip import (  # noqa: E402
-    BatchedSkipNet,
-    DIPConfig,
-    SkipNet,
-    choose_readout,
-    fit_reference,
-    image_seed,
-    init_skipnet,
-    pick_readout,
-    psnr,
-    purify,
-)
+from bench.dip.config import DIPConfig  # noqa: E402
+from bench.dip.engine import image_seed, psnr, purify  # noqa: E402
+from bench.dip.network import BatchedSkipNet, SkipNet, init_skipnet  # noqa: E402
+from bench.dip.readout import choose_readout, pick_readout  # noqa: E402
 from bench.errors import BenchError  # noqa: E402
 from bench.models import create_model  # noqa: E402
 
@@ -212,7 +205,7 @@ def test_choose_readout(faces: ImageSet, detector: nn.Module) -> None:
 def test_trajectories_and_figure(faces: ImageSet, detector: nn.Module, tmp_path) -> None:
     from PIL import Image
 
-    from bench.report.dip_figure import moving_average, plot_trajectories
+    from bench.dip.figure import moving_average, plot_trajectories
 
     x = faces.images[:3]
     cfg = DIPConfig(iterations=20, readout=10)
@@ -238,7 +231,7 @@ def test_trajectories_and_figure(faces: ImageSet, detector: nn.Module, tmp_path)
 def test_preprocessor_through_art(faces: ImageSet, detector: nn.Module) -> None:
     """Predictions are the detector's on the purified images; attack gradients are BPDA (the detector's
     gradient at the purified point); repeated images are not purified twice."""
-    from bench.defenses.dip_preprocessor import DIPPreprocessor
+    from bench.dip.preprocessor import DIPPreprocessor
     from bench.models.estimators import to_art
 
     pre = DIPPreprocessor.from_params({"iterations": 8, "readout": 8, "batch_size": 4, "seed": 3})

@@ -10,7 +10,7 @@ from bench.attacks import native
 from bench.attacks.counting import count_passes
 from bench.attacks.params import CWL2Params, FGSMParams, PGDParams
 from bench.attacks.registry import get_attack, run_attack
-from bench.crosscheck import crosscheck
+from bench.crosscheck.compare import crosscheck
 from bench.data.dataset import ImageSet
 from bench.models import create_model
 from bench.models.training import Recipe, train_detector

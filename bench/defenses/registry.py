@@ -38,7 +38,7 @@ _BUILTINS: dict[str, str] = {
     "lipschitz": "bench.defenses.lipschitz:LipschitzRegularisation",
     "blur": "bench.defenses.blur:BlurAugmentation",
     "jpeg": "bench.defenses.jpeg:JpegDefense",
-    "dip": "bench.defenses.dip_preprocessor:DIPPreprocessor",
+    "dip": "bench.dip.preprocessor:DIPPreprocessor",
 }
 
 

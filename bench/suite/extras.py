@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bench.crosscheck.section import run_crosschecks
+from bench.dip.protocol import run_dip
+
 if TYPE_CHECKING:
     from bench.runner import Runner
 
@@ -11,10 +14,6 @@ if TYPE_CHECKING:
 def run_extras(runner: Runner) -> None:
     """Run the optional sections a suite declares: the DIP protocol and cross-checks."""
     if runner.s.dip is not None and (runner.shard is None or runner.shard[0] == 0):
-        from bench.dip_protocol import run_dip
-
         run_dip(runner)
     if runner.s.crosscheck and runner.shard is None:
-        from bench.crosscheck_section import run_crosschecks
-
         run_crosschecks(runner)

@@ -19,6 +19,7 @@ from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack
 from bench.attacks.user import register_user_backend
 from bench.digests import file_digest
+from bench.dip.config import DIPConfig
 from bench.errors import BenchError
 from bench.models.registry import list_models
 from bench.plugins import is_plugin_spec, plugin_path
@@ -247,14 +248,13 @@ def _resolve(ls: LoadedSuite) -> None:
     for key, a in s.attacks.items():
         _resolve_attack(ls, key, a)
     if s.crosscheck:
-        from bench.crosscheck_section import entries
+        # Lazy: a top-level import would close the cycle suite.load -> crosscheck.section -> suite.plan -> suite.load.
+        from bench.crosscheck.section import entries
 
         entries(s.crosscheck, ls.models, ls.base_dir)
     if s.dip is not None:
         if s.dip.classifier not in ls.models:
             raise BenchError("dip.classifier", f"unknown model {s.dip.classifier!r}")
-        from bench.defenses.dip import DIPConfig
-
         DIPConfig.from_dict(s.dip.params, where="dip.params")
     for i, (src, dst) in enumerate(s.threat_models.transfer):
         for which, m in (("source", src), ("target", dst)):

@@ -135,7 +135,7 @@ class DIPProtocol(Strict):
     per_category: int = Field(10, ge=1, description="images sampled per category")
     calibration_per_category: int = Field(2, ge=0, description="held-out images per category for readout: auto")
     thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.25], min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict, description="DIP settings (bench.defenses.dip.DIPConfig)")
+    params: dict[str, Any] = Field(default_factory=dict, description="DIP settings (bench.dip.config.DIPConfig)")
     trajectory_points: int = Field(100, ge=2, description="P(real) recorded at this many iterations")
 
     @field_validator("thresholds")

@@ -1,4 +1,4 @@
-"""`bench crosscheck`: one attack from several implementations, same detector, images and settings.
+"""Running one attack from several implementations on the same detector, images and settings, and comparing them.
 
 The first implementation is the *subject* (usually the one being checked: native, or a user's
 attack); every other one is a *reference*. The report gives, side by side:
@@ -10,37 +10,29 @@ attack); every other one is a *reference*. The report gives, side by side:
   images both broke where each found the smaller L2 perturbation;
 - cost: seconds per image and forward / backward passes per image through the network (counted);
 - a verdict per metric, subject against each reference, with the tolerance printed next to it.
-
-Exit codes of `main_crosscheck`: 0 every verdict passes, 1 a verdict fails (the implementations
-disagree), 2 bad input, including an implementation that broke its contract (raised, returned the
-wrong shape, left [0, 1]); the other implementations' results are still reported.
 """
 
 from __future__ import annotations
 
-import argparse
 import importlib
-import json
 import math
-import sys
 import time
-from dataclasses import dataclass, field, fields
-from pathlib import Path
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import torch
-import yaml
 from pydantic import ValidationError
-from tabulate import tabulate
 
 from bench.attacks.counting import PassCount, count_passes
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack, run_attack
 from bench.attacks.user import is_user_spec, load_user_attack, validate_adversarial
+from bench.crosscheck.report import render_markdown, render_text
 from bench.diagnostics import REACH_STEP, REACH_STEPS, reachable_margin
 from bench.errors import BenchError
 from bench.models.detector import Detector
+from bench.models.estimators import _art_home
 
 DEFAULT_IMPLEMENTATIONS = ("native", "art", "foolbox")
 TIE_L2 = 1e-6  # two L2 norms closer than this are a tie
@@ -162,115 +154,12 @@ class CrosscheckReport:
             return 2
         return 0 if self.verdict_ok else 1
 
-    # ---------------------------------------------------------- rendering
-    def _tables(self, fmt: str) -> list[tuple[str, str]]:
-        impl_rows = []
-        for r in self.results:
-            if not r.ok:
-                impl_rows.append([r.name, "ERROR", *[""] * 8])
-                continue
-            m = r.summary(self.n)
-            impl_rows.append(
-                [
-                    r.name,
-                    f"{m['success_rate']:.3f}",
-                    _f(m["mean_l2"]),
-                    _f(m["median_l2"]),
-                    _f(m["mean_linf"]),
-                    _f(m["median_linf"]),
-                    f"{m['seconds_per_image']:.4f}",
-                    f"{m['forward_per_image']:.1f}",
-                    f"{m['backward_per_image']:.1f}",
-                    r.passes.forward,
-                ]
-            )
-        impl_head = [
-            "implementation",
-            "success",
-            "mean L2",
-            "median L2",
-            "mean Linf",
-            "median Linf",
-            "s / image",
-            "fwd / image",
-            "bwd / image",
-            "fwd total",
-        ]
-        pair_rows = [
-            [
-                p.a,
-                p.b,
-                f"{p.success_agreement:.3f}",
-                f"{p.max_abs_diff:.3g}",
-                p.n_both,
-                _share(p.a_smaller),
-                _share(p.b_smaller),
-                _share(p.ties),
-            ]
-            for p in self.pairs
-        ]
-        pair_head = ["A", "B", "success agreement", "max |A - B|", "both broke", "A smaller L2", "B smaller L2", "tie"]
-        verdict_rows = [
-            [
-                v.metric,
-                v.subject,
-                v.reference,
-                _f(v.value),
-                v.tolerance,
-                "n/a" if v.ok is None else ("PASS" if v.ok else "FAIL"),
-            ]
-            for v in self.verdicts
-        ]
-        for r in self.results:
-            if not r.ok:
-                verdict_rows.append(["runs", r.name, "", "", "no error", "FAIL"])
-        verdict_head = ["metric", "subject", "reference", "value", "tolerance", "verdict"]
-        return [
-            ("Implementations", tabulate(impl_rows, impl_head, tablefmt=fmt)),
-            ("Pairs", tabulate(pair_rows, pair_head, tablefmt=fmt)),
-            ("Verdicts", tabulate(verdict_rows, verdict_head, tablefmt=fmt)),
-        ]
-
-    def _header(self) -> list[str]:
-        params = ", ".join(f"{k}={v}" for k, v in self.params.items())
-        kind = "deterministic: compared image by image" if self.exact else "optimisation: compared by strength"
-        return [
-            f"crosscheck {self.attack} ({params})",
-            f"{self.n} images, {self.clean_correct} correctly classified before the attack; device {self.device}",
-            f"subject {self.subject}; {kind}",
-        ]
-
-    def _footer(self) -> list[str]:
-        lines = [f"tolerance {k} = {getattr(self.tolerances, k)}: {d}" for k, d in Tolerances.describe().items()]
-        lines += [f"error in {r.name}: {r.error}" for r in self.results if not r.ok]
-        lines += self.notes
-        lines.append(f"overall: {'PASS' if self.verdict_ok else 'FAIL'}")
-        return lines
-
+    # ---------------------------------------------------------- rendering (bench.crosscheck.report)
     def to_text(self) -> str:
-        out = list(self._header())
-        for title, table in self._tables("simple"):
-            out += ["", f"{title}:", table]
-        out += [""] + self._footer()
-        return "\n".join(out)
+        return render_text(self)
 
     def to_markdown(self) -> str:
-        head = self._header()
-        out = [f"### {head[0]}", "", *[f"{h}  " for h in head[1:]]]
-        for title, table in self._tables("github"):
-            out += ["", f"**{title}**", "", table]
-        out += [""] + [f"- {line}" for line in self._footer()]
-        return "\n".join(out)
-
-
-def _f(v: float | None) -> str:
-    if v is None or (isinstance(v, float) and math.isnan(v)):
-        return "-"
-    return f"{v:.4g}"
-
-
-def _share(v: float) -> str:
-    return "-" if math.isnan(v) else f"{v:.3f}"
+        return render_markdown(self)
 
 
 # ---------------------------------------------------------------- running
@@ -307,8 +196,6 @@ def _warm_imports(name: str) -> None:
     """Import a toolkit before its run is timed: import time is not attack cost."""
     modules = {"art": ("art.attacks.evasion", "art.estimators.classification"), "foolbox": ("foolbox",)}
     if name == "art":
-        from bench.models.estimators import _art_home
-
         _art_home()  # ART writes its config where ART_DATA_PATH points, set before its first import
     for module in modules.get(name, ()):
         importlib.import_module(module)
@@ -557,142 +444,3 @@ def crosscheck_records(report: CrosscheckReport) -> list[dict[str, Any]]:
         )
     return rows
 
-
-# ---------------------------------------------------------------- CLI
-def add_crosscheck_arguments(parser: argparse.ArgumentParser) -> None:
-    """Arguments of `bench crosscheck`."""
-    parser.add_argument("--attack", required=True, help="registered attack: fgsm, pgd, cw_l2")
-    parser.add_argument(
-        "--param",
-        action="append",
-        default=[],
-        metavar="KEY=VALUE",
-        help="attack parameter (repeat), e.g. --param eps=0.02",
-    )
-    parser.add_argument(
-        "--impl",
-        action="append",
-        default=None,
-        metavar="IMPL",
-        help="implementation (repeat; the first is the subject): native, art, foolbox, "
-        "module.path:Name or path/to/file.py:Name (default: native, art, foolbox)",
-    )
-    parser.add_argument("--model", default="tiny", help="architecture: tiny, resnet18, vgg16 (default tiny)")
-    parser.add_argument("--checkpoint", default=None, help="weights for --model (else a seeded random init)")
-    parser.add_argument("--mean", type=float, nargs=3, default=(0.0, 0.0, 0.0), help="normalisation mean")
-    parser.add_argument("--std", type=float, nargs=3, default=(1.0, 1.0, 1.0), help="normalisation std")
-    parser.add_argument("--n", type=int, default=16, help="number of images (default 16)")
-    parser.add_argument("--size", type=int, default=32, help="image size (default 32)")
-    parser.add_argument("--seed", type=int, default=0)
-    parser.add_argument("--data", default=None, help="image folder (real/ and fake/); default synthetic faces")
-    parser.add_argument("--device", default="auto", help="cpu, cuda or auto")
-    parser.add_argument(
-        "--tol",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help=f"tolerance (repeat): {', '.join(f.name for f in fields(Tolerances))}",
-    )
-    parser.add_argument("--format", choices=("text", "markdown"), default="text")
-    parser.add_argument("--output", default=None, help="also write the report (markdown) to this file")
-    parser.add_argument("--json", default=None, help="also write the flat records as JSON to this file")
-
-
-def _key_values(items: list[str], where: str) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, sep, value = item.partition("=")
-        if not sep or not key.strip():
-            raise BenchError(where, f"expected KEY=VALUE, got {item!r}")
-        out[key.strip()] = yaml.safe_load(value) if value.strip() else ""
-    return out
-
-
-def parse_tolerances(items: list[str]) -> Tolerances:
-    values = _key_values(items, "--tol")
-    known = {f.name for f in fields(Tolerances)}
-    for k, v in values.items():
-        if k not in known:
-            raise BenchError(f"--tol {k}", f"unknown tolerance; known: {', '.join(sorted(known))}")
-        if not isinstance(v, (int, float)) or isinstance(v, bool) or v < 0:
-            raise BenchError(f"--tol {k}", f"expected a non-negative number, got {v!r}")
-    return Tolerances(**{k: float(v) for k, v in values.items()})
-
-
-def _load_detector(args: argparse.Namespace, device: torch.device) -> Detector:
-    from bench.models.detector import ModelSpec
-    from bench.models.registry import create_model
-
-    if args.checkpoint:
-        from bench.models.checkpoint import load_saved_detector, load_user_checkpoint
-
-        path = Path(args.checkpoint)
-        det = None
-        if path.suffix == ".safetensors" and path.is_file():
-            try:
-                det = load_saved_detector(path)
-            except BenchError:
-                det = None
-        if det is None:
-            spec = ModelSpec(args.model, args.size, tuple(args.mean), tuple(args.std))
-            det = load_user_checkpoint(path, spec, where="--checkpoint")
-    else:
-        torch.manual_seed(args.seed)
-        det = create_model(args.model, args.size, tuple(args.mean), tuple(args.std), where="--model")
-    return det.to(device).eval()
-
-
-def _load_images(args: argparse.Namespace, size: int) -> tuple[torch.Tensor, torch.Tensor]:
-    from bench.data.dataset import ImageSet
-
-    if args.n < 1:
-        raise BenchError("--n", f"expected at least 1 image, got {args.n}")
-    if args.data:
-        from bench.data.images import load_image_folder
-
-        data = load_image_folder(Path(args.data), size)
-        if len(data) == 0:
-            raise BenchError("--data", f"no images found under {args.data}")
-        order = torch.randperm(len(data), generator=torch.Generator().manual_seed(args.seed))[: args.n]
-        data = data.subset(order.sort().values)
-    else:
-        from bench.data.synthetic import generate_synthetic_faces
-
-        data = ImageSet.from_uint8(*generate_synthetic_faces(args.n, size, args.seed))
-    return data.images, data.labels
-
-
-def main_crosscheck(args: argparse.Namespace) -> int:
-    """Run `bench crosscheck` from parsed arguments; print the report; return the exit code."""
-    from bench.device import resolve_device
-
-    try:
-        device = resolve_device(args.device)
-        impls = list(args.impl or DEFAULT_IMPLEMENTATIONS)
-        params = validate_params(args.attack, _key_values(args.param, "--param"))
-        tol = parse_tolerances(args.tol)
-        detector = _load_detector(args, device)
-        x, y = _load_images(args, detector.spec.input_size)
-        report = crosscheck(detector, x, y, args.attack, params, impls, tol, seed=args.seed)
-    except BenchError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return exc.exit_code
-    print(report.to_markdown() if args.format == "markdown" else report.to_text())
-    if args.output:
-        Path(args.output).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.output).write_text(report.to_markdown() + "\n")
-    if args.json:
-        Path(args.json).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.json).write_text(json.dumps(crosscheck_records(report), indent=1) + "\n")
-    return report.exit_code
-
-
-def main(argv: list[str] | None = None) -> int:
-    """`python -m bench.crosscheck ...` (the same as `bench crosscheck ...`)."""
-    parser = argparse.ArgumentParser(prog="bench crosscheck", description=__doc__.splitlines()[0])
-    add_crosscheck_arguments(parser)
-    return main_crosscheck(parser.parse_args(argv))
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -17,6 +17,10 @@ import numpy as np
 import torch
 
 from bench import FAKE, REAL
+from bench.dip.config import DIPConfig
+from bench.dip.engine import purify
+from bench.dip.readout import choose_readout
+from bench.errors import BenchError
 from bench.metrics import Proportion, classification_metrics
 from bench.suite.plan import AttackCell
 
@@ -88,8 +92,6 @@ def run_dip(runner: Runner) -> None:
     if runner._done(key):
         runner.stats.reused += 1
         return
-    from bench.defenses.dip import DIPConfig, choose_readout, purify
-
     t0 = time.perf_counter()
     det = runner.detector(cfg.classifier)
     evaluation, calibration = sample_categories(runner)
@@ -98,8 +100,6 @@ def run_dip(runner: Runner) -> None:
     readout_info = None
     if dcfg.readout == "auto":
         if not calibration:
-            from bench.errors import BenchError
-
             raise BenchError("dip.calibration_per_category", "readout: auto needs calibration images (> 0)")
         choice = choose_readout(torch.stack([s.image for s in calibration]),
                                 torch.tensor([s.label for s in calibration]), det, dcfg, seed=seed,

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
+from bench.crosscheck.compare import crosscheck, crosscheck_records
 from bench.errors import BenchError
 from bench.suite.plan import PLAN_VERSION, digest
 
@@ -57,8 +58,6 @@ def entry_key(plan, seed: int, e: CrosscheckEntry) -> str:
 
 
 def run_crosschecks(runner: Runner) -> None:
-    from bench.crosscheck import crosscheck, crosscheck_records
-
     for e in entries(runner.s.crosscheck, runner.ls.models, runner.ls.base_dir):
         key = entry_key(runner.plan, runner.s.seed, e)
         if runner._done(key):

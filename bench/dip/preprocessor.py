@@ -20,8 +20,10 @@ from typing import Any
 
 import torch
 
-from bench.defenses.dip import DIPConfig, ReadoutChoice, choose_readout, image_key, purify
 from bench.defenses.preprocessor import PreprocessorDefense
+from bench.dip.config import DIPConfig
+from bench.dip.engine import image_key, purify
+from bench.dip.readout import ReadoutChoice, choose_readout
 from bench.errors import BenchError
 
 

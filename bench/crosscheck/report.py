@@ -1,0 +1,128 @@
+"""Rendering a cross-check report: the implementations, pairs and verdicts tables, as text or markdown."""
+
+from __future__ import annotations
+
+import math
+from typing import TYPE_CHECKING
+
+from tabulate import tabulate
+
+if TYPE_CHECKING:
+    from bench.crosscheck.compare import CrosscheckReport
+
+
+def _tables(report: CrosscheckReport, fmt: str) -> list[tuple[str, str]]:
+    impl_rows = []
+    for r in report.results:
+        if not r.ok:
+            impl_rows.append([r.name, "ERROR", *[""] * 8])
+            continue
+        m = r.summary(report.n)
+        impl_rows.append(
+            [
+                r.name,
+                f"{m['success_rate']:.3f}",
+                _f(m["mean_l2"]),
+                _f(m["median_l2"]),
+                _f(m["mean_linf"]),
+                _f(m["median_linf"]),
+                f"{m['seconds_per_image']:.4f}",
+                f"{m['forward_per_image']:.1f}",
+                f"{m['backward_per_image']:.1f}",
+                r.passes.forward,
+            ]
+        )
+    impl_head = [
+        "implementation",
+        "success",
+        "mean L2",
+        "median L2",
+        "mean Linf",
+        "median Linf",
+        "s / image",
+        "fwd / image",
+        "bwd / image",
+        "fwd total",
+    ]
+    pair_rows = [
+        [
+            p.a,
+            p.b,
+            f"{p.success_agreement:.3f}",
+            f"{p.max_abs_diff:.3g}",
+            p.n_both,
+            _share(p.a_smaller),
+            _share(p.b_smaller),
+            _share(p.ties),
+        ]
+        for p in report.pairs
+    ]
+    pair_head = ["A", "B", "success agreement", "max |A - B|", "both broke", "A smaller L2", "B smaller L2", "tie"]
+    verdict_rows = [
+        [
+            v.metric,
+            v.subject,
+            v.reference,
+            _f(v.value),
+            v.tolerance,
+            "n/a" if v.ok is None else ("PASS" if v.ok else "FAIL"),
+        ]
+        for v in report.verdicts
+    ]
+    for r in report.results:
+        if not r.ok:
+            verdict_rows.append(["runs", r.name, "", "", "no error", "FAIL"])
+    verdict_head = ["metric", "subject", "reference", "value", "tolerance", "verdict"]
+    return [
+        ("Implementations", tabulate(impl_rows, impl_head, tablefmt=fmt)),
+        ("Pairs", tabulate(pair_rows, pair_head, tablefmt=fmt)),
+        ("Verdicts", tabulate(verdict_rows, verdict_head, tablefmt=fmt)),
+    ]
+
+
+def _header(report: CrosscheckReport) -> list[str]:
+    params = ", ".join(f"{k}={v}" for k, v in report.params.items())
+    kind = "deterministic: compared image by image" if report.exact else "optimisation: compared by strength"
+    return [
+        f"crosscheck {report.attack} ({params})",
+        f"{report.n} images, {report.clean_correct} correctly classified before the attack; device {report.device}",
+        f"subject {report.subject}; {kind}",
+    ]
+
+
+def _footer(report: CrosscheckReport) -> list[str]:
+    lines = [f"tolerance {k} = {getattr(report.tolerances, k)}: {d}" for k, d in report.tolerances.describe().items()]
+    lines += [f"error in {r.name}: {r.error}" for r in report.results if not r.ok]
+    lines += report.notes
+    lines.append(f"overall: {'PASS' if report.verdict_ok else 'FAIL'}")
+    return lines
+
+
+def render_text(report: CrosscheckReport) -> str:
+    """The report as plain text tables (the command's default output)."""
+    out = list(_header(report))
+    for title, table in _tables(report, "simple"):
+        out += ["", f"{title}:", table]
+    out += [""] + _footer(report)
+    return "\n".join(out)
+
+
+def render_markdown(report: CrosscheckReport) -> str:
+    """The report as markdown (`--format markdown`, `--output`, the leaderboard's cross-check section)."""
+    head = _header(report)
+    out = [f"### {head[0]}", "", *[f"{h}  " for h in head[1:]]]
+    for title, table in _tables(report, "github"):
+        out += ["", f"**{title}**", "", table]
+    out += [""] + [f"- {line}" for line in _footer(report)]
+    return "\n".join(out)
+
+
+def _f(v: float | None) -> str:
+    if v is None or (isinstance(v, float) and math.isnan(v)):
+        return "-"
+    return f"{v:.4g}"
+
+
+def _share(v: float) -> str:
+    return "-" if math.isnan(v) else f"{v:.3f}"
+

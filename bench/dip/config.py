@@ -1,0 +1,103 @@
+"""`DIPConfig`: every parameter of Deep Image Prior purification, validated.
+
+The defaults are the paper's (Ulyanov et al.'s denoising network); `levels_for` says how many levels
+of the generator fit an image, `candidates` lists the readouts `readout: auto` chooses among.
+"""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+
+from bench.errors import BenchError
+
+
+class DIPConfig(BaseModel):
+    """Every parameter of DIP purification; the defaults are the paper's (Ulyanov et al.'s denoising net)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    channels_down: tuple[int, ...] = Field((8, 16, 32, 64, 128), description="channels of each level's down path")
+    channels_up: tuple[int, ...] = Field((8, 16, 32, 64, 128), description="channels of each level's up path")
+    channels_skip: tuple[int, ...] = Field((0, 0, 0, 4, 4), description="skip-branch channels (0: no skip)")
+    upsample: Literal["bilinear", "nearest"] = "bilinear"
+    pad: Literal["reflection", "zero"] = "reflection"
+    leaky_slope: float = Field(0.2, ge=0.0, description="LeakyReLU negative slope")
+    input_channels: int = Field(32, ge=1, description="channels of the input noise z")
+    input_scale: float = Field(0.1, gt=0.0, description="z ~ U[0, 1) * input_scale")
+    input_jitter: float = Field(1.0 / 30.0, ge=0.0, description="std of the Gaussian added to z at each step")
+    lr: float = Field(0.01, gt=0.0, description="Adam learning rate (network weights only)")
+    ema: float = Field(0.99, ge=0.0, lt=1.0, description="weight of the exponential moving average of outputs")
+    iterations: int = Field(10_000, ge=1, description="optimisation steps (trajectories run them all)")
+    readout: int | Literal["auto"] = Field(6_000, description="iteration whose averaged output is the result")
+    readout_range: tuple[int, int, int] = Field(
+        (2_500, 7_500, 500), description="candidates for readout=auto: (first, last, step), inclusive"
+    )
+    batch_size: int = Field(16, ge=1, description="images fitted at once (each with its own network)")
+    bmm_max_pixels: int = Field(
+        64, ge=0, description="3x3 convolutions whose output has at most this many pixels run as bmm"
+    )
+    workers: int | None = Field(
+        None,
+        ge=1,
+        description="CPU: batches fitted in parallel threads, each with one intra-op thread "
+        "(default: torch's thread count)",
+    )
+
+    @field_validator("readout")
+    @classmethod
+    def _readout(cls, v: int | str) -> int | str:
+        if isinstance(v, bool) or (isinstance(v, int) and v < 1):
+            raise ValueError(f"readout must be a positive iteration or 'auto', got {v!r}")
+        return v
+
+    @model_validator(mode="after")
+    def _consistent(self) -> DIPConfig:
+        n = len(self.channels_down)
+        if n == 0 or len(self.channels_up) != n or len(self.channels_skip) != n:
+            raise ValueError(
+                "channels_down, channels_up and channels_skip must have the same (non-zero) length, got "
+                f"{len(self.channels_down)}, {len(self.channels_up)}, {len(self.channels_skip)}"
+            )
+        if min(self.channels_down) < 1 or min(self.channels_up) < 1 or min(self.channels_skip) < 0:
+            raise ValueError("channel counts must be positive (skip channels may be 0)")
+        if isinstance(self.readout, int) and self.readout > self.iterations:
+            raise ValueError(f"readout ({self.readout}) is after the last iteration ({self.iterations})")
+        first, last, step = self.readout_range
+        if first < 1 or last < first or step < 1:
+            raise ValueError(f"readout_range must be (first >= 1, last >= first, step >= 1), got {self.readout_range}")
+        if self.readout == "auto" and first > self.iterations:
+            raise ValueError(f"readout_range starts ({first}) after the last iteration ({self.iterations})")
+        return self
+
+    @classmethod
+    def from_dict(cls, params: dict | None, where: str = "dip") -> DIPConfig:
+        """Validate user parameters; errors become a `BenchError` naming the field."""
+        try:
+            return cls(**dict(params or {}))
+        except ValidationError as exc:
+            err = exc.errors()[0]
+            loc = ".".join(str(p) for p in err["loc"])
+            msg = str(err["msg"]).removeprefix("Value error, ")
+            raise BenchError(f"{where}.{loc}" if loc else where, f"{loc}: {msg}" if loc else msg) from exc
+
+    def candidates(self) -> list[int]:
+        """The readout candidates of `readout_range` that lie within `iterations`."""
+        first, last, step = self.readout_range
+        return [t for t in range(first, last + 1, step) if t <= self.iterations]
+
+    def levels_for(self, height: int, width: int) -> int:
+        """How many levels fit an image: each level's down path must leave at least 2 x 2 pixels."""
+        levels, h, w = 0, height, width
+        for _ in self.channels_down:
+            h, w = (h + 1) // 2, (w + 1) // 2
+            if h < 2 or w < 2:
+                break
+            levels += 1
+        return levels
+
+    def describe(self) -> dict:
+        """All fields. `batch_size`, `bmm_max_pixels` and `workers` only choose how the engine runs (they
+        change float32 results in the last bits, see `bench.dip.engine`'s notes), the others the method."""
+        return self.model_dump(mode="json")
