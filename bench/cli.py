@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 
 from bench.attacks.registry import list_attacks
+from bench.crosscheck.cli import add_crosscheck_arguments, main_crosscheck
 from bench.data.synthetic import write_image_folder
 from bench.defenses.registry import list_defenses
 from bench.device import resolve_device
@@ -78,13 +79,8 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--size", type=int, default=64)
     synth.add_argument("--seed", type=int, default=0)
 
-    try:
-        from bench.crosscheck.cli import add_crosscheck_arguments
-
-        cc = sub.add_parser("crosscheck", help="run one attack from several implementations and compare them")
-        add_crosscheck_arguments(cc)
-    except ImportError:  # pragma: no cover - optional until the module exists
-        pass
+    cc = sub.add_parser("crosscheck", help="run one attack from several implementations and compare them")
+    add_crosscheck_arguments(cc)
     return parser
 
 
@@ -217,8 +213,6 @@ def main(argv: list[str] | None = None) -> int:
                 "export": cmd_export, "data": cmd_data, "merge": cmd_merge}
     try:
         if args.command == "crosscheck":
-            from bench.crosscheck.cli import main_crosscheck
-
             return main_crosscheck(args)
         return handlers[args.command](args)
     except BenchError as exc:

@@ -31,10 +31,9 @@ def configure_art() -> None:
 def pyplot():
     """matplotlib's pyplot on the Agg backend, its cache under the bench home (not the user's home)."""
     os.environ.setdefault("MPLCONFIGDIR", str(default_home() / "matplotlib"))
-    # lazy: matplotlib is needed only when figures are drawn
-    import matplotlib
+    import matplotlib  # lazy: matplotlib is needed only when figures are drawn
 
     matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    import matplotlib.pyplot as plt  # lazy: after choosing the Agg backend
 
     return plt

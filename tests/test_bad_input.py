@@ -49,7 +49,7 @@ CASES = {
     "unknown-attack": (lambda t: GOOD.replace("attack: fgsm", "attack: deepfool"), [],
                        "attacks.f.attack: unknown attack"),
     "unknown-backend": (lambda t: GOOD.replace("backend: art", "backend: cleverhans"), [],
-                        "attacks.f.backend: unknown value"),
+                        "attacks.f.backend: attack 'fgsm' has no backend 'cleverhans'"),
     "negative-epsilon": (lambda t: GOOD.replace("[0.02]", "[-0.02]"), [], "attacks.f.eps: must be >= 0"),
     "empty-grid": (lambda t: GOOD.replace("[0.02]", "[]"), [], "attacks.f.eps: empty grid"),
     "negative-kappa": (lambda t: GOOD + "  cw: {attack: cw_l2, confidence: -1}\n", [],

@@ -26,7 +26,7 @@ class FGSMParams(AttackParams):
     eps: float = Field(0.02, ge=0.0, le=1.0, description="L-inf step size per pixel, in [0, 1] pixel units")
 
 
-@register_attack(name="cw_l2", title="CW-L2", family="minimum-norm", norm="l2", budget=None, deterministic=True)
+@register_attack(name="cw_l2", title="CW-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False)
 class CWL2Params(AttackParams):
     """Carlini-Wagner L2, eqs. (3)-(6). c is binary-searched per image within [c_min, c_max]."""
 

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any, Literal
 import torch
 
 from bench.errors import BenchError
+from bench.registry import Registry
 
 if TYPE_CHECKING:  # annotations only: the parameter models import this module to declare themselves
     from bench.attacks.params import AttackParams
@@ -33,8 +34,10 @@ class AttackSpec:
       "minimum-norm" (searches the smallest perturbation that succeeds);
     - `norm`: the threat norm, "linf" or "l2" (a parameter named `norm` overrides it per point);
     - `budget`: the parameter bounding the perturbation (e.g. "eps"); None for minimum-norm attacks;
-    - `deterministic`: whether two correct implementations must agree pixel by pixel (a parameter
-      named `random_start` set to true makes a point random).
+    - `deterministic`: whether the attack is a fixed function of its inputs and parameters, so that two
+      correct implementations must agree pixel by pixel (a parameter named `random_start` set to true
+      makes a point random); an optimisation whose search path each implementation chooses (CW-L2's
+      c search and early stopping) is not.
     """
 
     name: str
@@ -66,7 +69,7 @@ def _get(params: AttackParams | dict[str, Any], name: str) -> Any:
     return params.get(name) if isinstance(params, dict) else getattr(params, name, None)
 
 
-_ATTACKS: dict[str, AttackSpec] = {}
+ATTACKS: Registry[AttackSpec] = Registry("attack")
 
 
 def declare_attack(params: type[AttackParams], *, name: str, title: str, family: str, norm: str,
@@ -81,13 +84,13 @@ def declare_attack(params: type[AttackParams], *, name: str, title: str, family:
     if family == "minimum-norm" and budget is not None:
         raise BenchError(f"{where}.budget", "a minimum-norm attack has no budget parameter (budget: None)")
     spec = AttackSpec(name, title, params, family, norm, budget, deterministic)
-    old = _ATTACKS.get(name)
+    old = ATTACKS.find(name)
     if old is not None:
-        if old.params is not params or old.declaration() != spec.declaration():
-            raise BenchError(where, f"attack {name!r} is already declared differently")
+        if old.declaration() != spec.declaration():
+            raise BenchError(where, f"attack {name!r} is already declared differently: {old.declaration()}")
+        old.params = params  # the same attack from a reloaded (edited) file: its latest parameter model
         return old
-    _ATTACKS[name] = spec
-    return spec
+    return ATTACKS.register(name, spec)
 
 
 def register_attack(*, name: str, title: str, family: str, norm: str, budget: str | None,
@@ -106,22 +109,20 @@ def register_backend(attack: str, backend: str) -> Callable[[AttackFn], AttackFn
     """Function decorator: `fn(detector, x, y, params) -> x_adv` implements `attack` as `backend`."""
 
     def deco(fn: AttackFn) -> AttackFn:
-        if attack not in _ATTACKS:
+        if attack not in ATTACKS:
             raise KeyError(f"declare the attack {attack!r} before its backends")
-        _ATTACKS[attack].backends[backend] = fn
+        ATTACKS.get(attack, "backend").backends[backend] = fn
         return fn
 
     return deco
 
 
 def get_attack(name: str, where: str = "attack") -> AttackSpec:
-    if name not in _ATTACKS:
-        raise BenchError(where, f"unknown attack {name!r}; known: {', '.join(sorted(_ATTACKS))}")
-    return _ATTACKS[name]
+    return ATTACKS.get(name, where)
 
 
 def list_attacks() -> list[AttackSpec]:
-    return [_ATTACKS[k] for k in sorted(_ATTACKS)]
+    return ATTACKS.values()
 
 
 def run_attack(

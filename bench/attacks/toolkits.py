@@ -31,7 +31,7 @@ def _out(a: np.ndarray | torch.Tensor) -> torch.Tensor:
 # ---------------------------------------------------------------- ART
 @register_backend("fgsm", "art")
 def art_fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams) -> torch.Tensor:
-    from art.attacks.evasion import FastGradientMethod
+    from art.attacks.evasion import FastGradientMethod  # lazy: ART is slow to import
 
     attack = FastGradientMethod(
         to_art(detector), norm=np.inf, eps=p.eps, eps_step=p.eps, targeted=False,
@@ -43,7 +43,7 @@ def art_fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams
 @register_backend("cw_l2", "art")
 def art_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Params) -> torch.Tensor:
     """ART's CW-L2 (line search on c per step, doubling/halving); c starts at `c_min`."""
-    from art.attacks.evasion import CarliniL2Method
+    from art.attacks.evasion import CarliniL2Method  # lazy: ART is slow to import
 
     attack = CarliniL2Method(
         to_art(detector), confidence=p.confidence, targeted=False, learning_rate=p.learning_rate,
@@ -55,7 +55,7 @@ def art_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Param
 
 @register_backend("pgd", "art")
 def art_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> torch.Tensor:
-    from art.attacks.evasion import ProjectedGradientDescent
+    from art.attacks.evasion import ProjectedGradientDescent  # lazy: ART is slow to import
 
     attack = ProjectedGradientDescent(
         to_art(detector), norm=np.inf if p.norm == "linf" else 2, eps=p.eps, eps_step=p.step_size,
@@ -67,7 +67,7 @@ def art_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) 
 
 # ---------------------------------------------------------------- Foolbox
 def _fb_run(detector: Detector, attack, x: torch.Tensor, y: torch.Tensor, epsilons) -> torch.Tensor:
-    import foolbox as fb
+    import foolbox as fb  # lazy: only Foolbox backends need it
 
     fmodel = to_foolbox(detector)
     dev = detector.device
@@ -79,7 +79,7 @@ def _fb_run(detector: Detector, attack, x: torch.Tensor, y: torch.Tensor, epsilo
 
 @register_backend("fgsm", "foolbox")
 def foolbox_fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams) -> torch.Tensor:
-    import foolbox as fb
+    import foolbox as fb  # lazy: only Foolbox backends need it
 
     return _fb_run(detector, fb.attacks.LinfFastGradientAttack(random_start=False), x, y, [p.eps])
 
@@ -91,7 +91,7 @@ def foolbox_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2P
     Foolbox returns an all-zero image where it found no adversarial; like ART, we return the
     original image there instead, so a failed attack scores as the unperturbed image.
     """
-    import foolbox as fb
+    import foolbox as fb  # lazy: only Foolbox backends need it
 
     attack = fb.attacks.L2CarliniWagnerAttack(
         binary_search_steps=p.binary_search_steps, steps=p.max_iterations, stepsize=p.learning_rate,
@@ -105,7 +105,7 @@ def foolbox_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2P
 
 @register_backend("pgd", "foolbox")
 def foolbox_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> torch.Tensor:
-    import foolbox as fb
+    import foolbox as fb  # lazy: only Foolbox backends need it
 
     cls = fb.attacks.LinfPGD if p.norm == "linf" else fb.attacks.L2PGD
     attack = cls(abs_stepsize=p.step_size, steps=p.steps, random_start=p.random_start)

@@ -31,11 +31,9 @@ import torch
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import AttackSpec, declare_attack, get_attack
 from bench.errors import BenchError, ContractError
+from bench.image_contract import check_images
 from bench.models.detector import Detector
 from bench.plugins import is_plugin_spec, load_object
-
-RANGE_TOL = 1e-6  # values this far outside [0, 1] are rounding, and are clipped
-
 
 DECLARATIONS = ("name", "title", "family", "norm", "budget", "deterministic", "Params")
 
@@ -113,40 +111,14 @@ def register_user_backend(attack: str, spec: str, base_dir: Path | str | None, w
     return aspec
 
 
-def _rows(mask: torch.Tensor, limit: int = 5) -> str:
-    bad = torch.nonzero(mask.flatten(1).any(dim=1)).flatten().tolist()
-    shown = ", ".join(str(i) for i in bad[:limit])
-    return f"image{'s' if len(bad) > 1 else ''} {shown}{', ...' if len(bad) > limit else ''}"
-
-
 def validate_adversarial(out: Any, x: torch.Tensor, where: str) -> torch.Tensor:
-    """Check an attack's output against its input: type, shape, dtype, finite, in [0, 1].
-
-    Returns it as a float32 CPU tensor clipped to [0, 1]; raises `ContractError(where, ...)` otherwise.
-    """
+    """Check an attack's output against its input (`bench.image_contract`): type, shape, dtype, finite,
+    in [0, 1]. A floating-point numpy array is accepted. Returns a float32 CPU tensor clipped to [0, 1]."""
     if isinstance(out, np.ndarray):
         if not np.issubdtype(out.dtype, np.floating):
             raise ContractError(
                 where, f"returned a numpy array of dtype {out.dtype}; expected floating point in [0, 1]"
             )
         out = torch.from_numpy(np.ascontiguousarray(out))
-    if not isinstance(out, torch.Tensor):
-        raise ContractError(where, f"returned {type(out).__name__}; expected a torch.Tensor of shape {tuple(x.shape)}")
-    if tuple(out.shape) != tuple(x.shape):
-        raise ContractError(where, f"returned shape {tuple(out.shape)}; the input had shape {tuple(x.shape)}")
-    if not out.is_floating_point():
-        raise ContractError(where, f"returned dtype {out.dtype}; expected floating point (float32) in [0, 1]")
-    out = out.detach().to("cpu", torch.float32)
-    finite = torch.isfinite(out)
-    if not bool(finite.all()):
-        raise ContractError(
-            where, f"returned {int((~finite).sum())} non-finite values (NaN or inf) in {_rows(~finite)}"
-        )
-    outside = (out < -RANGE_TOL) | (out > 1.0 + RANGE_TOL)
-    if bool(outside.any()):
-        raise ContractError(
-            where,
-            f"returned values outside [0, 1] (min {float(out.min()):.4g}, max {float(out.max()):.4g}) "
-            f"in {_rows(outside)}",
-        )
-    return out.clamp(0.0, 1.0)
+    check_images(where, x, out, "returned")
+    return out.detach().to("cpu", torch.float32).clamp(0.0, 1.0)

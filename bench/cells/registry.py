@@ -8,6 +8,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from bench.registry import Registry
+
 if TYPE_CHECKING:  # annotations only: the context imports the plan, which the kinds' modules import too
     from bench.cells.context import RunContext
 
@@ -22,7 +24,7 @@ class Record:
 
 ComputeFn = Callable[[Any, "RunContext"], Record]
 DoneFn = Callable[[Any, "RunContext"], bool]
-_KINDS: dict[str, ComputeFn] = {}
+CELL_KINDS: Registry[ComputeFn] = Registry("cell kind")
 _DONE: dict[str, DoneFn] = {}
 
 
@@ -31,7 +33,7 @@ def computes(kind: str, done: DoneFn | None = None) -> Callable[[ComputeFn], Com
     artifacts a stored cell left (a checkpoint, adversarial examples) are still there."""
 
     def deco(fn: ComputeFn) -> ComputeFn:
-        _KINDS[kind] = fn
+        CELL_KINDS.register(kind, fn)
         if done is not None:
             _DONE[kind] = done
         return fn
@@ -46,6 +48,4 @@ def is_done(cell: Any, ctx: RunContext) -> bool:
 
 
 def compute_fn(kind: str) -> ComputeFn:
-    if kind not in _KINDS:
-        raise KeyError(f"no cell kind {kind!r} is registered; known: {', '.join(sorted(_KINDS))}")
-    return _KINDS[kind]
+    return CELL_KINDS.get(kind, "cell")

@@ -30,9 +30,9 @@ from bench.attacks.registry import get_attack, run_attack
 from bench.attacks.user import is_user_spec, load_user_attack, validate_adversarial
 from bench.crosscheck.report import render_markdown, render_text
 from bench.diagnostics import REACH_STEP, REACH_STEPS, reachable_margin
-from bench.errors import BenchError
+from bench.errors import BenchError, validation_problems
 from bench.models.detector import Detector
-from bench.models.estimators import _art_home
+from bench.settings import configure_art
 
 DEFAULT_IMPLEMENTATIONS = ("native", "art", "foolbox")
 TIE_L2 = 1e-6  # two L2 norms closer than this are a tie
@@ -164,12 +164,9 @@ class CrosscheckReport:
 
 # ---------------------------------------------------------------- running
 def is_exact(attack: str, params: AttackParams) -> bool:
-    """Deterministic attacks, whose implementations must agree pixel by pixel."""
-    if attack == "fgsm":
-        return True
-    if attack == "pgd":
-        return not getattr(params, "random_start", True)
-    return False
+    """Whether implementations must agree pixel by pixel: the attack declares itself deterministic (and
+    this point has no random start)."""
+    return get_attack(attack).deterministic_for(params)
 
 
 def validate_params(attack: str, params: AttackParams | dict[str, Any] | None, where: str = "--param") -> AttackParams:
@@ -182,9 +179,8 @@ def validate_params(attack: str, params: AttackParams | dict[str, Any] | None, w
     try:
         return spec.params(**(params or {}))
     except ValidationError as exc:
-        err = exc.errors()[0]
-        loc = ".".join(str(p) for p in err["loc"])
-        raise BenchError(f"{where} {loc}".strip(), f"{err['msg']} (attack {attack})") from None
+        loc, msg = validation_problems(exc)[0]
+        raise BenchError(f"{where} {loc}".strip(), f"{msg} (attack {attack})") from None
 
 
 def _sync(detector: Detector) -> None:
@@ -196,7 +192,7 @@ def _warm_imports(name: str) -> None:
     """Import a toolkit before its run is timed: import time is not attack cost."""
     modules = {"art": ("art.attacks.evasion", "art.estimators.classification"), "foolbox": ("foolbox",)}
     if name == "art":
-        _art_home()  # ART writes its config where ART_DATA_PATH points, set before its first import
+        configure_art()  # ART writes its config where ART_DATA_PATH points, set before its first import
     for module in modules.get(name, ()):
         importlib.import_module(module)
 
@@ -296,7 +292,7 @@ def _verdicts(
                 gap >= -tol.success_rate_slack - 1e-12,
             )
         )
-        if attack == "cw_l2":
+        if get_attack(attack).family == "minimum-norm":
             both = subject.success & r.success
             if int(both.sum()) == 0:
                 out.append(Verdict("median_l2_ratio", subject.name, r.name, None, f"<= {tol.median_l2_ratio:g}", None))
@@ -359,8 +355,10 @@ def crosscheck(
     pairs = [_pair(a, b) for i, a in enumerate(ok) for b in ok[i + 1 :]]
     verdicts = _verdicts(attack_name, exact, results[0], results[1:], n, tol)
     reach = None
-    if attack_name == "cw_l2":
+    spec = get_attack(attack_name)
+    if spec.family == "minimum-norm" and "c_min" in spec.params.model_fields:
         notes.append(C_SEARCH_NOTE)
+    if spec.family == "minimum-norm" and "confidence" in spec.params.model_fields:
         if n and p.confidence > 0:
             reach = reachable_margin(detector, x, y)
             notes.append(

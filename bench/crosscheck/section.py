@@ -1,84 +1,56 @@
-"""The suite's `crosscheck:` section: cross-checks land in the database and render into the leaderboard.
-
-Each entry: `{attack, model, implementations: [native, art, foolbox, file.py:MyAttack], params, n}`;
-the first implementation is the one under test, the others are references. Images are the first `n`
-attacked test fakes.
-"""
+"""The suite's `crosscheck:` section: one cell per entry (stored in the database) and its leaderboard part."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
-
+from bench.cells.context import RunContext
+from bench.cells.registry import Record, computes
 from bench.crosscheck.compare import crosscheck, crosscheck_records
-from bench.errors import BenchError
-from bench.suite.plan import PLAN_VERSION, digest
-
-if TYPE_CHECKING:
-    from bench.runner import Runner
-
-
-class CrosscheckEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-    attack: str
-    model: str
-    implementations: list[str] = Field(min_length=2)
-    params: dict[str, Any] = Field(default_factory=dict)
-    n: int = Field(16, ge=1)
+from bench.crosscheck.entries import entries
+from bench.digests import digest
+from bench.sections.registry import Section, register_section
+from bench.suite.load import LoadedSuite
+from bench.suite.plan import PLAN_VERSION, Plan, SectionCell
 
 
-def entries(raw: list[dict], models: dict, base_dir: Path) -> list[CrosscheckEntry]:
-    """Validate the section; user attack paths are resolved relative to the suite's folder."""
+def crosscheck_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
+    """One cell per entry, keyed by its settings, the model, the data and the images."""
     out = []
-    for i, item in enumerate(raw):
-        try:
-            e = CrosscheckEntry.model_validate(item)
-        except ValidationError as exc:
-            err = exc.errors()[0]
-            raise BenchError(f"crosscheck[{i}].{'.'.join(str(p) for p in err['loc'])}", err["msg"]) from None
-        if e.model not in models:
-            raise BenchError(f"crosscheck[{i}].model", f"unknown model {e.model!r}")
-        impls = []
-        for impl in e.implementations:
-            path, sep, name = impl.partition(":")
-            if sep and path.endswith(".py") and not Path(path).is_absolute():
-                impl = f"{base_dir / path}:{name}"
-            impls.append(impl)
-        out.append(e.model_copy(update={"implementations": impls}))
+    for e in entries(ls.suite.crosscheck, ls.models, ls.base_dir):
+        mkey = plan.models[e.model].key
+        key = digest(["crosscheck", PLAN_VERSION, e.model_dump(), mkey, plan.data_key, plan.attack_ids[: e.n],
+                      ls.suite.seed])
+        out.append(SectionCell("crosscheck", key, (mkey,), e.model_dump()))
     return out
 
 
-def entry_key(plan, seed: int, e: CrosscheckEntry) -> str:
-    """The cell key of one cross-check: its settings, the model, the data and the images."""
-    return digest(["crosscheck", PLAN_VERSION, e.model_dump(), plan.models[e.model].key, plan.data_key,
-                   plan.attack_ids[: e.n], seed])
+@computes("crosscheck")
+def run_crosscheck(cell: SectionCell, ctx: RunContext) -> Record:
+    e = cell.payload
+    data = ctx.attacked.subset(range(min(e["n"], len(ctx.attacked))))
+    report = crosscheck(ctx.detector(e["model"]), data.images, data.labels, e["attack"], e["params"],
+                        e["implementations"], seed=int(cell.key[:8], 16))
+    return Record({"ok": report.verdict_ok, "records": crosscheck_records(report), "markdown": report.to_markdown()})
 
 
-def run_crosschecks(runner: Runner) -> None:
-    for e in entries(runner.s.crosscheck, runner.ls.models, runner.ls.base_dir):
-        key = entry_key(runner.plan, runner.s.seed, e)
-        if runner._done(key):
-            runner.stats.reused += 1
-            continue
-        data = runner.attacked.subset(range(min(e.n, len(runner.attacked))))
-        report = crosscheck(runner.detector(e.model), data.images, data.labels, e.attack, e.params,
-                            e.implementations, seed=int(key[:8], 16))
-        metrics = {"ok": report.verdict_ok, "records": crosscheck_records(report), "markdown": report.to_markdown()}
-        runner.store.put(key, "crosscheck", e.model_dump(), metrics, 0.0, str(runner.device), runner.run_id)
-        runner.stats.computed += 1
-
-
-def crosscheck_section(board) -> str:
+def crosscheck_section(board, out_dir: Path, stem: str) -> str:
+    """The stored cross-checks of a `bench.report.leaderboard.Board`, each with its verdict."""
+    found = [r for r in board.results.sections.to_dict("records") if r["kind"] == "crosscheck"]
+    if not found:
+        return ""
     parts = ["## Cross-checks of attack implementations"]
-    for e in entries(board.s.crosscheck, board.ls.models, board.ls.base_dir):
-        r = board.store.get(entry_key(board.plan, board.s.seed, e))
-        title = f"### {e.attack} on {e.model}: {', '.join(Path(i).name for i in e.implementations)}"
-        if r is None:
+    for r in found:
+        e = r["payload"]
+        title = f"### {e['attack']} on {e['model']}: {', '.join(Path(i).name for i in e['implementations'])}"
+        m = r["metrics"]
+        if not isinstance(m, dict):
             parts.append(f"{title}\n\nNot run yet.")
             continue
-        verdict = "all verdicts pass" if r.metrics["ok"] else "**disagreement: at least one verdict fails**"
-        parts.append(f"{title}\n\n{verdict}\n\n{r.metrics['markdown']}")
+        verdict = "all verdicts pass" if m["ok"] else "**disagreement: at least one verdict fails**"
+        parts.append(f"{title}\n\n{verdict}\n\n{m['markdown']}")
     return "\n\n".join(parts)
+
+
+SECTION = register_section(Section(kind="crosscheck", cells=crosscheck_cells, render=crosscheck_section,
+                                   sharded="never", order=20))

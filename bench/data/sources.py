@@ -7,14 +7,13 @@ from pathlib import Path
 from bench.data.dataset import ImageSet
 from bench.data.images import load_image_folder, load_manifest
 from bench.data.split import split_from_column, stratified_split
+from bench.data.synthetic import generate_synthetic_faces
 from bench.suite.schema import DataConfig
 
 
 def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> tuple[ImageSet, ImageSet]:
     """Train and test sets: the manifest's split when it has one, else the seeded stratified split."""
     if cfg.source == "synthetic-faces":
-        from bench.data.synthetic import generate_synthetic_faces
-
         images, labels, ids = generate_synthetic_faces(cfg.n, cfg.size, seed)
         data = ImageSet.from_uint8(images, labels, ids)
         return stratified_split(data, cfg.train_fraction, seed)

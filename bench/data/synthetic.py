@@ -38,6 +38,7 @@ from functools import lru_cache
 from pathlib import Path
 
 import numpy as np
+from PIL import Image
 
 from bench import FAKE, REAL
 from bench.errors import BenchError
@@ -447,8 +448,6 @@ def write_image_folder(out_dir: Path, n: int, size: int, seed: int) -> int:
 
     Refuses an existing non-empty `out_dir`.
     """
-    from PIL import Image
-
     out_dir = Path(out_dir)
     if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
         raise BenchError(str(out_dir), "the output folder exists and is not empty; choose a new or empty folder")

@@ -14,30 +14,13 @@ import torch
 
 from bench.defenses.base import TrainingDefense, defense_kind
 from bench.errors import ContractError
+from bench.image_contract import check_images
 from bench.models.detector import Detector
-
-# Images live in [0, 1]; this much float rounding outside the interval is tolerated.
-RANGE_TOLERANCE = 1e-5
 
 
 def check_image_batch(name: str, x: torch.Tensor, out: object, what: str = "output") -> torch.Tensor:
-    """`out` must be a float tensor of `x`'s shape, finite, with values in [0, 1]."""
-    if not isinstance(out, torch.Tensor):
-        raise ContractError(name, f"{what} must be a torch.Tensor, got {type(out).__name__}")
-    if tuple(out.shape) != tuple(x.shape):
-        raise ContractError(name, f"{what} has shape {tuple(out.shape)}, expected the input's {tuple(x.shape)}")
-    if not out.is_floating_point():
-        raise ContractError(name, f"{what} must be a float tensor, got {out.dtype}")
-    o = out.detach()
-    if not bool(torch.isfinite(o).all()):
-        bad = int((~torch.isfinite(o)).sum())
-        raise ContractError(name, f"{what} contains {bad} NaN or infinite values")
-    if o.numel() == 0:
-        return out
-    lo, hi = float(o.min()), float(o.max())
-    if lo < -RANGE_TOLERANCE or hi > 1.0 + RANGE_TOLERANCE:
-        raise ContractError(name, f"{what} values must lie in [0, 1], got [{lo:.4g}, {hi:.4g}]")
-    return out
+    """`out` (the defense's `what`) must be a float tensor of `x`'s shape, finite, with values in [0, 1]."""
+    return check_images(name, x, out, f"{what} have")
 
 
 def check_preprocessor_output(name: str, x: torch.Tensor, out: object) -> torch.Tensor:

@@ -21,6 +21,7 @@ from typing import Any
 from bench.defenses.base import KINDS, defense_kind
 from bench.errors import BenchError, ContractError
 from bench.plugins import is_file_target, load_module, split_spec
+from bench.registry import Registry
 
 __all__ = [
     "KINDS",
@@ -31,7 +32,7 @@ __all__ = [
     "resolve_defense_class",
 ]
 
-_REGISTRY: dict[str, type] = {}
+DEFENSES: Registry[type] = Registry("defense")
 # Built-ins, imported on first use (the preprocessors import ART). A value without ":" names a module
 # that registers itself on import, or holds one defense class (or several, one with `name` = the key).
 _BUILTINS: dict[str, str] = {
@@ -42,14 +43,15 @@ _BUILTINS: dict[str, str] = {
 }
 
 
-def register_defense(name: str, cls: type) -> None:
-    """Register a defense class under `name` (overrides a built-in of that name)."""
-    _REGISTRY[name] = cls
+def register_defense(name: str, cls: type | None = None):
+    """Register a defense class under `name` (overrides a built-in of that name); without `cls`, a
+    class decorator."""
+    return DEFENSES.register(name, cls)
 
 
 def list_defenses() -> list[str]:
     """Registered and built-in names (a built-in whose module is absent is left out)."""
-    names = set(_REGISTRY)
+    names = set(DEFENSES.names())
     for name, target in _BUILTINS.items():
         module = target.partition(":")[0]
         if importlib.util.find_spec(module) is not None:
@@ -68,8 +70,8 @@ def _is_defense_class(obj: object) -> bool:
 
 
 def _builtin_class(name: str, where: str) -> type | None:
-    if name in _REGISTRY:
-        return _REGISTRY[name]
+    if name in DEFENSES:
+        return DEFENSES.find(name)
     target = _BUILTINS.get(name)
     if target is None:
         return None
@@ -82,8 +84,8 @@ def _builtin_class(name: str, where: str) -> type | None:
         raise BenchError(where, f"built-in defense {name!r} cannot be imported: {exc}") from exc
     if cls_name:
         return getattr(module, cls_name)
-    if name in _REGISTRY:  # the module registered itself
-        return _REGISTRY[name]
+    if name in DEFENSES:  # the module registered itself
+        return DEFENSES.find(name)
     found = [v for v in vars(module).values() if _is_defense_class(v) and v.__module__ == module_name]
     named = [v for v in found if getattr(v, "name", None) == name]
     if len(named) == 1 or len(found) == 1:

@@ -10,7 +10,7 @@ from typing import Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from bench.errors import BenchError
+from bench.errors import validation_error
 
 
 class DIPConfig(BaseModel):
@@ -77,10 +77,7 @@ class DIPConfig(BaseModel):
         try:
             return cls(**dict(params or {}))
         except ValidationError as exc:
-            err = exc.errors()[0]
-            loc = ".".join(str(p) for p in err["loc"])
-            msg = str(err["msg"]).removeprefix("Value error, ")
-            raise BenchError(f"{where}.{loc}" if loc else where, f"{loc}: {msg}" if loc else msg) from exc
+            raise validation_error(exc, where) from None
 
     def candidates(self) -> list[int]:
         """The readout candidates of `readout_range` that lie within `iterations`."""

@@ -15,17 +15,9 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.settings import pyplot
+
 MAX_PANELS = 4
-
-
-def _pyplot():
-    os.environ.setdefault("MPLCONFIGDIR", str(Path(os.environ.get("BENCH_HOME", ".bench")) / "matplotlib"))
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
 
 
 def moving_average(values: np.ndarray, window: int = 10) -> np.ndarray:
@@ -59,7 +51,7 @@ def plot_trajectories(
     its = np.asarray(iterations).reshape(-1)
     spacing = float(np.median(np.diff(its))) if its.size > 1 else 1.0
     points = max(1, int(round(window / max(spacing, 1e-9))))
-    plt = _pyplot()
+    plt = pyplot()
     n = len(trajectories)
     cols = 1 if n == 1 else 2
     rows = math.ceil(n / cols)

@@ -11,21 +11,21 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass
-from typing import TYPE_CHECKING
 
 import numpy as np
 import torch
 
 from bench import FAKE, REAL
+from bench.cells.context import RunContext
+from bench.cells.registry import Record, computes
+from bench.digests import digest
 from bench.dip.config import DIPConfig
 from bench.dip.engine import purify
 from bench.dip.readout import choose_readout
 from bench.errors import BenchError
 from bench.metrics import Proportion, classification_metrics
-from bench.suite.plan import AttackCell
-
-if TYPE_CHECKING:
-    from bench.runner import Runner
+from bench.suite.load import LoadedSuite
+from bench.suite.plan import PLAN_VERSION, AttackCell, Plan, SectionCell
 
 UNPERTURBED_FAKE = "unperturbed fake-correct"
 UNPERTURBED_REAL = "unperturbed real-correct"
@@ -40,22 +40,32 @@ class Sampled:
     baseline_p_real: float
 
 
-def _cells_for(runner: Runner, classifier: str) -> list[AttackCell]:
-    return [c for c in runner.plan.attacks
-            if c.target.name == classifier and c.attack.in_table and not c.target.defense]
+def dip_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
+    """The suite's DIP cell: it reads the adversarial examples of every Table II attack on the classifier."""
+    s = ls.suite
+    if s.dip is None:
+        return []
+    clf = s.dip.classifier
+    crafts = sorted({c.craft.key for c in _cells_for(plan, clf)})
+    key = digest(["dip", PLAN_VERSION, s.dip.model_dump(), plan.models[clf].key, crafts, plan.data_key, s.seed])
+    return [SectionCell("dip", key, (plan.models[clf].key, *crafts), {"model": clf, "classifier": clf})]
 
 
-def sample_categories(runner: Runner) -> tuple[list[Sampled], list[Sampled]]:
+def _cells_for(plan: Plan, classifier: str) -> list[AttackCell]:
+    return [c for c in plan.attacks if c.target.name == classifier and c.attack.in_table and not c.target.defense]
+
+
+def sample_categories(ctx: RunContext) -> tuple[list[Sampled], list[Sampled]]:
     """(evaluation images, calibration images), sampled per category with the suite's seed."""
-    cfg = runner.s.dip
-    det = runner.detector(cfg.classifier)
-    test = runner.test_set
+    cfg = ctx.suite.dip
+    det = ctx.detector(cfg.classifier)
+    test = ctx.test_set
     p_clean = det.predict_proba(test.images)[:, 1].numpy()
     pools: dict[str, list[Sampled]] = {}
-    attacked = runner.attacked
+    attacked = ctx.attacked
     clean_attacked = det.predict_proba(attacked.images)[:, 1].numpy()
-    for cell in _cells_for(runner, cfg.classifier):
-        adv = runner.adversarial(cell.craft).float().div(255)
+    for cell in _cells_for(ctx.plan, cfg.classifier):
+        adv = ctx.adversarial(cell.craft).float().div(255)
         p_adv = det.predict_proba(adv)[:, 1].numpy()
         threat = "black-box" if cell.threat == "transfer" else "white-box"
         for i, image_id in enumerate(attacked.ids):
@@ -72,7 +82,7 @@ def sample_categories(runner: Runner) -> tuple[list[Sampled], list[Sampled]]:
         elif label == REAL and p_clean[i] >= 0.5:
             pools.setdefault(UNPERTURBED_REAL, []).append(
                 Sampled(UNPERTURBED_REAL, image_id, REAL, test.images[i], float(p_clean[i])))
-    rng = np.random.default_rng([runner.s.seed, 0xD1B])
+    rng = np.random.default_rng([ctx.suite.seed, 0xD1B])
     evaluation, calibration = [], []
     for cat in sorted(pools):
         pool = pools[cat]
@@ -83,33 +93,28 @@ def sample_categories(runner: Runner) -> tuple[list[Sampled], list[Sampled]]:
     return evaluation, calibration
 
 
-def run_dip(runner: Runner) -> None:
-    """Compute (or reuse) the DIP cell of the suite."""
-    cfg = runner.s.dip
-    key = runner.plan.dip_key
-    if cfg is None or key is None:
-        return
-    if runner._done(key):
-        runner.stats.reused += 1
-        return
+@computes("dip")
+def run_dip(cell: SectionCell, ctx: RunContext) -> Record:
+    """Sample, purify and score the DIP protocol's images (Tables III and IV, Fig. 6)."""
+    cfg = ctx.suite.dip
     t0 = time.perf_counter()
-    det = runner.detector(cfg.classifier)
-    evaluation, calibration = sample_categories(runner)
+    det = ctx.detector(cfg.classifier)
+    evaluation, calibration = sample_categories(ctx)
     dcfg = DIPConfig.from_dict(cfg.params, where="dip.params")
-    seed = int(key[:8], 16)
+    seed = int(cell.key[:8], 16)
     readout_info = None
     if dcfg.readout == "auto":
         if not calibration:
             raise BenchError("dip.calibration_per_category", "readout: auto needs calibration images (> 0)")
         choice = choose_readout(torch.stack([s.image for s in calibration]),
                                 torch.tensor([s.label for s in calibration]), det, dcfg, seed=seed,
-                                quiet=runner.quiet, keys=[f"cal/{s.category}/{s.image_id}" for s in calibration])
+                                quiet=ctx.quiet, keys=[f"cal/{s.category}/{s.image_id}" for s in calibration])
         readout_info = choice.as_dict()
         dcfg = dcfg.model_copy(update={"readout": choice.iteration})
     every = max(1, dcfg.iterations // cfg.trajectory_points)
     images = torch.stack([s.image for s in evaluation])
-    res = purify(images, dcfg, seed, record_every=every, classifier=det, quiet=runner.quiet,
-                 keys=[f"{s.category}/{s.image_id}" for s in evaluation], device=runner.device)
+    res = purify(images, dcfg, seed, record_every=every, classifier=det, quiet=ctx.quiet,
+                 keys=[f"{s.category}/{s.image_id}" for s in evaluation], device=ctx.device)
     p_def = det.predict_proba(res.purified)[:, 1].numpy()
     labels = np.array([s.label for s in evaluation])
     base = np.array([s.baseline_p_real for s in evaluation])
@@ -127,9 +132,7 @@ def run_dip(runner: Runner) -> None:
         "seconds_per_image": (time.perf_counter() - t0) / max(1, len(evaluation)),
     })
     ids = [f"{s.category}/{s.image_id}" for s in evaluation]
-    runner.store.put(key, "dip", {"classifier": cfg.classifier}, metrics, time.perf_counter() - t0,
-                     str(runner.device), runner.run_id, (ids, labels, p_def))
-    runner.stats.computed += 1
+    return Record(metrics, (ids, labels, p_def))
 
 
 def summarise(labels: np.ndarray, p_def: np.ndarray, p_base: np.ndarray, categories: list[str],

@@ -13,14 +13,15 @@ from bench.report.format import num, prop
 
 
 def dip_sections(board, out_dir: Path, stem: str) -> str:
+    """Tables III and IV and Fig. 6 from the stored DIP cell (a `bench.report.leaderboard.Board`)."""
     cfg = board.s.dip
-    if cfg is None:
+    found = [r for r in board.results.sections.to_dict("records") if r["kind"] == "dip"]
+    if cfg is None or not found:
         return ""
-    key = board.plan.dip_key
-    r = board.store.get(key) if key else None
-    if r is None:
+    r = found[0]
+    if not isinstance(r["metrics"], dict):
         return "## Deep Image Prior defense\n\nNot run yet: run `bench run`."
-    m = r.metrics
+    m = r["metrics"]
     clf = board.ls.models[cfg.classifier].label
     cols = [("accuracy", "Accuracy"), ("fake_precision", "Fake precision"), ("fake_recall", "Fake recall"),
             ("real_precision", "Real precision"), ("real_recall", "Real recall")]
@@ -37,7 +38,7 @@ def dip_sections(board, out_dir: Path, stem: str) -> str:
     t3 = ("## Table III: Deep Image Prior defense, overall\n\n"
           f"{m['n_images']} test images, up to {cfg.per_category} sampled per category (section V-C), each purified "
           f"by DIP and read out at "
-          f"{readout}; {m['seconds_per_image']:.1f} s per image on `{r.device}`. Mean PSNR of the purified image "
+          f"{readout}; {m['seconds_per_image']:.1f} s per image on `{r['device']}`. Mean PSNR of the purified image "
           f"to its input: {m['psnr_to_input']:.1f} dB.\n\n"
           + tabulate(rows, ["Classifier", "Threshold"] + [h for _, h in cols] + ["AUROC"], tablefmt="github"))
     thresholds = list(m["overall"])

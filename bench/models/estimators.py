@@ -18,7 +18,7 @@ from bench.settings import configure_art
 
 def _art_classifier_class():
     configure_art()
-    from art.estimators.classification import PyTorchClassifier
+    from art.estimators.classification import PyTorchClassifier  # lazy: ART is slow to import
 
     class Float32PyTorchClassifier(PyTorchClassifier):
         """PyTorchClassifier that casts every input to float32 (numpy 2 upcasts some attacks to float64)."""
@@ -61,7 +61,7 @@ def to_art(detector: Detector, preprocessing_defences: Sequence | None = None):
 
 def to_foolbox(detector: Detector):
     """A Foolbox `PyTorchModel` over the bare network, bounds (0, 1), normalisation as preprocessing."""
-    import foolbox as fb
+    import foolbox as fb  # lazy: only Foolbox attacks need it
 
     spec = detector.spec
     net = detector.net.eval()

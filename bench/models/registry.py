@@ -6,22 +6,23 @@ from collections.abc import Callable
 
 from torch import nn
 
-from bench.errors import BenchError
 from bench.models import architectures
 from bench.models.detector import Detector, ModelSpec
+from bench.registry import Registry
 
 ModelBuilder = Callable[..., nn.Module]
 
-_REGISTRY: dict[str, ModelBuilder] = {}
+MODELS: Registry[ModelBuilder] = Registry("model")
 
 
-def register_model(name: str, builder: ModelBuilder) -> None:
-    """Register an architecture builder `builder(num_classes=2, pretrained=False) -> nn.Module`."""
-    _REGISTRY[name] = builder
+def register_model(name: str, builder: ModelBuilder | None = None):
+    """Register an architecture builder `builder(num_classes=2, pretrained=False) -> nn.Module`; without
+    `builder`, a decorator."""
+    return MODELS.register(name, builder)
 
 
 def list_models() -> list[str]:
-    return sorted(_REGISTRY)
+    return MODELS.names()
 
 
 def create_model(
@@ -33,10 +34,9 @@ def create_model(
     where: str = "model",
 ) -> Detector:
     """Build a `Detector` (untrained unless `pretrained`) for a registered architecture."""
-    if arch not in _REGISTRY:
-        raise BenchError(f"{where}.arch", f"unknown model {arch!r}; known: {', '.join(list_models())}")
+    builder = MODELS.get(arch, f"{where}.arch")
     spec = ModelSpec(arch=arch, input_size=input_size, mean=tuple(mean), std=tuple(std))
-    return Detector(_REGISTRY[arch](num_classes=2, pretrained=pretrained), spec)
+    return Detector(builder(num_classes=2, pretrained=pretrained), spec)
 
 
 register_model("vgg16", architectures.vgg16)

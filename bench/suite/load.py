@@ -18,9 +18,11 @@ from pydantic import ValidationError
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack
 from bench.attacks.user import register_user_backend
+from bench.crosscheck.entries import entries
+from bench.defenses.registry import create_defense, defense_kind
 from bench.digests import file_digest
 from bench.dip.config import DIPConfig
-from bench.errors import BenchError
+from bench.errors import BenchError, format_validation_error
 from bench.models.registry import list_models
 from bench.plugins import is_plugin_spec, plugin_path
 from bench.suite.schema import AttackConfig, ModelConfig, Suite
@@ -129,31 +131,6 @@ def deep_merge(base: dict, override: dict) -> dict:
     return out
 
 
-_MESSAGES = {
-    "greater_than_equal": "must be >= {ge}",
-    "greater_than": "must be > {gt}",
-    "less_than_equal": "must be <= {le}",
-    "less_than": "must be < {lt}",
-    "extra_forbidden": "unknown field",
-    "missing": "required field is missing",
-    "too_short": "must not be empty",
-}
-
-
-def _format_validation(err: ValidationError, prefix: tuple = ()) -> str:
-    lines = []
-    for e in err.errors():
-        loc = ".".join(str(p) for p in (*prefix, *e["loc"]) if not str(p).startswith("function-"))
-        tmpl = _MESSAGES.get(e["type"])
-        ctx = {k: (f"{v:g}" if isinstance(v, int | float) else v) for k, v in (e.get("ctx") or {}).items()}
-        if e["type"] == "literal_error":
-            msg = f"unknown value {e.get('input')!r}; expected {ctx.get('expected')}"
-        else:
-            msg = tmpl.format(**ctx) if tmpl else e["msg"].removeprefix("Value error, ")
-        lines.append(f"{loc}: {msg}")
-    return "; ".join(lines)
-
-
 def read_yaml(path: Path) -> dict:
     path = Path(path)
     if not path.is_file():
@@ -186,7 +163,7 @@ def load_suite(path: Path | str, profile: str | None = None, extra: dict | None 
     try:
         suite = Suite.model_validate(merged)
     except ValidationError as exc:
-        raise BenchError(str(path), _format_validation(exc)) from None
+        raise BenchError(str(path), format_validation_error(exc)) from None
     loaded = LoadedSuite(path=path, suite=suite, profile=profile, overrides=overrides)
     try:
         _resolve(loaded)
@@ -222,8 +199,6 @@ def _resolve(ls: LoadedSuite) -> None:
         if not m.defense:
             ls.models[name] = ResolvedModel(name, m, None, label, name)
             continue
-        from bench.defenses.registry import create_defense, defense_kind
-
         (dname, dparams), = m.defense.items()
         points = _grid(dparams or {}, f"{where}.defense.{dname}")
         varying = [k for k, v in (dparams or {}).items() if isinstance(v, list)]
@@ -237,8 +212,6 @@ def _resolve(ls: LoadedSuite) -> None:
             mlabel = f"{label} ({dname}" + "".join(f" {k}={p[k]}" for k in varying) + ")" if varying else label
             ls.models[mname] = ResolvedModel(mname, m, (dname, p), mlabel, name)
     for name, d in s.defenses.items():
-        from bench.defenses.registry import create_defense, defense_kind
-
         for target in d.applies_to:
             if target not in ls.models:
                 raise BenchError(f"defenses.{name}.applies_to", f"unknown model {target!r}")
@@ -248,9 +221,6 @@ def _resolve(ls: LoadedSuite) -> None:
     for key, a in s.attacks.items():
         _resolve_attack(ls, key, a)
     if s.crosscheck:
-        # Lazy: a top-level import would close the cycle suite.load -> crosscheck.section -> suite.plan -> suite.load.
-        from bench.crosscheck.section import entries
-
         entries(s.crosscheck, ls.models, ls.base_dir)
     if s.dip is not None:
         if s.dip.classifier not in ls.models:
@@ -285,7 +255,7 @@ def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig) -> None:
         try:
             params = spec.params.model_validate(p)
         except ValidationError as exc:
-            raise BenchError("", _format_validation(exc, (*where.split("."),))) from None
+            raise BenchError("", format_validation_error(exc, (*where.split("."),))) from None
         in_table = all(p.get(k) == v for k, v in table.items()) if table else i == 0
         decl = spec.declaration()
         ls.attacks.append(AttackPoint(key, a.attack, a.backend, params.model_dump(), in_table, varying,

@@ -7,6 +7,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from bench.registry import Registry
+
 if TYPE_CHECKING:  # annotations only: sections import the plan and the report frames, which import suites
     from bench.suite.load import LoadedSuite
     from bench.suite.plan import Plan, SectionCell
@@ -22,22 +24,23 @@ class Section:
     cells: Callable[[LoadedSuite, Plan], list[SectionCell]]
     render: Callable[[Any, Any, str], str]
     sharded: str = "first"
+    order: int = 0
 
 
-_SECTIONS: dict[str, Section] = {}
+SECTIONS: Registry[Section] = Registry("section")
 
 
 def register_section(section: Section) -> Section:
-    _SECTIONS[section.kind] = section
-    return section
+    return SECTIONS.register(section.kind, section)
 
 
 def sections() -> list[Section]:
-    return list(_SECTIONS.values())
+    """The registered sections, in the order the leaderboard shows them (DIP before cross-checks)."""
+    return sorted(SECTIONS.values(), key=lambda s: s.order)
 
 
 def section_of(kind: str) -> Section | None:
-    return _SECTIONS.get(kind)
+    return SECTIONS.find(kind)
 
 
 def add_section_cells(ls: LoadedSuite, plan: Plan) -> None:
