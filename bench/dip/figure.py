@@ -19,6 +19,7 @@ MAX_PANELS = 4
 
 
 def _pyplot():
+    """pyplot on the Agg backend. Lazy: matplotlib is slow to import, and its config folder must be set first."""
     os.environ.setdefault("MPLCONFIGDIR", str(Path(os.environ.get("BENCH_HOME", ".bench")) / "matplotlib"))
     import matplotlib
 
