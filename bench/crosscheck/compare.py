@@ -17,7 +17,7 @@ from __future__ import annotations
 import importlib
 import math
 import time
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
@@ -62,7 +62,8 @@ class Tolerances:
             "max_abs_diff": "deterministic attacks: max |x_adv(subject) - x_adv(reference)| over all pixels <= tol",
             "success_agreement": "deterministic attacks: share of images with the same success outcome >= tol",
             "success_rate_slack": "other attacks: success rate(subject) >= success rate(reference) - tol",
-            "median_l2_ratio": "CW-L2: median L2(subject) / median L2(reference), over images both broke, <= tol",
+            "median_l2_ratio": "minimum-norm attacks: median L2(subject) / median L2(reference), over images both "
+                               "broke, <= tol",
         }
 
 
@@ -155,11 +156,25 @@ class CrosscheckReport:
         return 0 if self.verdict_ok else 1
 
     # ---------------------------------------------------------- rendering (bench.crosscheck.report)
+    def as_data(self) -> dict[str, Any]:
+        """Everything the report shows, as plain data (what the store keeps; the renderers read it)."""
+        return {
+            "attack": self.attack, "params": self.params, "n": self.n, "clean_correct": self.clean_correct,
+            "device": self.device, "exact": self.exact, "ok": self.verdict_ok, "notes": list(self.notes),
+            "tolerances": {k: {"value": getattr(self.tolerances, k), "meaning": d}
+                           for k, d in self.tolerances.describe().items()},
+            "results": [{"name": r.name, "ok": r.ok, "error": r.error, "summary": r.summary(self.n),
+                         "forward_total": r.passes.forward} for r in self.results],
+            "pairs": [asdict(p) for p in self.pairs],
+            "verdicts": [asdict(v) for v in self.verdicts],
+            "reachable_margin": self.reachable_margin,
+        }
+
     def to_text(self) -> str:
-        return render_text(self)
+        return render_text(self.as_data())
 
     def to_markdown(self) -> str:
-        return render_markdown(self)
+        return render_markdown(self.as_data())
 
 
 # ---------------------------------------------------------------- running

@@ -1,26 +1,26 @@
-"""Rendering a cross-check report: the implementations, pairs and verdicts tables, as text or markdown."""
+"""Rendering a cross-check report, from its plain data (`CrosscheckReport.as_data()`, which the store
+keeps): the implementations, pairs and verdicts tables, as text or markdown."""
 
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
+from typing import Any
 
 from tabulate import tabulate
 
-if TYPE_CHECKING:
-    from bench.crosscheck.compare import CrosscheckReport
+Data = dict[str, Any]
 
 
-def _tables(report: CrosscheckReport, fmt: str) -> list[tuple[str, str]]:
+def _tables(report: Data, fmt: str) -> list[tuple[str, str]]:
     impl_rows = []
-    for r in report.results:
-        if not r.ok:
-            impl_rows.append([r.name, "ERROR", *[""] * 8])
+    for r in report["results"]:
+        if not r["ok"]:
+            impl_rows.append([r["name"], "ERROR", *[""] * 8])
             continue
-        m = r.summary(report.n)
+        m = r["summary"]
         impl_rows.append(
             [
-                r.name,
+                r["name"],
                 f"{m['success_rate']:.3f}",
                 _f(m["mean_l2"]),
                 _f(m["median_l2"]),
@@ -29,7 +29,7 @@ def _tables(report: CrosscheckReport, fmt: str) -> list[tuple[str, str]]:
                 f"{m['seconds_per_image']:.4f}",
                 f"{m['forward_per_image']:.1f}",
                 f"{m['backward_per_image']:.1f}",
-                r.passes.forward,
+                r["forward_total"],
             ]
         )
     impl_head = [
@@ -46,32 +46,32 @@ def _tables(report: CrosscheckReport, fmt: str) -> list[tuple[str, str]]:
     ]
     pair_rows = [
         [
-            p.a,
-            p.b,
-            f"{p.success_agreement:.3f}",
-            f"{p.max_abs_diff:.3g}",
-            p.n_both,
-            _share(p.a_smaller),
-            _share(p.b_smaller),
-            _share(p.ties),
+            p["a"],
+            p["b"],
+            f"{p['success_agreement']:.3f}",
+            f"{p['max_abs_diff']:.3g}",
+            p["n_both"],
+            _share(p["a_smaller"]),
+            _share(p["b_smaller"]),
+            _share(p["ties"]),
         ]
-        for p in report.pairs
+        for p in report["pairs"]
     ]
     pair_head = ["A", "B", "success agreement", "max |A - B|", "both broke", "A smaller L2", "B smaller L2", "tie"]
     verdict_rows = [
         [
-            v.metric,
-            v.subject,
-            v.reference,
-            _f(v.value),
-            v.tolerance,
-            "n/a" if v.ok is None else ("PASS" if v.ok else "FAIL"),
+            v["metric"],
+            v["subject"],
+            v["reference"],
+            _f(v["value"]),
+            v["tolerance"],
+            "n/a" if v["ok"] is None else ("PASS" if v["ok"] else "FAIL"),
         ]
-        for v in report.verdicts
+        for v in report["verdicts"]
     ]
-    for r in report.results:
-        if not r.ok:
-            verdict_rows.append(["runs", r.name, "", "", "no error", "FAIL"])
+    for r in report["results"]:
+        if not r["ok"]:
+            verdict_rows.append(["runs", r["name"], "", "", "no error", "FAIL"])
     verdict_head = ["metric", "subject", "reference", "value", "tolerance", "verdict"]
     return [
         ("Implementations", tabulate(impl_rows, impl_head, tablefmt=fmt)),
@@ -80,25 +80,26 @@ def _tables(report: CrosscheckReport, fmt: str) -> list[tuple[str, str]]:
     ]
 
 
-def _header(report: CrosscheckReport) -> list[str]:
-    params = ", ".join(f"{k}={v}" for k, v in report.params.items())
-    kind = "deterministic: compared image by image" if report.exact else "optimisation: compared by strength"
+def _header(report: Data) -> list[str]:
+    params = ", ".join(f"{k}={v}" for k, v in report["params"].items())
+    kind = "deterministic: compared image by image" if report["exact"] else "optimisation: compared by strength"
     return [
-        f"crosscheck {report.attack} ({params})",
-        f"{report.n} images, {report.clean_correct} correctly classified before the attack; device {report.device}",
-        f"subject {report.subject}; {kind}",
+        f"crosscheck {report['attack']} ({params})",
+        f"{report['n']} images, {report['clean_correct']} correctly classified before the attack; device "
+        f"{report['device']}",
+        f"subject {report['results'][0]['name']}; {kind}",
     ]
 
 
-def _footer(report: CrosscheckReport) -> list[str]:
-    lines = [f"tolerance {k} = {getattr(report.tolerances, k)}: {d}" for k, d in report.tolerances.describe().items()]
-    lines += [f"error in {r.name}: {r.error}" for r in report.results if not r.ok]
-    lines += report.notes
-    lines.append(f"overall: {'PASS' if report.verdict_ok else 'FAIL'}")
+def _footer(report: Data) -> list[str]:
+    lines = [f"tolerance {k} = {t['value']}: {t['meaning']}" for k, t in report["tolerances"].items()]
+    lines += [f"error in {r['name']}: {r['error']}" for r in report["results"] if not r["ok"]]
+    lines += report["notes"]
+    lines.append(f"overall: {'PASS' if report['ok'] else 'FAIL'}")
     return lines
 
 
-def render_text(report: CrosscheckReport) -> str:
+def render_text(report: Data) -> str:
     """The report as plain text tables (the command's default output)."""
     out = list(_header(report))
     for title, table in _tables(report, "simple"):
@@ -107,7 +108,7 @@ def render_text(report: CrosscheckReport) -> str:
     return "\n".join(out)
 
 
-def render_markdown(report: CrosscheckReport) -> str:
+def render_markdown(report: Data) -> str:
     """The report as markdown (`--format markdown`, `--output`, the leaderboard's cross-check section)."""
     head = _header(report)
     out = [f"### {head[0]}", "", *[f"{h}  " for h in head[1:]]]

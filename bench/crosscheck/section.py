@@ -8,10 +8,15 @@ from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
 from bench.crosscheck.compare import crosscheck, crosscheck_records
 from bench.crosscheck.entries import entries
+from bench.crosscheck.report import render_markdown
 from bench.digests import digest
 from bench.sections.registry import Section, register_section
 from bench.suite.load import LoadedSuite
 from bench.suite.plan import PLAN_VERSION, Plan, SectionCell
+
+# 2: the cell stores the report as data (rendered at report time), no longer as markdown; version 1 cells
+# (the layout before) are not reused.
+CROSSCHECK_VERSION = 2
 
 
 def crosscheck_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
@@ -19,8 +24,8 @@ def crosscheck_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
     out = []
     for e in entries(ls.suite.crosscheck, ls.models, ls.base_dir):
         mkey = plan.models[e.model].key
-        key = digest(["crosscheck", PLAN_VERSION, e.model_dump(), mkey, plan.data_key, plan.attack_ids[: e.n],
-                      ls.suite.seed])
+        key = digest(["crosscheck", PLAN_VERSION, CROSSCHECK_VERSION, e.model_dump(), mkey, plan.data_key,
+                      plan.attack_ids[: e.n], ls.suite.seed])
         out.append(SectionCell("crosscheck", key, (mkey,), e.model_dump()))
     return out
 
@@ -31,7 +36,7 @@ def run_crosscheck(cell: SectionCell, ctx: RunContext) -> Record:
     data = ctx.attacked.subset(range(min(e["n"], len(ctx.attacked))))
     report = crosscheck(ctx.detector(e["model"]), data.images, data.labels, e["attack"], e["params"],
                         e["implementations"], seed=int(cell.key[:8], 16))
-    return Record({"ok": report.verdict_ok, "records": crosscheck_records(report), "markdown": report.to_markdown()})
+    return Record({"ok": report.verdict_ok, "records": crosscheck_records(report), "report": report.as_data()})
 
 
 def crosscheck_section(board, out_dir: Path, stem: str) -> str:
@@ -48,7 +53,7 @@ def crosscheck_section(board, out_dir: Path, stem: str) -> str:
             parts.append(f"{title}\n\nNot run yet.")
             continue
         verdict = "all verdicts pass" if m["ok"] else "**disagreement: at least one verdict fails**"
-        parts.append(f"{title}\n\n{verdict}\n\n{m['markdown']}")
+        parts.append(f"{title}\n\n{verdict}\n\n{render_markdown(m['report'])}")
     return "\n\n".join(parts)
 
 
