@@ -2,6 +2,7 @@
 determinism) and implemented by one or more registered backends, all called the same way.
 
 Checks, cross-checks and the leaderboard read these declarations, never attack names.
+`create_attack(name, backend, **params)` is the factory (an attack object holding its hyperparameters);
 `run_attack(name, backend, detector, x, y, params)` returns adversarial images (float32 CPU, [0, 1]).
 """
 
@@ -12,8 +13,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
 import torch
+from pydantic import ValidationError
 
-from bench.errors import BenchError
+from bench.errors import BenchError, validation_error
 from bench.registry import Registry
 
 if TYPE_CHECKING:  # annotations only: the parameter models import this module to declare themselves
@@ -135,3 +137,28 @@ def run_attack(
         )
     detector.eval()
     return spec.backends[backend](detector, x, y, params)
+
+
+@dataclass(frozen=True)
+class Attack:
+    """An attack object (as in Foolbox 3): which attack, which backend, and its hyperparameters only.
+    Called as `attack(detector, x, y) -> x_adv`, like every backend."""
+
+    spec: AttackSpec
+    backend: str
+    params: AttackParams
+
+    def __call__(self, detector: Detector, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        return run_attack(self.spec.name, self.backend, detector, x, y, self.params)
+
+
+def create_attack(name: str, backend: str = "native", **params: Any) -> Attack:
+    """The one factory of attacks: `create_attack("fgsm", "art", eps=0.02)`; parameters are validated."""
+    spec = get_attack(name)
+    if backend not in spec.backends:
+        raise BenchError("backend", f"attack {name!r} has no backend {backend!r}; available: "
+                                    f"{', '.join(sorted(spec.backends))}")
+    try:
+        return Attack(spec, backend, spec.params(**params))
+    except ValidationError as exc:
+        raise validation_error(exc, name) from None
