@@ -174,6 +174,25 @@ class ResultStore:
                     [(cell_id, i, int(label), float(p)) for i, label, p in zip(ids, labels, p_real, strict=True)],
                 )
 
+    def rows(self, cell_ids: list[str]) -> list[dict[str, Any]]:
+        """The stored rows of these cells (those that exist), typed columns as stored, in the given order:
+        cell_id, kind, descriptor (the cell's `key` JSON), metrics, duration_s, device, run_id, created and
+        DESCRIPTOR_COLUMNS (params decoded)."""
+        cols = ("cell_id", "kind", "key", "metrics", "duration_s", "device", "run_id", "created", *DESCRIPTOR_COLUMNS)
+        found: dict[str, dict[str, Any]] = {}
+        for i in range(0, len(cell_ids), 500):
+            chunk = cell_ids[i : i + 500]
+            cur = self.db.execute(f"SELECT {', '.join(cols)} FROM cells WHERE cell_id IN "
+                                  f"({', '.join('?' * len(chunk))})", chunk)
+            for row in cur:
+                d = dict(zip(cols, row, strict=True))
+                d["descriptor"] = json.loads(d.pop("key"))
+                d["metrics"] = json.loads(d["metrics"])
+                d["params"] = json.loads(d["params"]) if d["params"] else None
+                d["adaptive"] = None if d["adaptive"] is None else bool(d["adaptive"])
+                found[d["cell_id"]] = d
+        return [found[c] for c in cell_ids if c in found]
+
     def predictions(self, cell_id: str) -> dict[str, tuple[int, float]]:
         rows = self.db.execute("SELECT image_id, label, p_real FROM predictions WHERE cell_id=?", (cell_id,))
         return {r[0]: (int(r[1]), float(r[2])) for r in rows}

@@ -20,27 +20,33 @@ import pandas as pd
 
 from bench.errors import BenchError
 from bench.results.query import Results
+from bench.store import DESCRIPTOR_COLUMNS
 
 FORMATS = ("csv", "json", "parquet")
 
 
 def cell_frame(results: Results) -> pd.DataFrame:
-    """One row per cell of the plan, stored or not (`stored` says which), metrics flattened."""
-    plan, store, ls = results.plan, results.store, results.ls
+    """One row per cell of the plan, stored or not (`stored` says which): the store's typed columns, the
+    cell's label, and its metrics flattened to columns."""
+    plan = results.plan
+    cells = plan.cells()
+    stored = {r["cell_id"]: r for r in results.store.rows([c.key for c in cells])}
     rows = []
-    for cell in plan.cells():
-        r = store.get(cell.key)
+    for cell in cells:
+        r = stored.get(cell.key)
         d = cell.describe()
-        row: dict[str, Any] = {
-            "suite": ls.suite.name, "profile": ls.profile, "kind": cell.kind, "cell_key": cell.key,
-            "stored": r is not None, "data_digest": plan.data_key,
-            **{k: d.get(k) for k in ("model", "variant", "defense", "attack", "attack_key", "label", "backend",
-                                     "threat", "source", "target", "adaptive")},
-            "params": json.dumps(d.get("params"), sort_keys=True) if d.get("params") is not None else None,
-            "duration_s": r.duration_s if r else None, "device": r.device if r else None,
-        }
-        if r is not None:
-            row.update({f"metrics.{k}": v for k, v in _flatten(r.metrics).items()})
+        row: dict[str, Any] = {"suite": results.ls.suite.name, "profile": results.ls.profile, "kind": cell.kind,
+                               "cell_key": cell.key, "stored": r is not None, "label": d.get("label")}
+        if r is None:  # not computed yet: what the plan says it will be
+            row.update({k: d.get(k) for k in DESCRIPTOR_COLUMNS if k not in ("suite", "profile")})
+            row["data_digest"] = plan.data_key
+        else:
+            # a row stored before the typed columns existed has them NULL: the plan says what they are
+            row.update({k: r[k] if r[k] is not None else d.get(k, plan.data_key if k == "data_digest" else None)
+                        for k in DESCRIPTOR_COLUMNS if k not in ("suite", "profile")})
+            row.update({"duration_s": r["duration_s"], "device": r["device"]})
+            row.update({f"metrics.{k}": v for k, v in _flatten(r["metrics"]).items()})
+        row["params"] = json.dumps(row["params"], sort_keys=True) if row.get("params") is not None else None
         rows.append(row)
     return pd.DataFrame(rows)
 
