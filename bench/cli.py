@@ -40,6 +40,8 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a suite file without running it")
     val.add_argument("suite", type=Path)
     val.add_argument("--profile", default=None)
+    val.add_argument("--load-plugins", action="store_true",
+                     help="also import user plug-ins (file.py:Class, module:Class) and check them: runs their code")
 
     sub.add_parser("list", help="list registered models, attacks (with backends) and defenses")
 
@@ -147,9 +149,10 @@ def cmd_merge(args) -> int:
 def cmd_validate(args) -> int:
     from bench.suite.load import load_suite
 
-    ls = load_suite(args.suite, args.profile)
+    ls = load_suite(args.suite, args.profile, load_plugins=args.load_plugins)
+    plugins = "" if args.load_plugins else "; plug-ins checked by name only (--load-plugins imports them)"
     print(f"{args.suite}: valid ({len(ls.models)} models, {len(ls.attacks)} attack settings, "
-          f"{len(ls.suite.defenses)} defenses)")
+          f"{len(ls.suite.defenses)} defenses, {1 + len(ls.suite.profiles)} profile(s) checked{plugins})")
     return 0
 
 

@@ -231,7 +231,9 @@ def create_defense(
     except BenchError as exc:
         raise type(exc)(where, exc.message) from exc
     except TypeError as exc:
-        raise BenchError(where, f"{use}: bad parameters {params}: {exc}") from exc
+        from bench.suite.validate import short
+
+        raise BenchError(where, f"{use}: bad parameters {short(params, 200)}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - user code: report, naming the defense
         raise BenchError(where, f"{use} failed to construct: {type(exc).__name__}: {exc}") from exc
     try:
