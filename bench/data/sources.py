@@ -23,6 +23,6 @@ def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> tuple[ImageSet, Ima
     if cfg.source == "csv":
         data, splits = load_manifest(path, cfg.size)
         if splits is not None:
-            return split_from_column(data, splits)
+            return split_from_column(data, splits, where=f"{path}: split")
         return stratified_split(data, cfg.train_fraction, seed)
     return stratified_split(load_image_folder(path, cfg.size), cfg.train_fraction, seed)
