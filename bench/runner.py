@@ -140,6 +140,7 @@ class Runner:
             else:
                 det = self._train(mc, spec, path)
         det = det.to(self.device).eval()
+        det.name = name
         self._detectors[name] = det
         return det
 
@@ -160,7 +161,8 @@ class Runner:
                                      base_dir=self.ls.base_dir)
         t0 = time.perf_counter()
         losses = train_detector(det, self.train_set, Recipe(**cfg.recipe.model_dump()), seed=int(mc.key[:8], 16),
-                                defense=defense, quiet=self.quiet, desc=f"train {mc.model.name}")
+                                defense=defense, quiet=self.quiet, desc=f"train {mc.model.name}",
+                                where=f"models.{mc.model.name}")
         dt = time.perf_counter() - t0
         save_detector(det, path, {"key": mc.key, "losses": losses})
         self._record_model(mc, dt, {"source": "trained", "losses": losses, "path": str(path)})
