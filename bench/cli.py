@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import os
+import sqlite3
 import sys
 import time
 from pathlib import Path
@@ -40,6 +42,8 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a suite file without running it")
     val.add_argument("suite", type=Path)
     val.add_argument("--profile", default=None)
+    val.add_argument("--data", type=Path, default=None,
+                     help="check this image folder or CSV manifest instead of the suite's data (read, never written)")
     val.add_argument("--load-plugins", action="store_true",
                      help="also import user plug-ins (file.py:Class, module:Class) and check them: runs their code")
 
@@ -89,6 +93,7 @@ def _home_and_store(args):
 
 def cmd_run(args) -> int:
     from bench.device import resolve_device
+    from bench.lock import home_lock
     from bench.report.leaderboard import write_leaderboard
     from bench.runner import Runner, default_home
     from bench.suite.load import load_suite
@@ -99,16 +104,17 @@ def cmd_run(args) -> int:
     home = args.home or default_home()
     runner = Runner(ls, home=home, device=device, quiet=args.quiet, force=args.force,
                     shard=_parse_shard(args.shard))  # validates inputs before anything is written
-    _, store = _home_and_store(args)
-    try:
+    with home_lock(home):  # a second run on this home waits here, then reuses the first one's cells
+        _, store = _home_and_store(args)
         try:
-            stats = runner.run(store)
-        except KeyboardInterrupt:
-            print(f"interrupted: {runner.stats.computed} cells were saved; rerun to continue", file=sys.stderr)
-            return 130
-        path = write_leaderboard(ls, runner.plan, store, args.out) if runner.shard is None else None
-    finally:
-        store.close()
+            try:
+                stats = runner.run(store)
+            except KeyboardInterrupt:
+                print(f"interrupted: {runner.stats.computed} cells were saved; rerun to continue", file=sys.stderr)
+                return 130
+            path = write_leaderboard(ls, runner.plan, store, args.out) if runner.shard is None else None
+        finally:
+            store.close()
     if path is None:
         print(f"shard {args.shard}: {stats.computed} cells computed, {stats.reused} from the store, "
               f"{time.perf_counter() - t0:.1f} s; merge the shards with `bench merge`")
@@ -149,7 +155,12 @@ def cmd_merge(args) -> int:
 def cmd_validate(args) -> int:
     from bench.suite.load import load_suite
 
-    ls = load_suite(args.suite, args.profile, load_plugins=args.load_plugins)
+    ls = load_suite(args.suite, args.profile, _data_override(args.data), load_plugins=args.load_plugins)
+    if ls.suite.data.source != "synthetic-faces":  # the user's images: read them all, as a run would
+        from bench.data.sources import load_data
+
+        train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
+        print(f"{ls.suite.data.path}: {len(train)} training and {len(test)} test images")
     plugins = "" if args.load_plugins else "; plug-ins checked by name only (--load-plugins imports them)"
     print(f"{args.suite}: valid ({len(ls.models)} models, {len(ls.attacks)} attack settings, "
           f"{len(ls.suite.defenses)} defenses, {1 + len(ls.suite.profiles)} profile(s) checked{plugins})")
@@ -198,10 +209,18 @@ def cmd_data(args) -> int:
     return 0
 
 
+def _matplotlib_home(args) -> None:
+    """Matplotlib's cache goes under the bench home (`--home`, $BENCH_HOME, .bench) unless MPLCONFIGDIR is set."""
+    home = getattr(args, "home", None) or os.environ.get("BENCH_HOME")
+    if home and "matplotlib" not in sys.modules:
+        os.environ.setdefault("MPLCONFIGDIR", str(Path(home) / "matplotlib"))
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "report": cmd_report,
                 "data": cmd_data, "merge": cmd_merge}
+    _matplotlib_home(args)
     try:
         if args.command == "crosscheck":
             from bench.crosscheck import main_crosscheck
@@ -211,6 +230,23 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (OSError, sqlite3.Error) as exc:
+        from bench.faults import environment_error
+
+        err = environment_error(exc, _db_path(args))
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+def _db_path(args) -> Path | None:
+    if getattr(args, "db", None):
+        return args.db
+    if getattr(args, "command", None) == "merge":
+        return args.target
+    home = getattr(args, "home", None) or Path(os.environ.get("BENCH_HOME", ".bench"))
+    return home / "results.sqlite"
 
 
 if __name__ == "__main__":

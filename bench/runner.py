@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import os
+import sqlite3
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -87,6 +88,7 @@ class Runner:
         self._detectors: dict[str, Detector] = {}
         self._defended: dict[str, Detector] = {}
         self._adv: dict[str, torch.Tensor] = {}
+        self._crafts_counted: set[str] = set()
         self.run_id: int | None = None
         self._preflight()
 
@@ -225,6 +227,7 @@ class Runner:
         path = self.home / "adversarial" / f"{craft.key[:24]}.pt"
         if path.is_file() and not self.force and self.store.has(craft.key):
             adv = torch.load(path, weights_only=True)
+            self._count_stored_craft(craft.key)
         else:
             adv = self._craft(craft, path)
         self._adv[craft.key] = adv
@@ -265,9 +268,16 @@ class Runner:
         self.stats.computed += 1
         return q
 
+    def _count_stored_craft(self, key: str) -> None:
+        """A craft cell (stored adversarial examples) counts once as reused, whether loaded or not needed."""
+        if key not in self._crafts_counted and self.store.has(key):
+            self._crafts_counted.add(key)
+            self.stats.reused += 1
+
     def run_attack_cell(self, cell: AttackCell) -> None:
         if self._done(cell.key):
             self.stats.reused += 1
+            self._count_stored_craft(cell.craft.key)
             return
         seed_everything(cell.key)
         t0 = time.perf_counter()
@@ -318,10 +328,14 @@ class Runner:
     def run(self, store: ResultStore) -> RunStats:
         t0 = time.perf_counter()
         self.store = store
+        from bench.runs import mark_abandoned, record_owner
+
+        mark_abandoned(store.db)  # runs left `running` by a dead process (the caller holds the home lock)
         self.run_id = self.store.start_run(
             self.s.name, self.ls.profile, git_commit=git_commit(), versions=package_versions(), seed=self.s.seed,
             device=str(self.device), overrides=self.ls.overrides,
         )
+        record_owner(store.db, self.run_id)
         status = "failed"
         try:
             for name, mc in self.plan.models.items():
@@ -329,6 +343,9 @@ class Runner:
                     self.detector(name)  # sharded runs train lazily, only the models their cells need
                 if mc.model.config.checkpoint and not self._done(mc.key):
                     self._record_model(mc, 0.0, {"source": "checkpoint", "path": mc.model.config.checkpoint})
+                    self.stats.computed += 1
+                elif mc.model.config.checkpoint:
+                    self.stats.reused += 1
             steps = [st for st in (list(self.plan.variants.values()) + list(self.plan.models.values())
                                    + self.plan.attacks) if self._mine(st)]
             bar = tqdm(steps, desc=f"cells ({self.ls.tag})", disable=self.quiet)
@@ -348,6 +365,10 @@ class Runner:
             raise
         finally:
             self.stats.seconds = time.perf_counter() - t0
-            self.store.finish_run(self.run_id, self.stats.computed, self.stats.reused, status)
+            try:
+                self.store.finish_run(self.run_id, self.stats.computed, self.stats.reused, status)
+            except sqlite3.Error:  # a full or read-only disk: the error that brought us here is the one to report
+                if status == "finished":
+                    raise
         return self.stats
 

@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.atomic import atomic_savefig
+
 MAX_PANELS = 4
 
 
@@ -87,8 +89,8 @@ def plot_trajectories(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_savefig(fig, path)
+    finally:
+        plt.close(fig)
     return path

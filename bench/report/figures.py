@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.atomic import atomic_savefig
+
 
 def _pyplot():
     os.environ.setdefault("MPLCONFIGDIR", str(Path(os.environ.get("BENCH_HOME", ".bench")) / "matplotlib"))
@@ -40,7 +42,7 @@ def plot_accuracy_curves(
     ax.legend(fontsize=7)
     fig.tight_layout()
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_savefig(fig, path)
+    finally:
+        plt.close(fig)

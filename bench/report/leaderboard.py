@@ -8,7 +8,6 @@ worst-case robust accuracy, gradient-norm diagnostics, and every cell in full.
 from __future__ import annotations
 
 import datetime as dt
-import os
 from collections import defaultdict
 from functools import cached_property
 from pathlib import Path
@@ -17,6 +16,7 @@ import numpy as np
 import yaml
 from tabulate import tabulate
 
+from bench.atomic import atomic_write_text
 from bench.attacks.registry import get_attack
 from bench.metrics import Proportion
 from bench.report.figures import plot_accuracy_curves
@@ -397,9 +397,7 @@ def write_leaderboard(ls: LoadedSuite, plan: Plan, store: ResultStore, out_dir: 
     out_dir.mkdir(parents=True, exist_ok=True)
     text = Leaderboard(ls, plan, store).render(out_dir)
     path = out_dir / f"{ls.tag}.md"
-    tmp = path.with_suffix(".md.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)  # a unique temporary name: concurrent reports do not collide
     return path
 
 
