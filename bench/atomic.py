@@ -23,9 +23,27 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             write(fh)
         os.chmod(fh.name, 0o644)
         os.replace(fh.name, path)
+    except OSError as exc:  # a full disk: say which file
+        if exc.filename is None:
+            raise OSError(exc.errno, exc.strerror, str(path)) from exc
+        raise
     finally:
         if os.path.exists(fh.name):
             os.unlink(fh.name)
+
+
+def writable_or_error(folder: Path, what: str) -> None:
+    """Raise `BenchError` now if `folder` (or, when absent, its nearest existing parent) is not writable."""
+    from bench.errors import BenchError
+
+    folder = Path(folder).absolute()
+    probe = folder
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if probe.exists() and not probe.is_dir():
+        raise BenchError(str(probe), f"{what} must be a folder, and this is a file")
+    if not os.access(probe, os.W_OK | os.X_OK):
+        raise BenchError(str(probe), f"{what} is not writable (read-only or no permission); choose another folder")
 
 
 def atomic_write_text(path: Path, text: str) -> None:

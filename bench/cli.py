@@ -92,6 +92,7 @@ def _home_and_store(args):
 
 
 def cmd_run(args) -> int:
+    from bench.atomic import writable_or_error
     from bench.device import resolve_device
     from bench.lock import home_lock
     from bench.report.leaderboard import write_leaderboard
@@ -104,6 +105,9 @@ def cmd_run(args) -> int:
     home = args.home or default_home()
     runner = Runner(ls, home=home, device=device, quiet=args.quiet, force=args.force,
                     shard=_parse_shard(args.shard))  # validates inputs before anything is written
+    writable_or_error(home, "--home")  # a read-only home or leaderboard folder: refused before any work
+    if runner.shard is None:
+        writable_or_error(Path(args.out or ls.suite.report.leaderboard_dir), "the leaderboard folder (--out)")
     with home_lock(home):  # a second run on this home waits here, then reuses the first one's cells
         _, store = _home_and_store(args)
         try:

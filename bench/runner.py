@@ -14,6 +14,7 @@ import torch
 from PIL import Image
 from tqdm.auto import tqdm
 
+from bench.atomic import atomic_write
 from bench.attacks.registry import run_attack
 from bench.data.dataset import ImageSet
 from bench.data.sources import load_data
@@ -255,10 +256,9 @@ class Runner:
         detected = torch.from_numpy(det.predict_proba(data.images)[:, 1].numpy() < 0.5)
         same = (quantise(raw, "png", 0) == quantise(data.images, "png", 0)).flatten(1).all(1)
         q = quantise(raw, ev.storage, ev.jpeg_quality)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(".tmp")
-        torch.save(q, tmp)
-        os.replace(tmp, path)
+        buf = io.BytesIO()
+        torch.save(q, buf)
+        atomic_write(path, lambda fh: fh.write(buf.getvalue()))  # a full disk: an OSError naming the file
         l2, linf = perturbation_norms(data.images.numpy(), q.float().div(255).numpy())
         metrics = {"l2": summary(l2), "linf": summary(linf), "n": len(data), "seconds_per_image": dt / len(data),
                    "unchanged": Proportion(int((same & detected).sum()), int(detected.sum())).as_dict()}

@@ -7,15 +7,15 @@ and TorchScript archives are the other accepted formats.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
+from bench.atomic import atomic_write
 from bench.errors import BenchError
 from bench.models.detector import Detector, ModelSpec
 from bench.models.registry import create_model
@@ -30,14 +30,8 @@ def save_detector(detector: Detector, path: Path, meta: dict | None = None) -> N
     if bad:
         raise BenchError(f"models.{detector.name}", f"refusing to save non-finite weights ({bad[0]})")
     header = {"spec": json.dumps(detector.spec.as_dict()), "meta": json.dumps(meta or {})}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    data = safetensors_bytes(tensors, metadata=header)
+    atomic_write(path, lambda fh: fh.write(data))  # Python writes: a full disk is an OSError naming the file
 
 
 def load_saved_detector(path: Path) -> Detector:
