@@ -182,8 +182,14 @@ def load_manifest(csv_path: Path, size: int) -> tuple[ImageSet, list[str] | None
         label = LABEL_NAMES.get(str(row["label"]).strip().lower())
         if label is None:
             raise BenchError(where, f"label {str(row['label'])[:80]!r} is not one of fake, real, 0, 1")
-        path = (csv_path.parent / row["path"]).resolve()
-        if not path.is_file():
+        if "\x00" in row["path"] or not row["path"].strip():
+            raise BenchError(where, f"path {str(row['path'])[:200]!r} is empty or holds a NUL character")
+        try:
+            path = (csv_path.parent / row["path"]).resolve()
+            exists = path.is_file()
+        except (OSError, RuntimeError) as exc:  # a link loop, a name too long
+            raise BenchError(where, f"image {str(row['path'])[:200]!r} cannot be opened ({exc})") from None
+        if not exists:
             raise BenchError(where, f"image {str(row['path'])[:200]!r} does not exist")
         if path in seen_paths:
             raise BenchError(where, f"image {str(row['path'])[:200]!r} is listed twice (also on line "

@@ -21,7 +21,9 @@ def stratified_split(data: ImageSet, train_fraction: float = 0.75, seed: int = 0
         idx = idx[rng.permutation(len(idx))]
         k = int(round(train_fraction * len(idx)))
         if k == 0 or k == len(idx):
-            raise BenchError("data", f"class {int(label)} has {len(idx)} images: too few to split")
+            name = "fake" if int(label) == FAKE else "real"
+            raise BenchError("data", f"{len(idx)} {name} image(s) are too few to split {train_fraction:g} / "
+                             f"{1 - train_fraction:g} into train and test")
         train_idx.append(idx[:k])
         test_idx.append(idx[k:])
     return data.subset(np.sort(np.concatenate(train_idx))), data.subset(np.sort(np.concatenate(test_idx)))

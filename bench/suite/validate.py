@@ -116,24 +116,30 @@ def _expanded_size(root: yaml.Node, limit: int, where: str) -> int:
 
 def parse_yaml(text: str, where: str) -> Any:
     """Parse one YAML document safely: duplicate keys and runaway alias expansion are errors naming `where`."""
-    loader = _SuiteLoader(text)
-    loader.name = where
+    loader = None
     try:
+        loader = _SuiteLoader(text)
+        loader.name = where
         node = loader.get_single_node()
         if node is None:
             return None
         _expanded_size(node, LIMITS["yaml_nodes"], where)
         return loader.construct_document(node)
+    except yaml.reader.ReaderError as exc:
+        line = text[: exc.position].count("\n") + 1
+        raise BenchError(f"{where}:{line}", f"unacceptable character {exc.character:#x} in YAML (a control "
+                         "character or a stray byte)") from None
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         at = f"{where}:{mark.line + 1}:{mark.column + 1}" if mark else where
         kind = "unsupported YAML" if isinstance(exc, ConstructorError) else "malformed YAML"
-        problem = getattr(exc, "problem", None) or str(exc)
-        raise BenchError(at, f"{kind} ({short(problem, 200)[1:-1] if isinstance(problem, str) else problem})") from None
+        problem = " ".join(str(getattr(exc, "problem", None) or exc).split())
+        raise BenchError(at, f"{kind} ({problem[:200]})") from None
     except RecursionError:
         raise BenchError(where, "the YAML is nested too deeply") from None
     finally:
-        loader.dispose()
+        if loader is not None:
+            loader.dispose()
 
 
 def read_suite_file(path: Path) -> dict:
