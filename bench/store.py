@@ -148,7 +148,9 @@ class ResultStore:
         con.execute("ATTACH DATABASE ? AS other", (str(other),))
         try:
             with con:
-                runs = con.execute("SELECT * FROM other.runs ORDER BY run_id").fetchall()
+                runs = con.execute(  # named columns: bench.runs adds pid and host to the table
+                    "SELECT run_id, suite, profile, started, finished, git_commit, versions, seed, device, overrides,"
+                    " cells_computed, cells_reused, status FROM other.runs ORDER BY run_id").fetchall()
                 mapping = {}
                 for row in runs:
                     cur = con.execute(

@@ -175,9 +175,23 @@ def read_suite_file(path: Path) -> dict:
     return raw
 
 
+def _check_names(ls: LoadedSuite) -> None:
+    """Names become file names (checkpoints, leaderboards): no path separators, NUL, `.` or `..`, at most 100."""
+    s = ls.suite
+    groups = {"models": list(s.models) + list(ls.models), "defenses": list(s.defenses), "attacks": list(s.attacks),
+              "profiles": list(s.profiles)}
+    for section, names in groups.items():
+        for name in names:
+            text = str(name)
+            if not text or text in (".", "..") or any(c in text for c in "/\\\0") or len(text) > 100:
+                raise BenchError(f"{section}.{text[:40]}", f"{short(text, 60)} cannot be a name: names become file "
+                                 "names (no / or \\, not . or .., at most 100 characters)")
+
+
 def check_loaded(ls: LoadedSuite) -> None:
     """Semantic checks of a resolved suite; `where` is relative to the file (the caller prefixes it)."""
     s = ls.suite
+    _check_names(ls)
     _check_model_references(ls)
     size = s.data.size
     for m in ls.models.values():
