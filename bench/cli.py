@@ -3,23 +3,28 @@
 from __future__ import annotations
 
 import argparse
+import sqlite3
 import sys
 import time
 from pathlib import Path
 
+from bench.atomic import writable_or_error
 from bench.attacks.registry import list_attacks
 from bench.crosscheck.cli import add_crosscheck_arguments, main_crosscheck
+from bench.data.sources import load_data
 from bench.data.synthetic import write_image_folder
 from bench.defenses.registry import list_defenses
 from bench.device import resolve_device
 from bench.errors import BenchError
 from bench.executor import RunStats
+from bench.faults import environment_error
+from bench.lock import home_lock
 from bench.models.registry import list_models
 from bench.report.leaderboard import write_leaderboard
 from bench.results.export import export
 from bench.results.query import load_results, results_from
 from bench.runner import prepare, run_suite
-from bench.settings import default_home
+from bench.settings import configure_matplotlib, default_home
 from bench.store import ResultStore
 from bench.suite.load import load_suite, read_yaml
 
@@ -54,6 +59,10 @@ def build_parser() -> argparse.ArgumentParser:
     val = sub.add_parser("validate", help="check a suite file without running it")
     val.add_argument("suite", type=Path)
     val.add_argument("--profile", default=None)
+    val.add_argument("--data", type=Path, default=None,
+                     help="check this image folder or CSV manifest instead of the suite's data (read, never written)")
+    val.add_argument("--load-plugins", action="store_true",
+                     help="also import user plug-ins (file.py:Class, module:Class) and check them: runs their code")
 
     sub.add_parser("list", help="list registered models, attacks (with backends) and defenses")
 
@@ -103,18 +112,23 @@ def cmd_run(args) -> int:
     device = resolve_device(args.device)
     shard = _parse_shard(args.shard)
     ls = load_suite(args.suite, args.profile, _data_override(args.data))
-    ctx = prepare(ls, home=args.home or default_home(), device=device, quiet=args.quiet)  # preflight: nothing written
-    _, store = _home_and_store(args)
+    home = args.home or default_home()
+    ctx = prepare(ls, home=home, device=device, quiet=args.quiet)  # validates inputs before anything is written
+    writable_or_error(home, "--home")  # a read-only home or leaderboard folder: refused before any work
+    if shard is None:
+        writable_or_error(Path(args.out or ls.suite.report.leaderboard_dir), "the leaderboard folder (--out)")
     stats = RunStats()
-    try:
+    with home_lock(home):  # a second run on this home waits here, then reuses the first one's cells
+        _, store = _home_and_store(args)
         try:
-            run_suite(ctx, store, force=args.force, shard=shard, stats=stats)
-        except KeyboardInterrupt:
-            print(f"interrupted: {stats.computed} cells were saved; rerun to continue", file=sys.stderr)
-            return 130
-        path = write_leaderboard(results_from(store, ls, ctx.plan), args.out) if shard is None else None
-    finally:
-        store.close()
+            try:
+                run_suite(ctx, store, force=args.force, shard=shard, stats=stats)
+            except KeyboardInterrupt:
+                print(f"interrupted: {stats.computed} cells were saved; rerun to continue", file=sys.stderr)
+                return 130
+            path = write_leaderboard(results_from(store, ls, ctx.plan), args.out) if shard is None else None
+        finally:
+            store.close()
     if path is None:
         print(f"shard {args.shard}: {stats.computed} cells computed, {stats.reused} from the store, "
               f"{time.perf_counter() - t0:.1f} s; merge the shards with `bench merge`")
@@ -151,9 +165,13 @@ def cmd_merge(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    ls = load_suite(args.suite, args.profile)
+    ls = load_suite(args.suite, args.profile, _data_override(args.data), load_plugins=args.load_plugins)
+    if ls.suite.data.source != "synthetic-faces":  # the user's images: read them all, as a run would
+        train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
+        print(f"{ls.suite.data.path}: {len(train)} training and {len(test)} test images")
+    plugins = "" if args.load_plugins else "; plug-ins checked by name only (--load-plugins imports them)"
     print(f"{args.suite}: valid ({len(ls.models)} models, {len(ls.attacks)} attack settings, "
-          f"{len(ls.suite.defenses)} defenses)")
+          f"{len(ls.suite.defenses)} defenses, {1 + len(ls.suite.profiles)} profile(s) checked{plugins})")
     return 0
 
 
@@ -211,6 +229,7 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "report": cmd_report,
                 "export": cmd_export, "data": cmd_data, "merge": cmd_merge}
+    configure_matplotlib(getattr(args, "home", None))
     try:
         if args.command == "crosscheck":
             return main_crosscheck(args)
@@ -218,6 +237,21 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except (OSError, sqlite3.Error) as exc:
+        err = environment_error(exc, _db_path(args))
+        if err is None:
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return err.exit_code
+
+
+def _db_path(args) -> Path | None:
+    if getattr(args, "db", None):
+        return args.db
+    if getattr(args, "command", None) == "merge":
+        return args.target
+    home = getattr(args, "home", None) or default_home()
+    return home / "results.sqlite"
 
 
 if __name__ == "__main__":

@@ -3,6 +3,7 @@ anything is written (preflight), then let an executor compute the cells against 
 
 from __future__ import annotations
 
+import sqlite3
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -16,6 +17,7 @@ from bench.defenses.apply import apply_defense
 from bench.executor import RunStats, SerialExecutor, cell_done, select_cells
 from bench.models.registry import create_model
 from bench.provenance import git_commit, package_versions
+from bench.runs import mark_abandoned, record_owner
 from bench.sections import add_section_cells, section_of
 from bench.settings import default_home
 from bench.store import ResultStore
@@ -85,8 +87,10 @@ def run_suite(ctx: RunContext, store: ResultStore, force: bool = False, shard: t
     ls = ctx.ls
     stats = stats if stats is not None else RunStats()
     executor = executor or SerialExecutor(quiet=ctx.quiet, force=force)
+    mark_abandoned(store.db)  # runs left `running` by a dead process (the caller holds the home lock)
     run_id = store.start_run(ls.suite.name, ls.profile, git_commit=git_commit(), versions=package_versions(),
                              seed=ls.suite.seed, device=str(ctx.device), overrides=ls.overrides)
+    record_owner(store.db, run_id)
     store.set_plan(run_id, stored_plan(ls, ctx.plan))
     status = "failed"
     try:
@@ -102,7 +106,11 @@ def run_suite(ctx: RunContext, store: ResultStore, force: bool = False, shard: t
         raise
     finally:
         stats.seconds = time.perf_counter() - t0
-        store.finish_run(run_id, stats.computed, stats.reused, status)
+        try:
+            store.finish_run(run_id, stats.computed, stats.reused, status)
+        except sqlite3.Error:  # a full or read-only disk: the error that brought us here is the one to report
+            if status == "finished":
+                raise
     return stats
 
 

@@ -28,9 +28,15 @@ def configure_art() -> None:
     os.environ.setdefault("ART_DATA_PATH", str(cache_dir() / "art"))
 
 
+def configure_matplotlib(home: Path | str | None = None) -> None:
+    """matplotlib's cache under the bench home (`--home`, else $BENCH_HOME or `.bench`) unless MPLCONFIGDIR
+    is set; never the user's home."""
+    os.environ.setdefault("MPLCONFIGDIR", str(Path(home or default_home()) / "matplotlib"))
+
+
 def pyplot():
     """matplotlib's pyplot on the Agg backend, its cache under the bench home (not the user's home)."""
-    os.environ.setdefault("MPLCONFIGDIR", str(default_home() / "matplotlib"))
+    configure_matplotlib()
     import matplotlib  # lazy: matplotlib is needed only when figures are drawn
 
     matplotlib.use("Agg")

@@ -30,10 +30,10 @@ class Evil:
 
 
 def _images(root: Path, n: int = 3) -> Path:
-    for cls in ("real", "fake"):
+    for c, cls in enumerate(("real", "fake")):
         (root / cls).mkdir(parents=True, exist_ok=True)
-        for i in range(n):
-            Image.new("RGB", (32, 32), (i * 40, 0, 0)).save(root / cls / f"{i}.png")
+        for i in range(n):  # every image distinct: duplicates are refused
+            Image.new("RGB", (32, 32), (i * 40, 100 * c, 0)).save(root / cls / f"{i}.png")
     return root
 
 

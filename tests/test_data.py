@@ -22,9 +22,9 @@ def _write(path: Path, size=(40, 30), mode="RGB", colour=128) -> None:
 @pytest.fixture
 def folder(tmp_path: Path) -> Path:
     root = tmp_path / "imgs"
-    for i in range(4):
-        _write(root / "real" / f"r{i}.png")
-        _write(root / "fake" / "nested" / f"f{i}.jpg")
+    for i in range(4):  # every image distinct: duplicates are refused
+        _write(root / "real" / f"r{i}.png", colour=10 + i)
+        _write(root / "fake" / "nested" / f"f{i}.jpg", colour=200 + 10 * i)
     _write(root / "real" / "grey.png", mode="L")
     _write(root / "fake" / "alpha.webp", mode="RGBA")
     (root / "real" / "notes.txt").write_text("ignored")

@@ -11,6 +11,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from bench.attacks.registry import register_attack
+from bench.suite.types import Boolean, Integer, Number
 
 
 class AttackParams(BaseModel):
@@ -23,20 +24,20 @@ class AttackParams(BaseModel):
 class FGSMParams(AttackParams):
     """FGSM, eq. (1): x + eps * sign(grad_x J), clipped to [0, 1]. Untargeted."""
 
-    eps: float = Field(0.02, ge=0.0, le=1.0, description="L-inf step size per pixel, in [0, 1] pixel units")
+    eps: Number = Field(0.02, ge=0.0, le=1.0, description="L-inf step size per pixel, in [0, 1] pixel units")
 
 
 @register_attack(name="cw_l2", title="CW-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False)
 class CWL2Params(AttackParams):
     """Carlini-Wagner L2, eqs. (3)-(6). c is binary-searched per image within [c_min, c_max]."""
 
-    confidence: float = Field(0.0, ge=0.0, description="kappa: required logit margin")
-    c_min: float = Field(1e-2, gt=0.0, description="lower end of the c search range (initial c)")
-    c_max: float = Field(1e4, gt=0.0, description="upper end of the c search range")
-    binary_search_steps: int = Field(5, ge=1)
-    max_iterations: int = Field(100, ge=1)
-    learning_rate: float = Field(0.01, gt=0.0)
-    abort_early: bool = True
+    confidence: Number = Field(0.0, ge=0.0, description="kappa: required logit margin")
+    c_min: Number = Field(1e-2, gt=0.0, description="lower end of the c search range (initial c)")
+    c_max: Number = Field(1e4, gt=0.0, description="upper end of the c search range")
+    binary_search_steps: Integer = Field(5, ge=1)
+    max_iterations: Integer = Field(100, ge=1)
+    learning_rate: Number = Field(0.01, gt=0.0)
+    abort_early: Boolean = True
 
     @model_validator(mode="after")
     def _range(self) -> CWL2Params:
@@ -49,8 +50,8 @@ class CWL2Params(AttackParams):
 class PGDParams(AttackParams):
     """Projected gradient descent on the cross-entropy loss, L-inf or L2 ball."""
 
-    eps: float = Field(0.02, ge=0.0)
+    eps: Number = Field(0.02, ge=0.0, description="radius of the ball, in [0, 1] pixel units (L2: over the image)")
     norm: Literal["linf", "l2"] = "linf"
-    steps: int = Field(10, ge=1)
-    step_size: float = Field(0.005, gt=0.0, description="absolute step size (not relative to eps)")
-    random_start: bool = False
+    steps: Integer = Field(10, ge=1)
+    step_size: Number = Field(0.005, gt=0.0, description="absolute step size (not relative to eps)")
+    random_start: Boolean = False

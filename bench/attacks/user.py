@@ -92,9 +92,7 @@ def load_user_attack(spec: str, base_dir: Path | str | None = None, where: str |
     """Load `module.path:Name` or `path/to/file.py:Name` (a function or a class)."""
     where = where or spec
     obj = load_object(spec, where, base_dir)
-    if not callable(obj):
-        name = spec.rpartition(":")[2]
-        raise ContractError(where, f"{name} is a {type(obj).__name__}, expected a function or a class")
+    check_attack_object(obj, where)
     return UserAttack(name=spec, obj=obj)
 
 
@@ -109,6 +107,39 @@ def register_user_backend(attack: str, spec: str, base_dir: Path | str | None, w
     aspec = get_attack(attack, where=where)
     aspec.backends[spec] = user
     return aspec
+
+
+def _accepts(fn: Any, n: int) -> bool:
+    try:
+        inspect.signature(fn).bind(*range(n))
+    except (TypeError, ValueError):
+        return False
+    return True
+
+
+def check_attack_object(obj: Any, spec: str) -> None:
+    """An attack is a Python function `fn(detector, x, y, params)` or a class `Cls(params)(detector, x, y)`.
+
+    Anything else (a built-in like `builtins:print`, a module, an object of another signature) is refused
+    before it is ever called: a `ContractError` naming `spec`.
+    """
+    if inspect.isclass(obj):
+        call = getattr(obj, "__call__", None)  # noqa: B004 - the class must define instance calls
+        if obj.__module__ == "builtins" or not inspect.isfunction(call):
+            raise ContractError(spec, f"class {obj.__qualname__} is not an attack: it needs a Python __call__"
+                                "(self, detector, x, y)")
+        if not _accepts(obj, 1) or not _accepts(call, 4):
+            raise ContractError(spec, f"class {obj.__qualname__} is not an attack: expected Cls(params) and "
+                                "__call__(self, detector, x, y)")
+        return
+    if not inspect.isfunction(obj):
+        raise ContractError(spec, f"is a {type(obj).__name__}, not an attack: expected a Python function "
+                            "fn(detector, x, y, params) or a class")
+    if not _accepts(obj, 4):
+        raise ContractError(spec, f"{obj.__qualname__}{inspect.signature(obj)} does not take "
+                            "(detector, x, y, params)")
+
+
 
 
 def validate_adversarial(out: Any, x: torch.Tensor, where: str) -> torch.Tensor:

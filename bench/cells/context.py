@@ -67,6 +67,7 @@ class RunContext:
         return self._detectors[name]
 
     def remember(self, name: str, det: Detector) -> Detector:
+        det.name = name  # errors from its checks name the model
         self._detectors[name] = det.to(self.device).eval()
         return self._detectors[name]
 

@@ -3,11 +3,12 @@ adversarial images as the suite stores them (8-bit PNG or a JPEG round trip) und
 
 from __future__ import annotations
 
-import os
+import io
 import time
 
 import torch
 
+from bench.atomic import atomic_write
 from bench.attacks.registry import run_attack
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
@@ -51,11 +52,9 @@ def craft_examples(craft: CraftCell, ctx: RunContext) -> Record:
     detected = torch.from_numpy(det.predict_proba(data.images)[:, 1].numpy() < 0.5)
     same = (to_uint8(raw) == to_uint8(data.images)).flatten(1).all(1)
     q = quantise(raw, ev.storage, ev.jpeg_quality)
-    path = ctx.adversarial_path(craft)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".{os.getpid()}.tmp")
-    torch.save(q, tmp)
-    os.replace(tmp, path)
+    buf = io.BytesIO()
+    torch.save(q, buf)
+    atomic_write(ctx.adversarial_path(craft), lambda fh: fh.write(buf.getvalue()))  # a full disk names the file
     l2, linf = perturbation_norms(data.images.numpy(), q.float().div(255).numpy())
     return Record({"l2": summary(l2), "linf": summary(linf), "n": len(data), "seconds_per_image": seconds / len(data),
                    "unchanged": Proportion(int((same & detected).sum()), int(detected.sum())).as_dict()})

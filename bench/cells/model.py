@@ -38,7 +38,7 @@ def train_model(mc: ModelCell, ctx: RunContext) -> Record:
         dname, params = mc.model.training_defense
         defense = create_defense(dname, params, where=f"{where}.defense.{dname}", base_dir=ctx.ls.base_dir)
     losses = train_detector(det, ctx.train_set, cfg.recipe, seed=int(mc.key[:8], 16), defense=defense,
-                            quiet=ctx.quiet, desc=f"train {mc.model.name}")
+                            quiet=ctx.quiet, desc=f"train {mc.model.name}", where=f"models.{mc.model.name}")
     save_detector(det, path, {"key": mc.key, "losses": losses})
     ctx.remember(mc.model.name, det)
     return Record({"source": "trained", "losses": losses, "path": str(path)})

@@ -7,12 +7,15 @@ attacked test fakes.
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from bench.errors import BenchError, format_validation_error
+from bench.attacks.registry import get_attack
+from bench.attacks.user import is_user_spec, load_user_attack
+from bench.errors import BenchError, format_validation_error, short
 
 
 class CrosscheckEntry(BaseModel):
@@ -22,11 +25,16 @@ class CrosscheckEntry(BaseModel):
     model: str
     implementations: list[str] = Field(min_length=2)
     params: dict[str, Any] = Field(default_factory=dict)
-    n: int = Field(16, ge=1)
+    n: int = Field(16, ge=1, le=1_000_000, strict=True)
 
 
-def entries(raw: list[dict], models: dict, base_dir: Path) -> list[CrosscheckEntry]:
-    """Validate the section; user attack paths are resolved relative to the suite's folder."""
+def entries(raw: list[dict], models: dict, base_dir: Path, load_plugins: bool = True) -> list[CrosscheckEntry]:
+    """Validate the section; user attack paths are resolved relative to the suite's folder.
+
+    Each implementation is a backend registered for the attack (`native`, `art`, `foolbox`) or a user attack
+    (`file.py:Name`, `module:Name`) that is a Python function or class of the attack contract; with
+    `load_plugins` false, a user attack is checked by name only (its code is not imported).
+    """
     out = []
     for i, item in enumerate(raw):
         try:
@@ -34,12 +42,29 @@ def entries(raw: list[dict], models: dict, base_dir: Path) -> list[CrosscheckEnt
         except ValidationError as exc:
             raise BenchError("", format_validation_error(exc, ("crosscheck", i))) from None
         if e.model not in models:
-            raise BenchError(f"crosscheck[{i}].model", f"unknown model {e.model!r}")
+            raise BenchError(f"crosscheck[{i}].model", f"unknown model {short(e.model)}")
+        spec = get_attack(e.attack, where=f"crosscheck[{i}].attack")
+        try:
+            spec.params.model_validate(e.params)
+        except ValidationError as exc:
+            raise BenchError("", format_validation_error(exc, ("crosscheck", i, "params"))) from None
         impls = []
-        for impl in e.implementations:
+        for j, impl in enumerate(e.implementations):
+            where = f"crosscheck[{i}].implementations[{j}]"
             path, sep, name = impl.partition(":")
             if sep and path.endswith(".py") and not Path(path).is_absolute():
                 impl = f"{base_dir / path}:{name}"
+            if is_user_spec(impl) and path.split(".")[0] in sys.stdlib_module_names:
+                raise BenchError(where, f"{short(impl)} is from the standard library, not an attack: name a "
+                                 "registered backend or your attack's 'file.py:Name'")
+            if not is_user_spec(impl):
+                if impl not in spec.backends:
+                    raise BenchError(where, f"{short(impl)} is not an implementation of {e.attack}; use one of "
+                                     f"{', '.join(sorted(spec.backends))} or a user attack 'file.py:Name'")
+            elif load_plugins:
+                load_user_attack(impl, where=where)
+            elif path.endswith(".py") and not Path(impl.rpartition(":")[0]).is_file():
+                raise BenchError(where, f"attack file {impl.rpartition(':')[0]} does not exist")
             impls.append(impl)
         out.append(e.model_copy(update={"implementations": impls}))
     return out

@@ -8,6 +8,7 @@ from bench.data.dataset import ImageSet
 from bench.data.images import load_image_folder, load_manifest
 from bench.data.split import split_from_column, stratified_split
 from bench.data.synthetic import generate_synthetic_faces
+from bench.errors import BenchError
 from bench.suite.schema import DataConfig
 
 
@@ -22,6 +23,10 @@ def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> tuple[ImageSet, Ima
     if cfg.source == "csv":
         data, splits = load_manifest(path, cfg.size)
         if splits is not None:
-            return split_from_column(data, splits)
+            return split_from_column(data, splits, where=f"{path}: split")
+    else:
+        data = load_image_folder(path, cfg.size)
+    try:
         return stratified_split(data, cfg.train_fraction, seed)
-    return stratified_split(load_image_folder(path, cfg.size), cfg.train_fraction, seed)
+    except BenchError as exc:  # name the user's data, not only the field
+        raise BenchError(f"{path}: {exc.where}", exc.message) from None

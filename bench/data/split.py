@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench import FAKE, REAL
 from bench.data.dataset import ImageSet
 from bench.errors import BenchError
 
@@ -20,16 +21,24 @@ def stratified_split(data: ImageSet, train_fraction: float = 0.75, seed: int = 0
         idx = idx[rng.permutation(len(idx))]
         k = int(round(train_fraction * len(idx)))
         if k == 0 or k == len(idx):
-            raise BenchError("data", f"class {int(label)} has {len(idx)} images: too few to split")
+            name = "fake" if int(label) == FAKE else "real"
+            raise BenchError("data", f"{len(idx)} {name} image(s) are too few to split {train_fraction:g} / "
+                             f"{1 - train_fraction:g} into train and test")
         train_idx.append(idx[:k])
         test_idx.append(idx[k:])
     return data.subset(np.sort(np.concatenate(train_idx))), data.subset(np.sort(np.concatenate(test_idx)))
 
 
-def split_from_column(data: ImageSet, splits: list[str]) -> tuple[ImageSet, ImageSet]:
-    """Use a manifest's own split column."""
+def split_from_column(data: ImageSet, splits: list[str], where: str = "data.split") -> tuple[ImageSet, ImageSet]:
+    """Use a manifest's own split column; each split needs images of both classes."""
     arr = np.asarray(splits)
-    train, test = np.flatnonzero(arr == "train"), np.flatnonzero(arr == "test")
-    if len(train) == 0 or len(test) == 0:
-        raise BenchError("data.split", "the manifest's split column needs both train and test rows")
-    return data.subset(train), data.subset(test)
+    labels = data.labels.numpy()
+    parts = []
+    for name in ("train", "test"):
+        idx = np.flatnonzero(arr == name)
+        for label, cls in ((FAKE, "fake"), (REAL, "real")):
+            if not (labels[idx] == label).any():
+                raise BenchError(where, f"the split column leaves no {cls} images in {name}; each split needs "
+                                 "both classes (train to learn, test to score)")
+        parts.append(idx)
+    return data.subset(parts[0]), data.subset(parts[1])

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.defenses.base import KINDS, defense_kind
-from bench.errors import BenchError, ContractError
+from bench.errors import BenchError, ContractError, short
 from bench.plugins import is_file_target, load_module, split_spec
 from bench.registry import Registry
 
@@ -151,7 +151,7 @@ def create_defense(
     except BenchError as exc:
         raise type(exc)(where, exc.message) from exc
     except TypeError as exc:
-        raise BenchError(where, f"{use}: bad parameters {params}: {exc}") from exc
+        raise BenchError(where, f"{use}: bad parameters {short(params, 200)}: {exc}") from exc
     except Exception as exc:  # noqa: BLE001 - user code: report, naming the defense
         raise BenchError(where, f"{use} failed to construct: {type(exc).__name__}: {exc}") from exc
     try:

@@ -10,11 +10,11 @@ vertical line.
 from __future__ import annotations
 
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 
+from bench.atomic import atomic_savefig
 from bench.settings import pyplot
 
 MAX_PANELS = 4
@@ -79,8 +79,8 @@ def plot_trajectories(
     fig.tight_layout()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp.png")
-    fig.savefig(tmp)
-    plt.close(fig)
-    os.replace(tmp, path)
+    try:
+        atomic_savefig(fig, path)
+    finally:
+        plt.close(fig)
     return path

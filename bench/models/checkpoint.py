@@ -7,16 +7,16 @@ and TorchScript archives are the other accepted formats.
 from __future__ import annotations
 
 import json
-import os
 import pickle
-import tempfile
 import warnings
 from pathlib import Path
 
 import torch
 from safetensors import safe_open
-from safetensors.torch import load_file, save_file
+from safetensors.torch import load_file
+from safetensors.torch import save as safetensors_bytes
 
+from bench.atomic import atomic_write
 from bench.errors import BenchError
 from bench.models.detector import Detector, ModelSpec
 from bench.models.registry import create_model
@@ -27,15 +27,12 @@ def save_detector(detector: Detector, path: Path, meta: dict | None = None) -> N
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     tensors = {k: v.detach().cpu().contiguous() for k, v in detector.state_dict().items()}
+    bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise BenchError(f"models.{detector.name}", f"refusing to save non-finite weights ({bad[0]})")
     header = {"spec": json.dumps(detector.spec.as_dict()), "meta": json.dumps(meta or {})}
-    fd, tmp = tempfile.mkstemp(dir=path.parent, suffix=".tmp")
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata=header)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
+    data = safetensors_bytes(tensors, metadata=header)
+    atomic_write(path, lambda fh: fh.write(data))  # Python writes: a full disk is an OSError naming the file
 
 
 def read_checkpoint_meta(path: Path) -> dict:
@@ -66,9 +63,17 @@ def _jit_load(path: Path) -> torch.nn.Module:
 def _state_dict_from_file(path: Path) -> dict[str, torch.Tensor] | torch.nn.Module:
     suffix = path.suffix.lower()
     if suffix == ".safetensors":
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except Exception as exc:  # noqa: BLE001 - safetensors raises its own error types
+            raise BenchError(str(path), f"not a readable safetensors file ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200]})") from None
     if suffix in (".ts", ".torchscript", ".jit"):
-        return _jit_load(path)
+        try:
+            return _jit_load(path)
+        except Exception as exc:  # noqa: BLE001 - torch raises RuntimeError, ValueError or its own types
+            raise BenchError(str(path), f"not a TorchScript archive ({type(exc).__name__}: "
+                             f"{str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
     try:
         obj = torch.load(str(path), map_location="cpu", weights_only=True)
     except pickle.UnpicklingError as exc:
@@ -105,7 +110,11 @@ def load_user_checkpoint(path: Path, spec: ModelSpec, where: str = "checkpoint")
         raise BenchError(f"{where}", f"checkpoint file {path} does not exist")
     obj = _state_dict_from_file(path)
     if isinstance(obj, torch.nn.Module):  # TorchScript: the network itself
-        return Detector(obj, spec).eval()
+        _check_scripted_architecture(obj, spec, path, where)
+        return probe_detector(Detector(obj, spec).eval(), path)
+    bad = [k for k, v in obj.items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise BenchError(str(path), f"the checkpoint holds non-finite values (NaN or inf) in {bad[0]}")
     det = create_model(spec.arch, spec.input_size, spec.mean, spec.std, where=where)
     state = {k.removeprefix("module."): v for k, v in obj.items()}
     if not any(k.startswith("net.") for k in state):
@@ -127,4 +136,52 @@ def load_user_checkpoint(path: Path, spec: ModelSpec, where: str = "checkpoint")
             parts.append(f"shape mismatch at {k}: file {tuple(state[k].shape)} vs model {tuple(own[k].shape)}")
         raise BenchError(str(path), f"not a checkpoint for architecture {spec.arch!r}: " + "; ".join(parts))
     det.load_state_dict(state)
-    return det.eval()
+    return probe_detector(det.eval(), path)
+
+
+def _bare_shapes(module: torch.nn.Module) -> dict[str, tuple[int, ...]]:
+    """Parameter and buffer shapes by name, without a `net.`/`module.` prefix or the detector's normalisation."""
+    out = {}
+    for k, v in module.state_dict().items():
+        for prefix in ("module.", "net."):
+            k = k.removeprefix(prefix)
+        if k not in ("mean", "std"):
+            out[k] = tuple(v.shape)
+    return out
+
+
+def _check_scripted_architecture(module: torch.nn.Module, spec: ModelSpec, path: Path, where: str) -> None:
+    """A TorchScript network whose weights can be compared with `spec.arch`'s must match it.
+
+    Same names and shapes, or (a renamed wrapper) the same shapes in the same order. A module without
+    parameters cannot be told apart: the probe batch is the only check then.
+    """
+    mine = _bare_shapes(module)
+    if not mine:
+        return
+    ref = _bare_shapes(create_model(spec.arch, spec.input_size, where=where).net)
+    if mine == ref or list(mine.values()) == list(ref.values()):
+        return
+    diff = next((k for k in ref if mine.get(k) != ref[k]), None)
+    detail = (f"at {diff}: file {mine.get(diff, 'absent')} vs {spec.arch} {ref[diff]}" if diff
+              else f"{len(mine)} tensors vs {len(ref)}")
+    raise BenchError(str(path), f"the TorchScript network is not a {spec.arch} (the suite's arch): {detail}")
+
+
+def probe_detector(det: Detector, path: Path, batch: int = 2) -> Detector:
+    """Run a loaded detector on a probe batch: it must return two finite logits per image, else a BenchError."""
+    size = det.spec.input_size
+    x = torch.linspace(0, 1, batch * 3 * size * size).reshape(batch, 3, size, size)
+    try:
+        with torch.no_grad():
+            out = det(x)
+    except Exception as exc:  # noqa: BLE001 - a user's network: report what it raised, naming the file
+        raise BenchError(str(path), f"the network fails on a probe batch of {batch} x 3 x {size} x {size} images "
+                         f"({type(exc).__name__}: {str(exc).splitlines()[0][:200] if str(exc) else ''})") from None
+    if not isinstance(out, torch.Tensor) or out.shape != (batch, 2):
+        shape = tuple(out.shape) if isinstance(out, torch.Tensor) else type(out).__name__
+        raise BenchError(str(path), f"the network returns {shape} on a batch of {batch} images; a detector returns "
+                         f"2 logits per image ({batch}, 2): index 0 fake, 1 real")
+    if not bool(torch.isfinite(out).all()):
+        raise BenchError(str(path), "the network returns non-finite logits (NaN or inf) on a probe batch")
+    return det

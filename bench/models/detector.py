@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
+from bench.errors import BenchError
+
 
 @dataclass(frozen=True)
 class ModelSpec:
@@ -50,7 +52,16 @@ class Detector(nn.Module):
 
     @property
     def device(self) -> torch.device:
-        return next(self.parameters()).device
+        return self.mean.device  # a buffer every detector has (a TorchScript network may have no parameters)
+
+    @property
+    def name(self) -> str:
+        """The name errors use: the suite's model name when the runner set it, else the architecture."""
+        return getattr(self, "_name", None) or self.spec.arch
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
 
     @torch.no_grad()
     def predict_proba(self, x: torch.Tensor, batch_size: int = 128) -> torch.Tensor:
@@ -62,4 +73,9 @@ class Detector(nn.Module):
         for i in range(0, len(x), batch_size):
             out.append(torch.softmax(self(x[i : i + batch_size].to(dev).float()), dim=1).cpu())
         self.train(was_training)
-        return torch.cat(out) if out else torch.empty(0, self.spec.num_classes)
+        proba = torch.cat(out) if out else torch.empty(0, self.spec.num_classes)
+        bad = ~torch.isfinite(proba).all(dim=1)
+        if bool(bad.any()):
+            raise BenchError(f"models.{self.name}", f"the detector gave non-finite scores (NaN or inf) for "
+                             f"{int(bad.sum())} of {len(proba)} images; its weights are broken (nothing was stored)")
+        return proba

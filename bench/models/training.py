@@ -8,6 +8,7 @@ from tqdm.auto import tqdm
 
 from bench.data.dataset import ImageSet
 from bench.defenses.base import TrainingDefense
+from bench.errors import BenchError
 from bench.models.detector import Detector
 from bench.suite.schema import Recipe
 
@@ -22,8 +23,13 @@ def train_detector(
     defense: TrainingDefense | None = None,
     quiet: bool = False,
     desc: str = "train",
+    where: str | None = None,
 ) -> list[float]:
-    """Train in place, deterministically from `seed`; returns the mean loss of each epoch."""
+    """Train in place, deterministically from `seed`; returns the mean loss of each epoch.
+
+    A non-finite loss (NaN or inf: a learning rate too large, a defense's penalty overflowing) stops training
+    with a `BenchError` naming `where` (default: `desc`); nothing is saved.
+    """
     torch.manual_seed(seed)
     gen = torch.Generator().manual_seed(seed)
     device = detector.device
@@ -36,7 +42,7 @@ def train_detector(
     steps = (n + recipe.batch_size - 1) // recipe.batch_size
     bar = tqdm(total=recipe.epochs * steps, desc=desc, disable=quiet, leave=False)
     detector.train()
-    for _ in range(recipe.epochs):
+    for epoch in range(recipe.epochs):
         order = torch.randperm(n, generator=gen)
         total = 0.0
         for i in range(0, n, recipe.batch_size):
@@ -54,6 +60,11 @@ def train_detector(
                 extra = defense.extra_loss(detector, x, y, logits)
                 if extra is not None:
                     loss = loss + extra
+            if not torch.isfinite(loss.detach()).all():
+                bar.close()
+                raise BenchError(where or desc, f"training loss became {float(loss.detach())} at epoch {epoch + 1}, "
+                                 f"batch {i // recipe.batch_size + 1}; lower recipe.lr (now {recipe.lr:g}) or the "
+                                 "defense's strength. Nothing was saved")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -63,4 +74,8 @@ def train_detector(
         losses.append(total / n)
     bar.close()
     detector.eval()
+    bad = [k for k, v in detector.state_dict().items() if v.is_floating_point() and not torch.isfinite(v).all()]
+    if bad:
+        raise BenchError(where or desc, f"training left non-finite weights ({bad[0]}); lower recipe.lr. "
+                         "Nothing was saved")
     return losses

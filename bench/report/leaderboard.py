@@ -10,8 +10,6 @@ cross-checks), and every cell in full.
 from __future__ import annotations
 
 import datetime as dt
-import os
-import tempfile
 from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -22,6 +20,7 @@ import numpy as np
 import yaml
 from tabulate import tabulate
 
+from bench.atomic import atomic_write_text
 from bench.metrics import Proportion
 from bench.report.figures import plot_accuracy_curves
 from bench.report.format import num, pct, prop
@@ -445,10 +444,7 @@ def write_leaderboard(results: Results, out_dir: Path | None = None) -> Path:
     out_dir.mkdir(parents=True, exist_ok=True)
     text, _ = render(results, out_dir)
     path = out_dir / f"{results.ls.tag}.md"
-    fd, tmp = tempfile.mkstemp(dir=out_dir, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
-    os.replace(tmp, path)
+    atomic_write_text(path, text)  # a unique temporary name: concurrent reports do not collide
     return path
 
 

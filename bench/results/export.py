@@ -9,15 +9,15 @@ robust accuracy per attack and threat model, each with n and its 95% interval).
 
 from __future__ import annotations
 
+import io
 import json
 import math
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
 
+from bench.atomic import atomic_write, atomic_write_text
 from bench.errors import BenchError
 from bench.results.query import Results
 from bench.store import DESCRIPTOR_COLUMNS
@@ -103,7 +103,7 @@ def export(results: Results, fmt: str, out: Path, predictions: bool = False) -> 
     if predictions:
         written.append(_write(prediction_frame(results), fmt, out.with_name(f"{out.stem}-predictions.{fmt}")))
     models = out.with_name(f"{out.stem}-models.json")
-    _atomic(models, lambda p: p.write_text(json.dumps(_clean_nan(model_records(results)), indent=1)))
+    atomic_write_text(models, json.dumps(_clean_nan(model_records(results)), indent=1))
     return [*written, models]
 
 
@@ -120,24 +120,16 @@ def _clean_nan(obj: Any) -> Any:
 
 def _write(frame: pd.DataFrame, fmt: str, path: Path) -> Path:
     if fmt == "csv":
-        _atomic(path, lambda p: frame.to_csv(p, index=False))
+        data = frame.to_csv(index=False).encode("utf-8")
     elif fmt == "json":
-        _atomic(path, lambda p: frame.to_json(p, orient="records", indent=1))
+        data = frame.to_json(orient="records", indent=1).encode("utf-8")
     else:
         try:
-            import pyarrow  # noqa: F401  (optional: only Parquet needs it)
+            import pyarrow  # noqa: F401  (lazy: an optional dependency, only Parquet needs it)
         except ImportError:
             raise BenchError("--format", "parquet needs pyarrow: pip install -e '.[export]'") from None
-        _atomic(path, lambda p: frame.to_parquet(p, index=False))
+        buf = io.BytesIO()
+        frame.to_parquet(buf, index=False)
+        data = buf.getvalue()
+    atomic_write(path, lambda fh: fh.write(data))
     return path
-
-
-def _atomic(path: Path, write) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    os.close(fd)
-    try:
-        write(Path(tmp))
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)

@@ -12,7 +12,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import yaml
 from pydantic import ValidationError
 
 from bench.attacks.params import AttackParams
@@ -22,10 +21,11 @@ from bench.crosscheck.entries import entries
 from bench.defenses.registry import create_defense, defense_kind
 from bench.digests import file_digest
 from bench.dip.config import DIPConfig
-from bench.errors import BenchError, format_validation_error
+from bench.errors import BenchError, format_validation_error, short
 from bench.models.registry import list_models
 from bench.plugins import is_plugin_spec, plugin_path
 from bench.suite.schema import AttackConfig, ModelConfig, Suite
+from bench.suite.validate import check_loaded, read_suite_file
 
 
 @dataclass(frozen=True)
@@ -132,44 +132,69 @@ def deep_merge(base: dict, override: dict) -> dict:
 
 
 def read_yaml(path: Path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise BenchError(str(path), "suite file does not exist")
-    try:
-        raw = yaml.safe_load(path.read_text())
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        where = f"{path}:{mark.line + 1}:{mark.column + 1}" if mark else str(path)
-        raise BenchError(where, f"malformed YAML ({getattr(exc, 'problem', None) or exc})") from None
-    if not isinstance(raw, dict):
-        raise BenchError(str(path), "a suite must be a YAML mapping at the top level")
-    return raw
+    """The suite file's top-level mapping, after the file-level checks of `bench.suite.validate`."""
+    return read_suite_file(path)
 
 
-def load_suite(path: Path | str, profile: str | None = None, extra: dict | None = None) -> LoadedSuite:
-    """Read, apply `profile` and `extra` overrides, validate and expand models and attack grids."""
+def load_suite(
+    path: Path | str,
+    profile: str | None = None,
+    extra: dict | None = None,
+    *,
+    load_plugins: bool = True,
+    all_profiles: bool = True,
+) -> LoadedSuite:
+    """Read, apply `profile` and `extra` overrides, validate and expand models and attack grids.
+
+    With `all_profiles`, every other profile of the suite is validated too (an unselected profile's error is
+    found now, not when someone selects it). Without `load_plugins`, user plug-ins (`file.py:Class`,
+    `module:Class`) are checked by name only: their code is not imported.
+    """
     path = Path(path)
     raw = read_yaml(path)
+    profiles = raw.get("profiles") or {}
+    if profile and profile not in profiles:
+        known = ", ".join(str(p) for p in profiles)[:500] or "none"
+        raise BenchError(f"{path}: --profile", f"unknown profile {short(profile)}; this suite has: {known}")
+    loaded = _load_one(path, raw, profile, extra, load_plugins)
+    if all_profiles:
+        for other in profiles:
+            if other != profile:
+                _load_one(path, raw, other, extra, load_plugins)
+    return loaded
+
+
+def _load_one(path: Path, raw: dict, profile: str | None, extra: dict | None, load_plugins: bool) -> LoadedSuite:
     overrides: dict[str, Any] = {}
     if profile:
-        profiles = raw.get("profiles") or {}
-        if profile not in profiles:
-            known = ", ".join(profiles) or "none"
-            raise BenchError(f"{path}: --profile", f"unknown profile {profile!r}; this suite has: {known}")
-        overrides = deep_merge(overrides, profiles[profile] or {})
+        overrides = deep_merge(overrides, raw["profiles"][profile] or {})
     if extra:
         overrides = deep_merge(overrides, extra)
     merged = deep_merge(raw, overrides)
+    shown = f"{path} (profile {profile})" if profile else str(path)
     try:
         suite = Suite.model_validate(merged)
     except ValidationError as exc:
-        raise BenchError(str(path), format_validation_error(exc)) from None
+        raise BenchError(shown, format_validation_error(exc)) from None
     loaded = LoadedSuite(path=path, suite=suite, profile=profile, overrides=overrides)
     try:
-        _resolve(loaded)
+        _resolve(loaded, load_plugins)
+        check_loaded(loaded)
     except BenchError as exc:
-        raise BenchError(f"{path}: {exc.where}" if exc.where else str(path), exc.message) from None
+        raise BenchError(f"{shown}: {exc.where}" if exc.where else shown, exc.message) from None
     return loaded
+
+
+def _check_plugin_name(use: str, where: str, base_dir: Path) -> None:
+    """A plug-in reference checked without importing it: its form, and for a file that the file exists."""
+    target, _, cls_name = use.strip().rpartition(":")
+    if not target or not cls_name.isidentifier():
+        raise BenchError(where, f"{short(use)}: expected 'file.py:ClassName' or 'module:ClassName'")
+    if target.endswith(".py") or "/" in target or "\\" in target:
+        file = Path(target).expanduser()
+        file = file if file.is_absolute() else base_dir / file
+        if not file.is_file():
+            raise BenchError(where, f"plug-in file {file} does not exist")
 
 
 def _grid(items: dict[str, Any], where: str) -> list[dict[str, Any]]:
@@ -183,18 +208,18 @@ def _grid(items: dict[str, Any], where: str) -> list[dict[str, Any]]:
     return [dict(fixed, **dict(zip(axes, combo, strict=True))) for combo in itertools.product(*axes.values())]
 
 
-def _resolve(ls: LoadedSuite) -> None:
+def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
     s = ls.suite
     known_arch = set(list_models())
 
     for name, m in s.models.items():
         where = f"models.{name}"
         if m.arch not in known_arch:
-            raise BenchError(f"{where}.arch", f"unknown model {m.arch!r}; known: {', '.join(sorted(known_arch))}")
+            raise BenchError(f"{where}.arch", f"unknown model {short(m.arch)}; known: {', '.join(sorted(known_arch))}")
         if m.checkpoint and not (ls.base_dir / m.checkpoint).is_file():
             raise BenchError(f"{where}.checkpoint", f"file {ls.base_dir / m.checkpoint} does not exist")
         if m.init_from and m.init_from not in s.models:
-            raise BenchError(f"{where}.init_from", f"unknown model {m.init_from!r}")
+            raise BenchError(f"{where}.init_from", f"unknown model {short(m.init_from)}")
         label = m.label or name
         if not m.defense:
             ls.models[name] = ResolvedModel(name, m, None, label, name)
@@ -203,8 +228,12 @@ def _resolve(ls: LoadedSuite) -> None:
         points = _grid(dparams or {}, f"{where}.defense.{dname}")
         varying = [k for k, v in (dparams or {}).items() if isinstance(v, list)]
         for p in points:
-            obj = create_defense(dname, p, where=f"{where}.defense.{dname}", base_dir=ls.base_dir)
-            if defense_kind(obj) != "training":
+            if load_plugins or not is_plugin_spec(dname):
+                obj = create_defense(dname, p, where=f"{where}.defense.{dname}", base_dir=ls.base_dir)
+            else:
+                _check_plugin_name(dname, f"{where}.defense", ls.base_dir)
+                obj = None
+            if obj is not None and defense_kind(obj) != "training":
                 raise BenchError(f"{where}.defense.{dname}", "models take training-time defenses only; "
                                  "list preprocessors and wrappers under `defenses:`")
             suffix = "".join(f"-{k}{p[k]}" for k in varying)
@@ -214,27 +243,33 @@ def _resolve(ls: LoadedSuite) -> None:
     for name, d in s.defenses.items():
         for target in d.applies_to:
             if target not in ls.models:
-                raise BenchError(f"defenses.{name}.applies_to", f"unknown model {target!r}")
+                raise BenchError(f"defenses.{name}.applies_to", f"unknown model {short(target)}")
+        if not load_plugins and is_plugin_spec(d.use):
+            _check_plugin_name(d.use, f"defenses.{name}.use", ls.base_dir)
+            continue
         obj = create_defense(d.use, d.params, where=f"defenses.{name}", base_dir=ls.base_dir)
         if defense_kind(obj) == "training":
             raise BenchError(f"defenses.{name}", "training-time defenses belong under a model's `defense:`")
     for key, a in s.attacks.items():
-        _resolve_attack(ls, key, a)
+        _resolve_attack(ls, key, a, load_plugins)
     if s.crosscheck:
-        entries(s.crosscheck, ls.models, ls.base_dir)
+        entries(s.crosscheck, ls.models, ls.base_dir, load_plugins=load_plugins)
     if s.dip is not None:
         if s.dip.classifier not in ls.models:
-            raise BenchError("dip.classifier", f"unknown model {s.dip.classifier!r}")
+            raise BenchError("dip.classifier", f"unknown model {short(s.dip.classifier)}")
         DIPConfig.from_dict(s.dip.params, where="dip.params")
     for i, (src, dst) in enumerate(s.threat_models.transfer):
         for which, m in (("source", src), ("target", dst)):
             if m not in ls.models:
-                raise BenchError(f"threat_models.transfer[{i}]", f"unknown {which} model {m!r}")
+                raise BenchError(f"threat_models.transfer[{i}]", f"unknown {which} model {short(m)}")
 
 
-def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig) -> None:
+def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig, load_plugins: bool = True) -> None:
     where = f"attacks.{key}"
     src = None
+    if is_plugin_spec(a.backend) and not load_plugins:  # checked by name only: its code is not imported
+        _check_plugin_name(a.backend, f"{where}.backend", ls.base_dir)
+        return
     if is_plugin_spec(a.backend):
         spec = register_user_backend(a.attack, a.backend, ls.base_dir, where=f"{where}.backend")
         path = plugin_path(a.backend, ls.base_dir)

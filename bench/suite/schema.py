@@ -10,6 +10,13 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bench.suite.types import Boolean, Integer, Number
+
+MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit; SQLite's integers are signed 64-bit
+MAX_DESCRIPTION = 4000  # characters: the description is printed in the leaderboard's header
+MAX_LABEL = 200
+MAX_COUNT = 1_000_000  # images, batch sizes, steps: anything larger is a typo on this harness
+
 
 class Strict(BaseModel):
     model_config = ConfigDict(extra="forbid")
@@ -20,9 +27,9 @@ class DataConfig(Strict):
 
     source: Literal["synthetic-faces", "folder", "csv"] = "synthetic-faces"
     path: str | None = None
-    n: int = Field(2000, ge=8, description="synthetic-faces: number of images (balanced)")
-    size: int = Field(64, ge=16, le=1024, description="square image size after the resize rule")
-    train_fraction: float = Field(0.75, gt=0.0, lt=1.0)
+    n: Integer = Field(2000, ge=8, le=MAX_COUNT, description="synthetic-faces: number of images (balanced)")
+    size: Integer = Field(64, ge=16, le=1024, description="square image size after the resize rule")
+    train_fraction: Number = Field(0.75, gt=0.0, lt=1.0)
 
     @model_validator(mode="after")
     def _path(self) -> DataConfig:
@@ -34,13 +41,13 @@ class DataConfig(Strict):
 class Recipe(Strict):
     """Every hyperparameter of training (the paper's defaults); part of the checkpoint's cache key."""
 
-    epochs: int = Field(5, ge=1)
-    batch_size: int = Field(16, ge=1)
-    lr: float = Field(1e-3, gt=0.0)
-    momentum: float = Field(0.9, ge=0.0, lt=1.0)
-    step_size: int = Field(7, ge=1)
-    gamma: float = Field(0.1, gt=0.0, le=1.0)
-    weight_decay: float = Field(0.0, ge=0.0)
+    epochs: Integer = Field(5, ge=1, le=10_000)
+    batch_size: Integer = Field(16, ge=1, le=MAX_COUNT)
+    lr: Number = Field(1e-3, gt=0.0)
+    momentum: Number = Field(0.9, ge=0.0, lt=1.0)
+    step_size: Integer = Field(7, ge=1, le=MAX_COUNT)
+    gamma: Number = Field(0.1, gt=0.0, le=1.0)
+    weight_decay: Number = Field(0.0, ge=0.0)
 
 
 class ModelConfig(Strict):
@@ -51,18 +58,18 @@ class ModelConfig(Strict):
     """
 
     arch: str
-    label: str | None = None
+    label: str | None = Field(None, max_length=MAX_LABEL)
     checkpoint: str | None = None
-    pretrained: bool = False
-    mean: tuple[float, float, float] = (0.0, 0.0, 0.0)
-    std: tuple[float, float, float] = (1.0, 1.0, 1.0)
+    pretrained: Boolean = False
+    mean: tuple[Number, Number, Number] = (0.0, 0.0, 0.0)
+    std: tuple[Number, Number, Number] = (1.0, 1.0, 1.0)
     recipe: Recipe = Recipe()
     init_from: str | None = Field(None, description="start training from another model of the suite")
     defense: dict[str, dict[str, Any]] | None = None
 
     @field_validator("std")
     @classmethod
-    def _std(cls, v: tuple[float, float, float]) -> tuple[float, float, float]:
+    def _std(cls, v: tuple[Number, Number, Number]) -> tuple[Number, Number, Number]:
         if any(s <= 0 for s in v):
             raise ValueError("must be > 0 in every channel")
         return v
@@ -81,8 +88,8 @@ class DefenseConfig(Strict):
     use: str = Field(description="a built-in defense name, or 'module:Class' / 'file.py:Class'")
     params: dict[str, Any] = Field(default_factory=dict)
     applies_to: list[str] = Field(min_length=1)
-    label: str | None = None
-    adaptive: bool = Field(
+    label: str | None = Field(None, max_length=MAX_LABEL)
+    adaptive: Boolean = Field(
         False, description="also attack through the defense (BPDA) instead of only crafting on the bare model"
     )
 
@@ -107,7 +114,7 @@ class AttackConfig(BaseModel):
 
 
 class ThreatModels(Strict):
-    white_box: bool = True
+    white_box: Boolean = True
     transfer: list[tuple[str, str]] = Field(
         default_factory=list, description="pairs [source, target]: made on source, scored on target"
     )
@@ -116,40 +123,41 @@ class ThreatModels(Strict):
 class EvaluationConfig(Strict):
     """How adversarial examples are made and scored."""
 
-    max_attack_images: int = Field(200, ge=1, description="at most this many test fakes are attacked")
-    attack_batch_size: int = Field(64, ge=1)
+    max_attack_images: Integer = Field(200, ge=1, le=MAX_COUNT, description="at most this many test fakes are attacked")
+    attack_batch_size: Integer = Field(64, ge=1, le=MAX_COUNT)
     storage: Literal["png", "jpeg"] = Field("png", description="8-bit quantisation, or a JPEG round trip")
-    jpeg_quality: int = Field(95, ge=1, le=100)
-    gradient_norm_images: int = Field(128, ge=1)
+    jpeg_quality: Integer = Field(95, ge=1, le=100)
+    gradient_norm_images: Integer = Field(128, ge=1, le=MAX_COUNT)
 
 
 class ReportConfig(Strict):
     leaderboard_dir: str = "leaderboard"
-    figures: bool = True
+    figures: Boolean = True
 
 
 class DIPProtocol(Strict):
     """The paper's DIP experiment (section V-C): purify sampled test images and score them."""
 
     classifier: str = Field(description="a model of the suite (the paper: the blur-augmented ResNet-18)")
-    per_category: int = Field(10, ge=1, description="images sampled per category")
-    calibration_per_category: int = Field(2, ge=0, description="held-out images per category for readout: auto")
-    thresholds: list[float] = Field(default_factory=lambda: [0.5, 0.25], min_length=1)
+    per_category: Integer = Field(10, ge=1, le=MAX_COUNT, description="images sampled per category")
+    calibration_per_category: Integer = Field(
+        2, ge=0, le=MAX_COUNT, description="held-out images per category for readout: auto")
+    thresholds: list[Number] = Field(default_factory=lambda: [0.5, 0.25], min_length=1)
     params: dict[str, Any] = Field(default_factory=dict, description="DIP settings (bench.dip.config.DIPConfig)")
-    trajectory_points: int = Field(100, ge=2, description="P(real) recorded at this many iterations")
+    trajectory_points: Integer = Field(100, ge=2, le=MAX_COUNT, description="P(real) recorded at this many iterations")
 
     @field_validator("thresholds")
     @classmethod
-    def _thresholds(cls, v: list[float]) -> list[float]:
+    def _thresholds(cls, v: list[Number]) -> list[Number]:
         if any(not 0.0 < t < 1.0 for t in v):
             raise ValueError("thresholds must lie in (0, 1)")
         return v
 
 
 class Suite(Strict):
-    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$")
-    description: str = ""
-    seed: int = 0
+    name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)
+    description: str = Field("", max_length=MAX_DESCRIPTION)
+    seed: Integer = Field(0, ge=0, le=MAX_SEED, description="numpy and torch seeds: 0 <= seed < 2**32")
     data: DataConfig = DataConfig()
     models: dict[str, ModelConfig] = Field(min_length=1)
     defenses: dict[str, DefenseConfig] = Field(default_factory=dict)
