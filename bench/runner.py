@@ -48,7 +48,7 @@ def preflight(ctx: RunContext) -> None:
         if v.defense is None:
             continue
         cfg = plan.models[v.model].model.config
-        probe = ctx._detectors.get(v.model) or create_model(
+        probe = ctx.loaded(v.model) or create_model(
             cfg.arch, s.data.size, cfg.mean, cfg.std, where=f"models.{v.model}")
         d = s.defenses[v.defense]
         apply_defense(probe.to(ctx.device), v.defense, d.use, d.params, ctx.ls.base_dir, check_contract=True)

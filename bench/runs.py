@@ -2,7 +2,7 @@
 
 `record_owner` stores the pid and host of a run; `mark_abandoned`, called when a run starts (under the home
 lock, so no other run on this home is live), marks every run still `running` whose process is gone as
-`abandoned`. The two columns are added to an older database's `runs` table on first use.
+`abandoned`. The `pid` and `host` columns are part of the store's schema (`bench.store`).
 """
 
 from __future__ import annotations
@@ -11,15 +11,6 @@ import os
 import socket
 import sqlite3
 import time
-
-
-def _ensure_columns(db: sqlite3.Connection) -> None:
-    cols = {row[1] for row in db.execute("PRAGMA table_info(runs)")}
-    with db:
-        if "pid" not in cols:
-            db.execute("ALTER TABLE runs ADD COLUMN pid INTEGER")
-        if "host" not in cols:
-            db.execute("ALTER TABLE runs ADD COLUMN host TEXT")
 
 
 def _alive(pid: int) -> bool:
@@ -34,7 +25,6 @@ def _alive(pid: int) -> bool:
 
 def record_owner(db: sqlite3.Connection, run_id: int) -> None:
     """Store this process's pid and host with run `run_id`."""
-    _ensure_columns(db)
     with db:
         db.execute("UPDATE runs SET pid=?, host=? WHERE run_id=?", (os.getpid(), socket.gethostname(), run_id))
 
@@ -44,7 +34,6 @@ def mark_abandoned(db: sqlite3.Connection) -> list[int]:
 
     A run without a pid (written before pids were stored) is abandoned too: the caller holds the home lock.
     """
-    _ensure_columns(db)
     host = socket.gethostname()
     dead = [run_id for run_id, pid, run_host in
             db.execute("SELECT run_id, pid, host FROM runs WHERE status='running'").fetchall()

@@ -23,7 +23,8 @@ CREATE TABLE IF NOT EXISTS runs (
     run_id INTEGER PRIMARY KEY AUTOINCREMENT,
     suite TEXT NOT NULL, profile TEXT, started REAL NOT NULL, finished REAL,
     git_commit TEXT, versions TEXT, seed INTEGER, device TEXT, overrides TEXT,
-    cells_computed INTEGER DEFAULT 0, cells_reused INTEGER DEFAULT 0, status TEXT, plan TEXT
+    cells_computed INTEGER DEFAULT 0, cells_reused INTEGER DEFAULT 0, status TEXT, plan TEXT,
+    pid INTEGER, host TEXT
 );
 CREATE TABLE IF NOT EXISTS cells (
     cell_id TEXT PRIMARY KEY,
@@ -50,7 +51,7 @@ CREATE TABLE IF NOT EXISTS predictions (
 # Typed descriptor columns of a cell, in order (stores made before them gain them on open).
 DESCRIPTOR_COLUMNS = ("suite", "profile", "model", "variant", "defense", "attack", "attack_key", "backend", "params",
                       "threat", "source", "target", "adaptive", "data_digest")
-_ADDED_COLUMNS = {"runs": {"plan": "TEXT"},
+_ADDED_COLUMNS = {"runs": {"plan": "TEXT", "pid": "INTEGER", "host": "TEXT"},
                   "cells": {c: ("INTEGER" if c == "adaptive" else "TEXT") for c in DESCRIPTOR_COLUMNS}}
 
 

@@ -66,6 +66,10 @@ class RunContext:
             self.remember(name, det)
         return self._detectors[name]
 
+    def loaded(self, name: str) -> Detector | None:
+        """The detector of a model if it is loaded already (no training or file access)."""
+        return self._detectors.get(name)
+
     def remember(self, name: str, det: Detector) -> Detector:
         det.name = name  # errors from its checks name the model
         self._detectors[name] = det.to(self.device).eval()
