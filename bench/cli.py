@@ -57,6 +57,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n", type=int, default=2000)
     synth.add_argument("--size", type=int, default=64)
     synth.add_argument("--seed", type=int, default=0)
+    faces = dsub.add_parser("faces", help="extract face crops from videos and images (real/ and fake/, or a CSV)")
+    faces.add_argument("src", type=Path, help="a folder with real/ and fake/ below it, or a CSV (path,label[,group,"
+                       "subset])")
+    faces.add_argument("--out", type=Path, required=True, help="where the crops and manifest.csv go")
+    faces.add_argument("--frames", type=int, default=32, help="frames sampled evenly per video (default 32)")
+    faces.add_argument("--margin", type=float, default=1.3, help="crop side / face box side (default 1.3)")
+    faces.add_argument("--size", type=int, default=128, help="square crop size in px (default 128)")
+    faces.add_argument("--quiet", action="store_true", help="no progress bar")
 
     try:
         from bench.crosscheck import add_crosscheck_arguments
@@ -188,6 +196,10 @@ def cmd_report(args) -> int:
 
 
 def cmd_data(args) -> int:
+    if args.data_command == "faces":
+        from bench.data.faces import print_report
+
+        return print_report(args)
     from bench.data.synthetic import write_image_folder
 
     n = write_image_folder(args.out, args.n, args.size, args.seed)
