@@ -14,6 +14,7 @@ from PIL import Image
 from tqdm.auto import tqdm
 
 from bench.attacks.registry import run_attack
+from bench.breakdown import attack_breakdown, clean_breakdown
 from bench.data.dataset import ImageSet
 from bench.data.sources import load_data
 from bench.errors import BenchError
@@ -195,6 +196,7 @@ class Runner:
         p_real = det.predict_proba(self.test_set.images)[:, 1].numpy()
         labels = self.test_set.labels.numpy()
         metrics = classification_metrics(labels, p_real)
+        metrics.update(clean_breakdown(labels, p_real, self.test_set.subsets, self.test_set.groups))  # issue 14
         key = {"variant": v.name, "model": v.model, "defense": v.defense}
         self.store.put(cid, "clean", key, metrics, time.perf_counter() - t0, str(self.device), self.run_id,
                        (self.test_set.ids, labels, p_real))
@@ -287,6 +289,7 @@ class Runner:
             "l2_successful": summary(l2[flipped]),
             "linf_successful": summary(linf[flipped]),
         }
+        metrics.update(attack_breakdown(correct_adv, data.subsets))  # issue 14: per-subset accuracy
         craft = self.store.get(cell.craft.key)
         if craft is not None and "unchanged" in craft.metrics:  # the attack's own output, before storage
             metrics["unchanged"] = craft.metrics["unchanged"]

@@ -366,7 +366,10 @@ class Leaderboard:
 
     def render(self, out_dir: Path) -> str:
         stem = self.ls.tag
-        parts = [self.header(), self.table_i(), self.table_ii(), self.grid_sections(out_dir, stem),
+        from bench.report.breakdown import breakdown_sections  # issue 14: per subset, per video
+
+        parts = [self.header(), self.table_i(), self.table_ii(), breakdown_sections(self),
+                 self.grid_sections(out_dir, stem),
                  self.defense_ranking(), self.sanity(), self.gradient_norms()]
         from bench.report.extras import extra_sections
 

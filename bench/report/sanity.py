@@ -149,7 +149,9 @@ def degenerate_classifier(clean: dict[str, CellResult | None]) -> Iterator[Flag]
 
 CHECKS = (transfer_beats_white_box, not_monotone_in_budget, single_step_beats_iterative, defense_only_non_adaptive,
           attack_left_images_unchanged)
-CLEAN_CHECKS = (degenerate_classifier,)
+from bench.report.breakdown import near_chance_on_subset  # noqa: E402 - issue 14, per-subset flag
+
+CLEAN_CHECKS = (degenerate_classifier, near_chance_on_subset)
 
 
 def run_checks(
