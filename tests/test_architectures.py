@@ -19,8 +19,13 @@ NEW = ["dct", "meso4", "meso_inception4", "xception", "efficientnet_b4"]
 ROOT = Path(__file__).resolve().parents[1]
 
 
-def test_new_architectures_are_registered():
+def test_new_architectures_are_registered(capsys):
+    from bench.cli import main
+
     assert set(NEW) <= set(list_models())
+    assert main(["list"]) == 0
+    listed = capsys.readouterr().out.splitlines()[0]
+    assert all(arch in listed for arch in NEW)
 
 
 @pytest.mark.parametrize("arch", NEW)
