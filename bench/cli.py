@@ -11,6 +11,7 @@ from pathlib import Path
 from bench.atomic import writable_or_error
 from bench.attacks.registry import list_attacks
 from bench.crosscheck.cli import add_crosscheck_arguments, main_crosscheck
+from bench.data.faces import print_report
 from bench.data.sources import load_data
 from bench.data.synthetic import write_image_folder
 from bench.defenses.registry import list_defenses
@@ -87,6 +88,14 @@ def build_parser() -> argparse.ArgumentParser:
     synth.add_argument("--n", type=int, default=2000)
     synth.add_argument("--size", type=int, default=64)
     synth.add_argument("--seed", type=int, default=0)
+    faces = dsub.add_parser("faces", help="extract face crops from videos and images (real/ and fake/, or a CSV)")
+    faces.add_argument("src", type=Path, help="a folder with real/ and fake/ below it, or a CSV (path,label[,group,"
+                       "subset])")
+    faces.add_argument("--out", type=Path, required=True, help="where the crops and manifest.csv go")
+    faces.add_argument("--frames", type=int, default=32, help="frames sampled evenly per video (default 32)")
+    faces.add_argument("--margin", type=float, default=1.3, help="crop side / face box side (default 1.3)")
+    faces.add_argument("--size", type=int, default=128, help="square crop size in px (default 128)")
+    faces.add_argument("--quiet", action="store_true", help="no progress bar")
 
     cc = sub.add_parser("crosscheck", help="run one attack from several implementations and compare them")
     add_crosscheck_arguments(cc)
@@ -220,6 +229,8 @@ def cmd_export(args) -> int:
 
 
 def cmd_data(args) -> int:
+    if args.data_command == "faces":
+        return print_report(args)
     n = write_image_folder(args.out, args.n, args.size, args.seed)
     print(f"wrote {n} images to {args.out}/real and {args.out}/fake")
     return 0

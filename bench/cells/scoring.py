@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from bench.breakdown import attack_breakdown, clean_breakdown
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
 from bench.diagnostics import input_gradient_norm
@@ -18,7 +19,9 @@ def score_clean(cell: CleanCell, ctx: RunContext) -> Record:
     test = ctx.test_set
     p_real = det.predict_proba(test.images)[:, 1].numpy()
     labels = test.labels.numpy()
-    return Record(classification_metrics(labels, p_real), (test.ids, labels, p_real))
+    metrics = classification_metrics(labels, p_real)
+    metrics.update(clean_breakdown(labels, p_real, test.subsets, test.groups))  # AUROC interval, per subset, video
+    return Record(metrics, (test.ids, labels, p_real))
 
 
 @computes("gradnorm")
@@ -47,4 +50,5 @@ def score_attack(cell: AttackCell, ctx: RunContext) -> Record:
         "l2_successful": summary(l2[flipped]),
         "linf_successful": summary(linf[flipped]),
     }
+    metrics.update(attack_breakdown(correct_adv, data.subsets))  # per subset, when the data has subsets
     return Record(metrics, (data.ids, data.labels.numpy(), p_adv))

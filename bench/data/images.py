@@ -1,4 +1,4 @@
-"""User image data: an image folder (`real/`, `fake/`) or a CSV manifest (`path,label[,split]`).
+"""User image data: an image folder (`real/`, `fake/`) or a CSV manifest (`path,label[,split,group,subset]`).
 
 Resize rule (documented in the README): an image that is not already `size` x `size` has its
 shorter side resized to `size` (bilinear, antialiased) and is then centre-cropped to a square.
@@ -162,37 +162,52 @@ def _read_manifest_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict
     return list(cols), rows
 
 
+def _optional_column(rows: list[dict], cols: list[str], *names: str) -> list[str] | None:
+    """The first of `names` that is a column with at least one non-empty value, as stripped strings."""
+    for name in names:
+        if name in cols and any(str(r.get(name) or "").strip() for r in rows):
+            return [str(r.get(name) or "").strip() for r in rows]
+    return None
+
+
 def load_manifest(csv_path: Path, size: int) -> tuple[ImageSet, list[str] | None]:
-    """A CSV with columns `path,label[,split]`; paths relative to the CSV's folder; split train/test."""
+    """A CSV with columns `path` (or `file`) and `label`, optionally `split` (train/test), `group` (the source
+    video or identity: the split keeps each group on one side) and `subset` (or `source`: Table I and II break
+    down per subset). Paths are relative to the CSV's folder. Rows with a `status` other than `ok` (e.g. the
+    frames `bench data faces` found no face in) have no image and are skipped."""
     csv_path = Path(csv_path)
     if not csv_path.is_file():
         raise BenchError(str(csv_path), "manifest file does not exist")
-    cols, rows = _read_manifest_rows(csv_path)
-    if "path" not in cols or "label" not in cols:
-        raise BenchError(str(csv_path), f"manifest needs columns path,label[,split]; found {str(cols)[:200]}")
+    cols, all_rows = _read_manifest_rows(csv_path)
+    path_col = "path" if "path" in cols else "file"
+    if path_col not in cols or "label" not in cols:
+        raise BenchError(str(csv_path), "manifest needs columns path (or file),label[,split,group,subset]; "
+                         f"found {str(cols)[:200]}")
+    rows = [(line, row) for line, row in all_rows  # rows a face extraction marked (no face found) are left out
+            if "status" not in cols or str(row.get("status") or "ok").strip().lower() == "ok"]
     if not rows:
-        raise BenchError(str(csv_path), "manifest has no rows")
+        raise BenchError(str(csv_path), "manifest has no rows" + (" with status ok" if "status" in cols else ""))
     images, labels, ids, splits = [], [], [], []
     seen_paths: dict[Path, int] = {}
     files: list[tuple[Path, str, int]] = []
     for line, row in rows:
         where = f"{csv_path}:{line}"
-        if row.get("path") is None or row.get("label") is None:
-            raise BenchError(where, "row has fewer fields than the header (path,label[,split])")
+        if row.get(path_col) is None or row.get("label") is None:
+            raise BenchError(where, "row has fewer fields than the header (path,label[,split,group,subset])")
         label = LABEL_NAMES.get(str(row["label"]).strip().lower())
         if label is None:
             raise BenchError(where, f"label {str(row['label'])[:80]!r} is not one of fake, real, 0, 1")
-        if "\x00" in row["path"] or not row["path"].strip():
-            raise BenchError(where, f"path {str(row['path'])[:200]!r} is empty or holds a NUL character")
+        if "\x00" in row[path_col] or not row[path_col].strip():
+            raise BenchError(where, f"path {str(row[path_col])[:200]!r} is empty or holds a NUL character")
         try:
-            path = (csv_path.parent / row["path"]).resolve()
+            path = (csv_path.parent / row[path_col]).resolve()
             exists = path.is_file()
         except (OSError, RuntimeError) as exc:  # a link loop, a name too long
-            raise BenchError(where, f"image {str(row['path'])[:200]!r} cannot be opened ({exc})") from None
+            raise BenchError(where, f"image {str(row[path_col])[:200]!r} cannot be opened ({exc})") from None
         if not exists:
-            raise BenchError(where, f"image {str(row['path'])[:200]!r} does not exist")
+            raise BenchError(where, f"image {str(row[path_col])[:200]!r} does not exist")
         if path in seen_paths:
-            raise BenchError(where, f"image {str(row['path'])[:200]!r} is listed twice (also on line "
+            raise BenchError(where, f"image {str(row[path_col])[:200]!r} is listed twice (also on line "
                              f"{seen_paths[path]})")
         seen_paths[path] = line
         files.append((path, where, label))
@@ -201,7 +216,7 @@ def load_manifest(csv_path: Path, size: int) -> tuple[ImageSet, list[str] | None
         except BenchError as exc:
             raise BenchError(f"{where}: {exc.where}", exc.message) from None
         labels.append(label)
-        ids.append(row["path"])
+        ids.append(row[path_col])
         if "split" in cols:
             split = str(row["split"]).strip().lower()
             if split not in ("train", "test"):
@@ -211,5 +226,11 @@ def load_manifest(csv_path: Path, size: int) -> tuple[ImageSet, list[str] | None
         if label not in labels:
             raise BenchError(str(csv_path), f"manifest has no {name} images")
     refuse_duplicates(files)
-    data = ImageSet.from_uint8(np.stack(images), np.asarray(labels), ids)
+    plain = [r for _, r in rows]
+    groups = _optional_column(plain, cols, "group")
+    if groups is not None and "" in groups:
+        line = rows[groups.index("")][0]
+        raise BenchError(f"{csv_path}:{line}", "empty group: give every row a group, or leave the column out")
+    data = ImageSet.from_uint8(np.stack(images), np.asarray(labels), ids,
+                               subsets=_optional_column(plain, cols, "subset", "source"), groups=groups)
     return data, (splits if "split" in cols else None)

@@ -2,23 +2,39 @@
 
 from __future__ import annotations
 
+import inspect
 from collections.abc import Callable
 
 from torch import nn
 
-from bench.models import architectures
+from bench.models import architectures, frequency, mesonet, timm_models
 from bench.models.detector import Detector, ModelSpec
 from bench.registry import Registry
 
 ModelBuilder = Callable[..., nn.Module]
 
+DCT_RECIPE = {"epochs": 10, "batch_size": 16, "lr": 0.01, "momentum": 0.9, "step_size": 7, "gamma": 0.1,
+              "weight_decay": 0.0005}
+
 MODELS: Registry[ModelBuilder] = Registry("model")
+_RECIPES: dict[str, dict] = {}
 
 
-def register_model(name: str, builder: ModelBuilder | None = None):
-    """Register an architecture builder `builder(num_classes=2, pretrained=False) -> nn.Module`; without
-    `builder`, a decorator."""
-    return MODELS.register(name, builder)
+def register_model(name: str, builder: ModelBuilder, recipe: dict | None = None) -> ModelBuilder:
+    """Register an architecture builder `builder(num_classes=2, pretrained=False[, input_size]) -> nn.Module`.
+
+    A builder that takes `input_size` is given the suite's image size (for layers sized to the input).
+    `recipe` holds the architecture's own training defaults, used for every recipe field a suite leaves out.
+    """
+    MODELS.register(name, builder)
+    if recipe:
+        _RECIPES[name] = dict(recipe)
+    return builder
+
+
+def default_recipe(arch: str) -> dict:
+    """The architecture's own recipe defaults (empty: the paper's recipe)."""
+    return dict(_RECIPES.get(arch, {}))
 
 
 def list_models() -> list[str]:
@@ -36,10 +52,20 @@ def create_model(
     """Build a `Detector` (untrained unless `pretrained`) for a registered architecture."""
     builder = MODELS.get(arch, f"{where}.arch")
     spec = ModelSpec(arch=arch, input_size=input_size, mean=tuple(mean), std=tuple(std))
-    return Detector(builder(num_classes=2, pretrained=pretrained), spec)
+    kwargs = {"num_classes": 2, "pretrained": pretrained}
+    if "input_size" in inspect.signature(builder).parameters:
+        kwargs["input_size"] = input_size
+    return Detector(builder(**kwargs), spec)
 
 
 register_model("vgg16", architectures.vgg16)
 register_model("vgg16_bn", architectures.vgg16_bn)
 register_model("resnet18", architectures.resnet18)
 register_model("tiny", architectures.tiny_cnn)
+register_model("meso4", mesonet.meso4)
+register_model("meso_inception4", mesonet.meso_inception4)
+register_model("xception", timm_models.xception)
+register_model("efficientnet_b4", timm_models.efficientnet_b4)
+# Frank et al. 2020 trained their DCT classifiers with Adam; with SGD this small head needs a larger step than
+# the paper's 1e-3 (models/dct.yaml records the measurements behind these defaults).
+register_model("dct", frequency.dct_detector, recipe=DCT_RECIPE)

@@ -22,6 +22,7 @@ from tabulate import tabulate
 
 from bench.atomic import atomic_write_text
 from bench.metrics import Proportion
+from bench.report.breakdown import breakdown_sections
 from bench.report.figures import plot_accuracy_curves
 from bench.report.format import num, pct, prop
 from bench.report.sanity import CHECKS, CLEAN_CHECKS, attack_gave_up, degenerate_classifier, run_checks
@@ -80,32 +81,31 @@ class Board:
         never marked best."""
         return frozenset(r["craft_key"] for r in self.attack if attack_gave_up(r))
 
+    def attack_title(self, key: str) -> str:
+        """The column title of a suite's attack entry (its declared title, with the key when titles repeat)."""
+        first = next(a for a in self.ls.attacks if a.key == key)
+        sharing = {a.key for a in self.ls.attacks if a.attack == first.attack}
+        return first.title if len(sharing) == 1 else f"{first.title} ({key})"
+
+    def attack_keys(self) -> list[str]:
+        return list(dict.fromkeys(a.key for a in self.ls.attacks))
+
+    def cell(self, v: Row, key: str, threat: str, in_table: bool = True, adaptive: bool = False) -> Row | None:
+        """The attack cell of attack entry `key` against variant `v` under `threat` (its Table II point)."""
+        for r in self.attack:
+            if r["target"] != v["name"] or r["attack_key"] != key or r["threat"] != threat:
+                continue
+            if in_table and not r["in_table"]:
+                continue
+            if bool(r["adaptive"]) != adaptive:
+                continue
+            return r
+        return None
+
 
 def _none(x: Any) -> Any:
     """pandas turns a missing dict into NaN; the sections want None."""
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else x
-
-
-def _attack_title(b: Board, key: str) -> str:
-    first = next(a for a in b.ls.attacks if a.key == key)
-    sharing = {a.key for a in b.ls.attacks if a.attack == first.attack}
-    return first.title if len(sharing) == 1 else f"{first.title} ({key})"
-
-
-def _attack_keys(b: Board) -> list[str]:
-    return list(dict.fromkeys(a.key for a in b.ls.attacks))
-
-
-def _cell(b: Board, v: Row, key: str, threat: str, in_table: bool = True, adaptive: bool = False) -> Row | None:
-    for r in b.attack:
-        if r["target"] != v["name"] or r["attack_key"] != key or r["threat"] != threat:
-            continue
-        if in_table and not r["in_table"]:
-            continue
-        if bool(r["adaptive"]) != adaptive:
-            continue
-        return r
-    return None
 
 
 def _groups(b: Board) -> dict[tuple[str, str], list[str]]:
@@ -230,10 +230,10 @@ def table_i(b: Board) -> str:
 
 
 def table_ii(b: Board) -> str:
-    keys = _attack_keys(b)
+    keys = b.attack_keys()
     headers = ["Model", "Unperturbed fakes"]
     for k in keys:
-        headers += [f"{_attack_title(b, k)} black-box", f"{_attack_title(b, k)} white-box"]
+        headers += [f"{b.attack_title(k)} black-box", f"{b.attack_title(k)} white-box"]
     rows, vals = [], []
     per_variant: dict[str, list[dict | None]] = {}
     for v in b.variants:
@@ -242,7 +242,7 @@ def table_ii(b: Board) -> str:
         texts = [prop(cols[0])]
         for k in keys:
             for threat in ("transfer", "white-box"):
-                acc, text = _acc(b, _cell(b, v, k, threat))
+                acc, text = _acc(b, b.cell(v, k, threat))
                 cols.append(acc)
                 texts.append(text)
         per_variant[v["name"]] = cols
@@ -267,7 +267,7 @@ def table_ii(b: Board) -> str:
 
 def grid_sections(b: Board, stem: str) -> str:
     parts = []
-    for key in _attack_keys(b):
+    for key in b.attack_keys():
         points = [a for a in b.ls.attacks if a.key == key]
         if len(points) < 2 or len(points[0].varying) != 1:
             continue
@@ -296,7 +296,7 @@ def grid_sections(b: Board, stem: str) -> str:
                                 [a["hi"] for _, a in ok])
         if not rows:
             continue
-        title = _attack_title(b, key)
+        title = b.attack_title(key)
         headers = ["Model"] + [f"{axis}={x}" for x in values]
         text = f"## Accuracy against {title} {axis}\n\n" + tabulate(rows, headers, tablefmt="github")
         if b.s.report.figures and series:
@@ -325,7 +325,7 @@ def _predictions_by_cell(b: Board, keys: list[str]) -> dict[str, list[tuple[str,
 
 def defense_ranking(b: Board) -> str:
     """Per evaluated model: clean accuracy, accuracy per attack cell, and per-image worst case."""
-    keys = _attack_keys(b)
+    keys = b.attack_keys()
     attacked = set(b.results.plan.attack_ids)
     stored = [r for r in b.attack if _none(r["metrics"])]
     preds = _predictions_by_cell(b, [v["clean_key"] for v in b.variants if b.clean[v["name"]]]
@@ -340,7 +340,7 @@ def defense_ranking(b: Board) -> str:
         ran = 0
         for k in keys:
             for threat, adaptive in _ranking_columns(b):
-                cols.append(_acc(b, _cell(b, v, k, threat, adaptive=adaptive))[1])
+                cols.append(_acc(b, b.cell(v, k, threat, adaptive=adaptive))[1])
         for r in stored:
             if r["target"] != v["name"]:
                 continue
@@ -355,7 +355,7 @@ def defense_ranking(b: Board) -> str:
     names = {("transfer", False): "black-box", ("white-box", False): "white-box",
              ("white-box", True): "adaptive (through the defense)"}
     for k in keys:
-        headers += [f"{_attack_title(b, k)} {names[c]}" for c in _ranking_columns(b)]
+        headers += [f"{b.attack_title(k)} {names[c]}" for c in _ranking_columns(b)]
     headers += ["Worst case (per image, all attacks)", "Attack cells"]
     body = [[i + 1] + row for i, (_, _, row) in enumerate(rows)]
     return ("## Defense ranking\n\nSorted by worst-case robust accuracy: a fake counts as detected only if the "
@@ -419,8 +419,8 @@ def render(results: Results, out_dir: Path) -> tuple[str, list[Path]]:
     """The leaderboard's markdown and the figures drawn for it (into `out_dir`)."""
     b = Board(results, Path(out_dir))
     stem = results.ls.tag
-    parts = [header(b), table_i(b), table_ii(b), grid_sections(b, stem), defense_ranking(b), sanity(b),
-             gradient_norms(b)]
+    parts = [header(b), table_i(b), table_ii(b), breakdown_sections(b), grid_sections(b, stem), defense_ranking(b),
+             sanity(b), gradient_norms(b)]
     parts += [sec.render(b, b.out_dir, stem) for sec in sections()]
     parts += [all_cells(b), COLUMN_GUIDE]
     return "\n\n".join(p for p in parts if p) + "\n", b.figures

@@ -12,6 +12,8 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from bench.report.format import num
+
 Row = dict[str, Any]  # one row of the attack frame
 
 # A difference counts only when the 95% intervals do not overlap, or by this margin when n is large.
@@ -152,9 +154,39 @@ def degenerate_classifier(clean: dict[str, dict | None]) -> Iterator[Flag]:
                        f"robustness")
 
 
+def auroc_text(m: dict | None) -> str:
+    """`0.912 [0.871, 0.953]`, or just the value when the metrics carry no interval."""
+    if not m or m.get("auroc") is None:
+        return "n/a"
+    if m.get("auroc_lo") is None:
+        return num(m["auroc"])
+    return f"{num(m['auroc'])} [{num(m['auroc_lo'])}, {num(m['auroc_hi'])}]"
+
+
+def near_chance(m: dict) -> str | None:
+    """Why a detector is near chance on these metrics (None when it is not): a class recall below MIN_RECALL
+    (it calls most images of one class the other class), or its AUROC's 95% interval reaches 0.5."""
+    fake, real = m["fake_recall"]["value"], m["real_recall"]["value"]
+    if min(fake, real) < MIN_RECALL:
+        return f"leans to '{'fake' if fake > real else 'real'}' (fake recall {fake:.1%}, real recall {real:.1%})"
+    if m.get("auroc_lo") is not None and m["auroc_lo"] <= 0.5:
+        return f"AUROC {auroc_text(m)} does not exclude chance (0.5)"
+    return None
+
+
+def near_chance_on_subset(clean: dict[str, dict | None]) -> Iterator[Flag]:
+    """A detector near chance on one subset of the data (see `near_chance`)."""
+    for name, c in clean.items():
+        for subset, m in ((c.get("by_subset") or {}) if c else {}).items():
+            why = near_chance(m)
+            if why:
+                yield Flag("near-chance-on-subset", name, f"subset {subset}: {why}; its accuracy under attack there "
+                           "says little")
+
+
 CHECKS = (transfer_beats_white_box, not_monotone_in_budget, single_step_beats_iterative, defense_only_non_adaptive,
           attack_left_images_unchanged)
-CLEAN_CHECKS = (degenerate_classifier,)
+CLEAN_CHECKS = (degenerate_classifier, near_chance_on_subset)
 
 
 def run_checks(cells: list[Row], clean: dict[str, dict | None] | None = None) -> list[Flag]:

@@ -67,6 +67,20 @@ class ModelConfig(Strict):
     init_from: str | None = Field(None, description="start training from another model of the suite")
     defense: dict[str, dict[str, Any]] | None = None
 
+    @model_validator(mode="before")
+    @classmethod
+    def _arch_recipe(cls, data: Any) -> Any:
+        """Recipe fields the suite leaves out come from the architecture's own defaults (e.g. the DCT detector's),
+        then from the paper's."""
+        if not isinstance(data, dict) or not isinstance(data.get("arch"), str):
+            return data
+        from bench.models.registry import default_recipe
+
+        defaults = default_recipe(data["arch"])
+        if defaults and (data.get("recipe") is None or isinstance(data.get("recipe"), dict)):
+            data = {**data, "recipe": {**defaults, **(data.get("recipe") or {})}}
+        return data
+
     @field_validator("std")
     @classmethod
     def _std(cls, v: tuple[Number, Number, Number]) -> tuple[Number, Number, Number]:
