@@ -147,7 +147,12 @@ def foolbox_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDPara
 
 @register_backend("fmn", "foolbox")
 def foolbox_fmn(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FMNParams) -> torch.Tensor:
-    """Foolbox's L2FMNAttack, started from x (no initial attack, so its boundary search is unused)."""
+    """Foolbox's L2FMNAttack, started from x (no initial attack, so its boundary search is unused).
+
+    In Foolbox 3.3.4 its L2 projection is a no-op (`L2FMNAttack.project` scales by min(1, norms / norms)), so
+    the adaptive radius never constrains the perturbation: it is normalised-gradient descent on the margin
+    that keeps the smallest adversarial iterate, and finds larger perturbations than the paper's FMN.
+    """
     import foolbox as fb  # lazy: only Foolbox backends need it
 
     attack = fb.attacks.L2FMNAttack(
