@@ -7,6 +7,7 @@ import sqlite3
 import textwrap
 
 from bench.cli import main
+from bench.report.security_curves import curve
 
 SUITE = """
 name: strong
@@ -52,5 +53,18 @@ def test_new_attacks_run_in_a_suite(tmp_path, one_thread):
     acc = {k: v["accuracy"]["value"] for k, v in attacks.items()}
     ens = next(v for k, v in acc.items() if k.startswith("autoattack"))
     assert ens <= next(v for k, v in acc.items() if k.startswith("square"))
+    # the minimum-norm attack as a security-evaluation curve, at the default declared budgets, with a figure
+    section = text.split("## Minimum-norm attacks: robust accuracy against the L2 budget")[1].split("\n## ")[0]
+    assert "### fmn (FMN-L2)" in section and "L2 <= 0.25" in section and "L2 <= 4" in section
+    assert (out / "strong-fmn-l2-budget.png").stat().st_size > 1000
     # a rerun reuses every cell
     assert main(["run", str(suite), "--home", str(home), "--out", str(out), "--quiet"]) == 0
+
+
+def test_curve_counts_only_in_budget_successes():
+    clean = {"a": True, "b": True, "c": False, "d": True}  # c: missed before any attack
+    adv = {"a": False, "b": False, "c": False, "d": True}  # d: the attack failed
+    l2 = {"a": 0.3, "b": 5.0, "c": 0.0, "d": 0.0}
+    accs, beyond = curve(clean, adv, l2, [0.25, 1.0, 4.0])
+    assert [a["k"] for a in accs] == [3, 2, 2] and all(a["n"] == 4 for a in accs)
+    assert beyond == 1  # b: fooled only with L2 5 > 4, never counted, flagged
