@@ -6,7 +6,8 @@ robust accuracy at the suite's declared budgets (`report: {l2_budgets: [...]}`):
 detected at budget eps when the detector detects it unperturbed and either still detects the attack's
 example or that example lies farther than eps (L2 of the stored example, as scored). A success whose
 perturbation exceeds the largest declared budget is never counted as one; the section says how many there
-were. A figure draws the curves. Registered as a suite section without cells: it reads stored results only.
+were, and for an attack with a logit margin kappa (CW-L2's `confidence`) on how many fakes it was
+reached. A figure draws the curves. Registered as a suite section without cells: it reads stored results only.
 """
 
 from __future__ import annotations
@@ -62,6 +63,11 @@ def security_curves(b, out_dir: Path, stem: str) -> str:
             rows.append([r["target_label"], *[prop(a) for a in accs]])
             series[r["target_label"]] = (budgets, [a["value"] for a in accs], [a["lo"] for a in accs],
                                          [a["hi"] for a in accs])
+            kappa = r["params"].get("confidence")
+            u = (r["craft_metrics"] or {}).get("unchanged")
+            if kappa and u:  # CW returns an image unperturbed where no iterate reached the margin kappa
+                notes.append(f"{r['target_label']}: kappa={kappa:g} reached on {u['n'] - u['k']} of the {u['n']} "
+                             f"fakes it detected (the others came back unperturbed)")
             if beyond:
                 notes.append(f"{r['target_label']}: {beyond} of {len(adv)} fakes fooled only with L2 above "
                              f"{max(budgets):g} (not counted as successes: flagged)")
