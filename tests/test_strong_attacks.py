@@ -188,3 +188,35 @@ def test_ensemble_members_are_validated():
         spec.params(eps=0.01, members={"a": {"attack": "fgsm", "backend": "cleverhans"}})
     p = spec.params(eps=0.01, members={"a": {"attack": "fgsm"}})
     assert spec.family_of(p) == "single-step" and p.ordered()[0][3].eps == 0.01
+
+
+def test_cw_line_search_reaches_a_far_kappa_as_art_does(trained):
+    """At a logit margin far from the images, Adam at lr 0.01 runs out of iterations; the optional line-search
+    step rule reaches it on as many images as ART's optimiser, at no larger a median L2 (5% slack)."""
+    from bench.attacks.params import CWL2Params
+    from bench.diagnostics import reachable_margin
+
+    det, x, y = trained
+    x, y = x[:8], y[:8]
+    kappa = 0.8 * float(reachable_margin(det, x, y).min())
+    base = dict(confidence=kappa, c_min=10.0, c_max=1000.0, binary_search_steps=2, max_iterations=30,
+                learning_rate=0.01, abort_early=False)
+    adam = CWL2Params(**base)
+    assert "step_rule" not in adam.model_dump()  # the default leaves stored cells' keys as they were
+    line = CWL2Params(**base, step_rule="line_search")
+    assert CWL2Params.model_validate(line.model_dump()).step_rule == "line_search"
+
+    def reached(backend, p):
+        adv = run_attack("cw_l2", backend, det, x, y, p)
+        logits = det(adv).detach()
+        margin = logits[torch.arange(len(y)), 1 - y] - logits[torch.arange(len(y)), y]
+        ok = margin >= kappa - 1e-4
+        return ok, (adv - x).flatten(1).norm(dim=1)
+
+    ok_adam, _ = reached("native", adam)
+    ok_line, l2_line = reached("native", line)
+    ok_art, l2_art = reached("art", adam)
+    assert int(ok_adam.sum()) < int(ok_art.sum())
+    assert int(ok_line.sum()) >= int(ok_art.sum()) >= 6
+    both = ok_line & ok_art
+    assert float(l2_line[both].median()) <= 1.05 * float(l2_art[both].median())

@@ -9,9 +9,11 @@ from __future__ import annotations
 import math
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from bench.attacks.registry import ATTACKS, register_attack
+
+LINE_SEARCH_DOUBLINGS = 5  # CW-L2's line search tries the step length x 2^k, k in [-5, 5] (ART's max_halving/doubling)
 
 
 class AttackParams(BaseModel):
@@ -46,9 +48,21 @@ class CWL2Params(AttackParams):
     max_iterations: int = Field(100, ge=1)
     learning_rate: float = Field(0.01, gt=0.0)
     abort_early: bool = True
+    step_rule: Literal["adam", "line_search"] = Field(
+        "adam", description="native only: Adam at `learning_rate` (the reference code, Foolbox), or gradient "
+                            "descent with a per-image step length found by halving and doubling it up to 5 times "
+                            "from `learning_rate` (as ART does), which reaches far-away margins (large kappa)")
+
+    @model_serializer(mode="wrap")
+    def _without_default_step_rule(self, handler):
+        data = handler(self)
+        if data.get("step_rule") == "adam":  # the default: the dump (and so every stored cell's key) stays as before
+            data.pop("step_rule")
+        return data
 
     def passes_per_image(self) -> float:
-        return 2.0 * self.max_iterations * self.binary_search_steps
+        per_iteration = 2.0 if self.step_rule == "adam" else 2.0 + 2 * LINE_SEARCH_DOUBLINGS + 1
+        return per_iteration * self.max_iterations * self.binary_search_steps
 
     @model_validator(mode="after")
     def _range(self) -> CWL2Params:
