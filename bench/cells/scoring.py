@@ -46,6 +46,7 @@ def score_attack(cell: AttackCell, ctx: RunContext) -> Record:
         "linf": summary(linf),
         "l2_successful": summary(l2[flipped]),
         "linf_successful": summary(linf[flipped]),
-        "l2_per_image": {i: float(f"{v:.5g}") for i, v in zip(data.ids, l2, strict=True)},  # security curves
+        # for the security-evaluation curves; two lists, so exports keep one column each
+        "l2_per_image": {"ids": list(data.ids), "l2": [float(f"{v:.5g}") for v in l2]},
     }
     return Record(metrics, (data.ids, data.labels.numpy(), p_adv))

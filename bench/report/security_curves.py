@@ -59,7 +59,8 @@ def security_curves(b, out_dir: Path, stem: str) -> str:
                 continue
             adv = _detected(b, r["key"])
             clean = _detected(b, clean_key[r["target"]])
-            accs, beyond = curve(clean, adv, m["l2_per_image"], budgets)
+            per_image = m["l2_per_image"]
+            accs, beyond = curve(clean, adv, dict(zip(per_image["ids"], per_image["l2"], strict=True)), budgets)
             rows.append([r["target_label"], *[prop(a) for a in accs]])
             series[r["target_label"]] = (budgets, [a["value"] for a in accs], [a["lo"] for a in accs],
                                          [a["hi"] for a in accs])
