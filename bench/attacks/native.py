@@ -18,7 +18,9 @@ CW-L2 (eqs. 3-6 of the paper) in detail:
   geometrically between the largest failing c and the smallest succeeding one (c_max while none has
   succeeded); an image that has not succeeded by the last step tries c_max itself, and failure at
   c_max settles it (no c in range works). Settled images leave the batch and cost no more compute;
-- Adam (beta 0.9/0.999, eps 1e-8) on w, fresh per search step; with `abort_early` a search step
+- Adam (beta 0.9/0.999, eps 1e-8) on w, fresh per search step (or, with `step_rule: line_search`, gradient
+  descent with a per-image step length found by halving and doubling, as ART's optimiser; `_CWLineSearchStep`);
+  with `abort_early` a search step
   ends when the batch's loss has not fallen by 0.01 % over a tenth of `max_iterations`, as in the
   reference code and Foolbox (checked on the loss shifted by the constant c * kappa, which keeps it
   non-negative as there). A per-image test would be cheaper but stops images in the overshoot that
@@ -37,7 +39,7 @@ import torch
 from torch.nn import functional as F
 
 from bench.attacks.counting import add_passes
-from bench.attacks.params import CWL2Params, FGSMParams, PGDParams
+from bench.attacks.params import LINE_SEARCH_DOUBLINGS, CWL2Params, FGSMParams, PGDParams
 from bench.attacks.registry import register_backend
 from bench.models.detector import Detector
 from bench.settings import cuda_graphs_enabled
@@ -173,9 +175,61 @@ class _CWStep:
             self.delta.sub_(p.learning_rate * m_hat / (v_hat.sqrt() + ADAM_EPS))
 
 
+class _CWLineSearchStep:
+    """One search step's state for a batch with `step_rule: line_search`: gradient descent on w whose step
+    length is chosen per image and per iteration among `step` x 2^k, k = -5..5 (`step` starts at the
+    learning rate and carries over as the length last chosen): the candidate with the lowest objective is
+    taken if it lowers the objective, else the image stays and its step shrinks 32-fold. Long steps reach
+    logit margins that Adam at a small learning rate does not within the iterations (ART's optimiser does
+    the same with sequential halving and doubling). Every candidate is a forward pass; an adversarial
+    candidate counts like an iterate (the smallest-L2 one is kept). Same interface as `_CWStep`."""
+
+    def __init__(self, detector: Detector, x: torch.Tensor, w0: torch.Tensor, y: torch.Tensor,
+                 c: torch.Tensor, p: CWL2Params, best_l2: torch.Tensor, best_adv: torch.Tensor) -> None:
+        self.detector, self.x, self.y, self.c, self.p = detector, x, y, c, p
+        self.best_l2, self.best_adv = best_l2, best_adv
+        self.w = w0.clone()
+        self.step = torch.full((len(x),), p.learning_rate, device=x.device)
+        self.found = torch.zeros(len(x), dtype=torch.bool, device=x.device)
+        self.loss = torch.zeros((), device=x.device)
+
+    def _objective(self, w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """(per-image objective, x', success) at w, recording adversarial points."""
+        xa = (torch.tanh(w) + 1.0) / 2.0
+        z_true, z_other = true_and_other_logits(self.detector(xa), self.y)
+        kappa = self.p.confidence
+        l2sq = (xa - self.x).flatten(1).pow(2).sum(dim=1)
+        obj = l2sq + self.c * torch.clamp(z_true - z_other, min=-kappa)
+        with torch.no_grad():
+            margin = z_other - z_true
+            success = margin >= kappa if kappa > 0 else margin > 0
+            self.found |= success
+            better = success & (l2sq < self.best_l2)
+            self.best_l2.copy_(torch.where(better, l2sq, self.best_l2))
+            self.best_adv.copy_(torch.where(better.view(-1, 1, 1, 1), xa.detach(), self.best_adv))
+        return obj, xa, success
+
+    def __call__(self) -> None:
+        w = self.w.requires_grad_(True)
+        obj, _, _ = self._objective(w)
+        (g,) = torch.autograd.grad(obj.sum(), w)
+        with torch.no_grad():
+            self.loss.copy_(obj.sum())
+            best_obj, best_len = obj.detach().clone(), torch.zeros_like(self.step)
+            for k in range(-LINE_SEARCH_DOUBLINGS, LINE_SEARCH_DOUBLINGS + 1):
+                length = self.step * 2.0**k
+                cand, _, _ = self._objective(self.w.detach() - length.view(-1, 1, 1, 1) * g)
+                better = cand < best_obj
+                best_obj = torch.where(better, cand, best_obj)
+                best_len = torch.where(better, length, best_len)
+            moved = best_len > 0
+            self.w = (self.w.detach() - best_len.view(-1, 1, 1, 1) * g).detach()
+            self.step = torch.where(moved, best_len, self.step / 2.0**LINE_SEARCH_DOUBLINGS)
+
+
 def _use_cuda_graphs(x: torch.Tensor, p: CWL2Params) -> bool:
     """Replay iterations as a CUDA graph: on a GPU, unless BENCH_CUDA_GRAPHS=0, for long enough runs."""
-    return x.device.type == "cuda" and cuda_graphs_enabled() and (
+    return x.device.type == "cuda" and cuda_graphs_enabled() and p.step_rule == "adam" and (
         p.max_iterations > 2 * GRAPH_WARMUP
     )
 
@@ -210,7 +264,7 @@ def _cw_optimise(
 
     Updates `best_l2` / `best_adv` in place; returns which images found an adversarial.
     """
-    step = _CWStep(detector, x, w0, y, c, p, best_l2, best_adv)
+    step = (_CWStep if p.step_rule == "adam" else _CWLineSearchStep)(detector, x, w0, y, c, p, best_l2, best_adv)
     check_every = max(1, math.ceil(p.max_iterations / 10))
     shift = float((c * p.confidence).sum())
     graphs = _use_cuda_graphs(x, p)

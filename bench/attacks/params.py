@@ -6,12 +6,15 @@ An attack object holds only its hyperparameters (as in Foolbox 3); which impleme
 
 from __future__ import annotations
 
-from typing import Literal
+import math
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
-from bench.attacks.registry import register_attack
+from bench.attacks.registry import ATTACKS, register_attack
 from bench.suite.types import Boolean, Integer, Number
+
+LINE_SEARCH_DOUBLINGS = 5  # CW-L2's line search tries the step length x 2^k, k in [-5, 5] (ART's max_halving/doubling)
 
 
 class AttackParams(BaseModel):
@@ -19,12 +22,20 @@ class AttackParams(BaseModel):
 
     model_config = ConfigDict(extra="forbid", frozen=True)
 
+    def passes_per_image(self) -> float:
+        """Forward plus backward passes per image the attack may spend at most (an ensemble runs cheaper
+        members first); unknown: infinity."""
+        return math.inf
+
 
 @register_attack(name="fgsm", title="FGSM", family="single-step", norm="linf", budget="eps", deterministic=True)
 class FGSMParams(AttackParams):
     """FGSM, eq. (1): x + eps * sign(grad_x J), clipped to [0, 1]. Untargeted."""
 
     eps: Number = Field(0.02, ge=0.0, le=1.0, description="L-inf step size per pixel, in [0, 1] pixel units")
+
+    def passes_per_image(self) -> float:
+        return 2.0
 
 
 @register_attack(name="cw_l2", title="CW-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False)
@@ -38,6 +49,21 @@ class CWL2Params(AttackParams):
     max_iterations: Integer = Field(100, ge=1)
     learning_rate: Number = Field(0.01, gt=0.0)
     abort_early: Boolean = True
+    step_rule: Literal["adam", "line_search"] = Field(
+        "adam", description="native only: Adam at `learning_rate` (the reference code, Foolbox), or gradient "
+                            "descent with a per-image step length found by halving and doubling it up to 5 times "
+                            "from `learning_rate` (as ART does), which reaches far-away margins (large kappa)")
+
+    @model_serializer(mode="wrap")
+    def _without_default_step_rule(self, handler):
+        data = handler(self)
+        if data.get("step_rule") == "adam":  # the default: the dump (and so every stored cell's key) stays as before
+            data.pop("step_rule")
+        return data
+
+    def passes_per_image(self) -> float:
+        per_iteration = 2.0 if self.step_rule == "adam" else 2.0 + 2 * LINE_SEARCH_DOUBLINGS + 1
+        return per_iteration * self.max_iterations * self.binary_search_steps
 
     @model_validator(mode="after")
     def _range(self) -> CWL2Params:
@@ -55,3 +81,143 @@ class PGDParams(AttackParams):
     steps: Integer = Field(10, ge=1)
     step_size: Number = Field(0.005, gt=0.0, description="absolute step size (not relative to eps)")
     random_start: Boolean = False
+
+    def passes_per_image(self) -> float:
+        return 2.0 * self.steps
+
+
+@register_attack(name="apgd", title="APGD-CE", family="iterative", norm="linf", budget="eps", deterministic=False)
+class APGDParams(AttackParams):
+    """Auto-PGD on the cross-entropy loss (Croce and Hein 2020), L-inf or L2 ball.
+
+    The step size starts at `step_size` x eps and is halved at the checkpoints of the paper's schedule when
+    the loss stalls, with momentum 0.75. AutoAttack's DLR loss needs a third-largest logit, so it is
+    undefined for a two-class detector: this is APGD-CE. Not deterministic: the toolkit always starts
+    from a random point in the ball, and implementations may return any adversarial iterate.
+    """
+
+    eps: Number = Field(0.02, gt=0.0)
+    norm: Literal["linf", "l2"] = "linf"
+    steps: Integer = Field(100, ge=1, description="iterations per restart")
+    restarts: Integer = Field(1, ge=1, description="random restarts, each on the images not yet broken")
+    step_size: Number = Field(2.0, gt=0.0, description="initial step size, as a multiple of eps (the paper: 2)")
+    random_start: Boolean = True
+
+    def passes_per_image(self) -> float:
+        return 2.0 * self.steps * self.restarts
+
+
+@register_attack(name="square", title="Square", family="iterative", norm="linf", budget="eps", deterministic=False)
+class SquareParams(AttackParams):
+    """Square attack (Andriushchenko et al. 2020), L-inf: score-based black box, no gradients.
+
+    Random square updates of +-eps per channel on the margin loss, kept when the margin falls; the
+    square's share of the image starts at `p_init` and shrinks on the paper's schedule. Its cost is
+    its queries: forward passes per image (counted), at most 1 + `queries` per restart.
+    """
+
+    eps: Number = Field(0.02, gt=0.0, le=1.0)
+    queries: Integer = Field(1000, ge=1, description="iterations (one query each) per restart")
+    p_init: Number = Field(0.8, gt=0.0, le=1.0, description="initial share of pixels a square covers")
+    restarts: Integer = Field(1, ge=1)
+
+    def passes_per_image(self) -> float:
+        return float((self.queries + 1) * self.restarts)
+
+
+@register_attack(name="fmn", title="FMN-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False)
+class FMNParams(AttackParams):
+    """Fast Minimum-Norm L2 (Pintor et al. 2021): steps on the margin inside an L2 ball whose radius
+    shrinks while adversarial and grows (or jumps to the linearised boundary) while not; step sizes
+    cosine-annealed from `max_stepsize` to `min_stepsize`, the radius factor from `gamma` to 0.001."""
+
+    steps: Integer = Field(100, ge=1)
+    max_stepsize: Number = Field(1.0, gt=0.0)
+    min_stepsize: Number = Field(0.01, gt=0.0)
+    gamma: Number = Field(0.05, gt=0.0, lt=1.0)
+
+    def passes_per_image(self) -> float:
+        return 2.0 * self.steps
+
+
+@register_attack(name="ddn", title="DDN-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False)
+class DDNParams(AttackParams):
+    """Decoupled Direction and Norm L2 (Rony et al. 2019): a unit step along the normalised cross-entropy
+    gradient (size cosine-annealed from 1 to 0.01), then the perturbation rescaled to a norm that
+    shrinks by (1 - gamma) while adversarial and grows by (1 + gamma) while not."""
+
+    steps: Integer = Field(100, ge=1)
+    init_epsilon: Number = Field(1.0, gt=0.0, description="initial norm")
+    gamma: Number = Field(0.05, gt=0.0, lt=1.0)
+
+    def passes_per_image(self) -> float:
+        return 2.0 * self.steps
+
+
+class EnsembleMember(BaseModel):
+    """One attack of an ensemble: a registered attack, its backend and its parameters."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    attack: str
+    backend: str = "native"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+FAMILY_STRENGTH = {"single-step": 0, "iterative": 1, "minimum-norm": 2}
+
+
+@register_attack(name="ensemble", title="Ensemble", family="iterative", norm="linf", budget="eps",
+                 deterministic=False)
+class EnsembleParams(AttackParams):
+    """A robust-accuracy ensemble in the style of AutoAttack: per image the worst case over the members, run
+    cheapest first (by `passes_per_image`), each only on the images no earlier member broke.
+
+    All members share the ensemble's threat model: a member with a budget gets `eps` (it may not name a
+    larger one) and must attack in `norm`; a minimum-norm member's result counts only where its
+    perturbation is within eps. The family is the strongest member's (a minimum-norm member acts as an
+    iterative attack within the budget).
+    """
+
+    eps: Number = Field(0.02, gt=0.0)
+    norm: Literal["linf", "l2"] = "linf"
+    members: dict[str, EnsembleMember] = Field(min_length=1)
+
+    @model_validator(mode="after")
+    def _members(self) -> EnsembleParams:
+        self.ordered()
+        return self
+
+    def ordered(self) -> list[tuple[str, str, str, AttackParams]]:
+        """(key, attack, backend, validated parameters) per member, cheapest first (stable)."""
+        out = []
+        for key, m in self.members.items():
+            spec = ATTACKS.find(m.attack)
+            if spec is None or m.attack == "ensemble":
+                raise ValueError(f"member {key}: unknown attack {m.attack!r}")
+            if m.backend not in spec.backends:
+                raise ValueError(f"member {key}: attack {m.attack!r} has no backend {m.backend!r}; "
+                                 f"available: {', '.join(sorted(spec.backends))}")
+            raw = dict(m.params)
+            if spec.budget is not None:
+                raw.setdefault(spec.budget, self.eps)
+                if float(raw[spec.budget]) > self.eps + 1e-12:
+                    raise ValueError(f"member {key}: {spec.budget}={raw[spec.budget]} exceeds the ensemble's "
+                                     f"eps={self.eps}")
+            if "norm" in spec.params.model_fields:
+                raw.setdefault("norm", self.norm)
+            try:
+                params = spec.params.model_validate(raw)
+            except ValidationError as exc:
+                raise ValueError(f"member {key}: {exc.errors()[0]['loc']}: {exc.errors()[0]['msg']}") from None
+            if spec.norm_of(params) != self.norm:
+                raise ValueError(f"member {key}: attacks in {spec.norm_of(params)}, the ensemble in {self.norm}")
+            out.append((key, m.attack, m.backend, params))
+        return sorted(out, key=lambda t: t[3].passes_per_image())
+
+    def passes_per_image(self) -> float:
+        return sum(p.passes_per_image() for *_, p in self.ordered())
+
+    def family_at(self) -> str:
+        strongest = max(FAMILY_STRENGTH[ATTACKS.get(a, "attack").family] for _, a, _, _ in self.ordered())
+        return "single-step" if strongest == 0 else "iterative"

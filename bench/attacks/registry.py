@@ -55,6 +55,12 @@ class AttackSpec:
         value = _get(params, "norm")
         return str(value) if value is not None else self.norm
 
+    def family_of(self, params: AttackParams | dict[str, Any]) -> str:
+        """The family at this point: the declared one, unless the parameter model says otherwise with a
+        `family_at()` method (an ensemble is as strong as its strongest member)."""
+        at = getattr(params, "family_at", None)
+        return str(at()) if callable(at) else self.family
+
     def budget_of(self, params: AttackParams | dict[str, Any]) -> float | None:
         return None if self.budget is None else float(_get(params, self.budget))
 

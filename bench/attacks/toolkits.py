@@ -10,7 +10,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from bench.attacks.params import CWL2Params, FGSMParams, PGDParams
+from bench.attacks.params import APGDParams, CWL2Params, DDNParams, FGSMParams, FMNParams, PGDParams, SquareParams
 from bench.attacks.registry import register_backend
 from bench.models.detector import Detector
 from bench.models.estimators import to_art, to_foolbox
@@ -65,6 +65,39 @@ def art_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) 
     return _out(attack.generate(_np(x), y=y.cpu().numpy()))
 
 
+@register_backend("apgd", "art")
+def art_apgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: APGDParams) -> torch.Tensor:
+    """ART's AutoProjectedGradientDescent with loss_type="cross_entropy" (DLR is undefined for two classes).
+
+    ART always starts from a random point of the ball (`random_start: false` cannot be honoured), runs
+    `restarts` starts on the images not yet broken, and keeps the last iterate where it is adversarial.
+    """
+    from art.attacks.evasion import AutoProjectedGradientDescent  # lazy: ART is slow to import
+
+    attack = AutoProjectedGradientDescent(
+        to_art(detector), norm=np.inf if p.norm == "linf" else 2, eps=p.eps, eps_step=p.step_size * p.eps,
+        max_iter=p.steps, targeted=False, nb_random_init=p.restarts, batch_size=ART_BATCH,
+        loss_type="cross_entropy", verbose=False,
+    )
+    return _out(attack.generate(_np(x), y=y.cpu().numpy()))
+
+
+@register_backend("square", "art")
+def art_square(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: SquareParams) -> torch.Tensor:
+    """ART's SquareAttack, L-inf, on its default margin loss (logit of the label minus the highest other).
+
+    ART draws one square position per iteration for the whole batch and queries each robust image three
+    times per iteration (prediction, current loss, candidate loss); the pass counter shows it.
+    """
+    from art.attacks.evasion import SquareAttack  # lazy: ART is slow to import
+
+    attack = SquareAttack(
+        to_art(detector), norm=np.inf, adv_criterion=None, loss=None, max_iter=p.queries, eps=p.eps,
+        p_init=p.p_init, nb_restarts=p.restarts, batch_size=ART_BATCH, verbose=False,
+    )
+    return _out(attack.generate(_np(x), y=y.cpu().numpy()))
+
+
 # ---------------------------------------------------------------- Foolbox
 def _fb_run(detector: Detector, attack, x: torch.Tensor, y: torch.Tensor, epsilons) -> torch.Tensor:
     import foolbox as fb  # lazy: only Foolbox backends need it
@@ -110,3 +143,29 @@ def foolbox_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDPara
     cls = fb.attacks.LinfPGD if p.norm == "linf" else fb.attacks.L2PGD
     attack = cls(abs_stepsize=p.step_size, steps=p.steps, random_start=p.random_start)
     return _fb_run(detector, attack, x, y, [p.eps])
+
+
+@register_backend("fmn", "foolbox")
+def foolbox_fmn(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FMNParams) -> torch.Tensor:
+    """Foolbox's L2FMNAttack, started from x (no initial attack, so its boundary search is unused).
+
+    In Foolbox 3.3.4 its L2 projection is a no-op (`L2FMNAttack.project` scales by min(1, norms / norms)), so
+    the adaptive radius never constrains the perturbation: it is normalised-gradient descent on the margin
+    that keeps the smallest adversarial iterate, and finds larger perturbations than the paper's FMN.
+    """
+    import foolbox as fb  # lazy: only Foolbox backends need it
+
+    attack = fb.attacks.L2FMNAttack(
+        steps=p.steps, max_stepsize=p.max_stepsize, min_stepsize=p.min_stepsize, gamma=p.gamma,
+        init_attack=None, binary_search_steps=10,
+    )
+    return _fb_run(detector, attack, x, y, None)
+
+
+@register_backend("ddn", "foolbox")
+def foolbox_ddn(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: DDNParams) -> torch.Tensor:
+    """Foolbox's DDNAttack (no quantisation step; step size cosine-annealed from 1 to 0.01)."""
+    import foolbox as fb  # lazy: only Foolbox backends need it
+
+    attack = fb.attacks.DDNAttack(init_epsilon=p.init_epsilon, steps=p.steps, gamma=p.gamma)
+    return _fb_run(detector, attack, x, y, None)

@@ -9,6 +9,7 @@ import time
 import torch
 
 from bench.atomic import atomic_write
+from bench.attacks.counting import count_passes
 from bench.attacks.registry import run_attack
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
@@ -39,12 +40,13 @@ def craft_examples(craft: CraftCell, ctx: RunContext) -> Record:
     bs = ev.attack_batch_size
     outs = []
     t0 = time.perf_counter()
-    for i in range(0, len(data), bs):
-        x, y = data.images[i : i + bs], data.labels[i : i + bs]
-        adv = run_attack(ap.attack, ap.backend, det, x.to(ctx.device), y.to(ctx.device), params)
-        if adv.shape != x.shape or not torch.isfinite(adv).all():
-            raise BenchError(f"attacks.{ap.key}", f"backend {ap.backend} returned a bad batch {tuple(adv.shape)}")
-        outs.append(adv.cpu())
+    with count_passes(det) as passes:  # the attack's cost (a score-based attack's queries are its forward passes)
+        for i in range(0, len(data), bs):
+            x, y = data.images[i : i + bs], data.labels[i : i + bs]
+            adv = run_attack(ap.attack, ap.backend, det, x.to(ctx.device), y.to(ctx.device), params)
+            if adv.shape != x.shape or not torch.isfinite(adv).all():
+                raise BenchError(f"attacks.{ap.key}", f"backend {ap.backend} returned a bad batch {tuple(adv.shape)}")
+            outs.append(adv.cpu())
     seconds = time.perf_counter() - t0
     raw = torch.cat(outs)
     # of the fakes the source detects, those the attack gave back as they were, to 8-bit precision (before
@@ -57,4 +59,5 @@ def craft_examples(craft: CraftCell, ctx: RunContext) -> Record:
     atomic_write(ctx.adversarial_path(craft), lambda fh: fh.write(buf.getvalue()))  # a full disk names the file
     l2, linf = perturbation_norms(data.images.numpy(), q.float().div(255).numpy())
     return Record({"l2": summary(l2), "linf": summary(linf), "n": len(data), "seconds_per_image": seconds / len(data),
+                   "forward_per_image": passes.forward / len(data), "backward_per_image": passes.backward / len(data),
                    "unchanged": Proportion(int((same & detected).sum()), int(detected.sum())).as_dict()})

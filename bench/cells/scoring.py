@@ -49,6 +49,8 @@ def score_attack(cell: AttackCell, ctx: RunContext) -> Record:
         "linf": summary(linf),
         "l2_successful": summary(l2[flipped]),
         "linf_successful": summary(linf[flipped]),
+        # for the security-evaluation curves; two lists, so exports keep one column each
+        "l2_per_image": {"ids": list(data.ids), "l2": [float(f"{v:.5g}") for v in l2]},
     }
     metrics.update(attack_breakdown(correct_adv, data.subsets))  # per subset, when the data has subsets
     return Record(metrics, (data.ids, data.labels.numpy(), p_adv))

@@ -27,6 +27,7 @@ from bench.crosscheck.compare import (
     crosscheck_records,
     validate_params,
 )
+from bench.crosscheck.stored import stored_detector
 from bench.data.dataset import ImageSet
 from bench.data.images import load_image_folder
 from bench.data.synthetic import generate_synthetic_faces
@@ -55,7 +56,17 @@ def add_crosscheck_arguments(parser: argparse.ArgumentParser) -> None:
         help="implementation (repeat; the first is the subject): native, art, foolbox, "
         "module.path:Name or path/to/file.py:Name (default: native, art, foolbox)",
     )
-    parser.add_argument("--model", default="tiny", help="architecture: tiny, resnet18, vgg16 (default tiny)")
+    parser.add_argument("--model", default="tiny",
+                        help="architecture: tiny, resnet18, vgg16 (default tiny); with --suite, a model of the suite")
+    parser.add_argument("--suite", default=None,
+                        help="a suite (file or name) whose latest finished run in the store trained --model: the "
+                             "cross-check runs on that detector and on the suite's attacked test fakes")
+    parser.add_argument("--profile", default=None, help="with --suite: the profile of the run")
+    parser.add_argument("--home", type=Path, default=None, help="with --suite: the bench home (default $BENCH_HOME)")
+    parser.add_argument("--db", type=Path, default=None,
+                        help="with --suite: the database (default HOME/results.sqlite)")
+    parser.add_argument("--budgets", default=None, metavar="B1,B2,...",
+                        help="budgets of the security-evaluation curves; a budgeted attack is run at each")
     parser.add_argument("--checkpoint", default=None, help="weights for --model (else a seeded random init)")
     parser.add_argument("--mean", type=float, nargs=3, default=(0.0, 0.0, 0.0), help="normalisation mean")
     parser.add_argument("--std", type=float, nargs=3, default=(1.0, 1.0, 1.0), help="normalisation std")
@@ -129,6 +140,18 @@ def _load_images(args: argparse.Namespace, size: int) -> tuple[torch.Tensor, tor
     return data.images, data.labels
 
 
+def parse_budgets(text: str | None) -> list[float] | None:
+    if text is None:
+        return None
+    try:
+        values = [float(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        raise BenchError("--budgets", f"expected comma-separated numbers, got {text!r}") from None
+    if not values or any(not v > 0 for v in values):
+        raise BenchError("--budgets", f"expected positive numbers, got {text!r}")
+    return sorted(set(values))
+
+
 def main_crosscheck(args: argparse.Namespace) -> int:
     """Run `bench crosscheck` from parsed arguments; print the report; return the exit code."""
     try:
@@ -136,9 +159,13 @@ def main_crosscheck(args: argparse.Namespace) -> int:
         impls = list(args.impl or DEFAULT_IMPLEMENTATIONS)
         params = validate_params(args.attack, _key_values(args.param, "--param"))
         tol = parse_tolerances(args.tol)
-        detector = _load_detector(args, device)
-        x, y = _load_images(args, detector.spec.input_size)
-        report = crosscheck(detector, x, y, args.attack, params, impls, tol, seed=args.seed)
+        budgets = parse_budgets(args.budgets)
+        if args.suite:
+            detector, x, y = stored_detector(args.suite, args.profile, args.model, args.home, args.db, device, args.n)
+        else:
+            detector = _load_detector(args, device)
+            x, y = _load_images(args, detector.spec.input_size)
+        report = crosscheck(detector, x, y, args.attack, params, impls, tol, seed=args.seed, budgets=budgets)
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -9,6 +9,9 @@ attack); every other one is a *reference*. The report gives, side by side:
   mean and median L2 and L-inf of the successful perturbations, and for each pair the share of the
   images both broke where each found the smaller L2 perturbation;
 - cost: seconds per image and forward / backward passes per image through the network (counted);
+- grades, as AttackBench defines them (`bench.crosscheck.grade`): per implementation its security-evaluation
+  curve (robust accuracy against the budget; a budgeted attack is rerun at each of `budgets`), its optimality
+  relative to the best curve over all implementations run, and its passes and time over all its runs;
 - a verdict per metric, subject against each reference, with the tolerance printed next to it.
 """
 
@@ -28,6 +31,7 @@ from bench.attacks.counting import PassCount, count_passes
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack, run_attack
 from bench.attacks.user import is_user_spec, load_user_attack, validate_adversarial
+from bench.crosscheck.grade import Grade, curve_budgets, distances, optimality, robust_accuracy
 from bench.crosscheck.report import render_markdown, render_text
 from bench.diagnostics import REACH_STEP, REACH_STEPS, reachable_margin
 from bench.errors import BenchError, validation_problems
@@ -55,6 +59,7 @@ class Tolerances:
     success_agreement: float = 1.0
     success_rate_slack: float = 0.0
     median_l2_ratio: float = 1.05
+    optimality_slack: float = 0.05
 
     @staticmethod
     def describe() -> dict[str, str]:
@@ -64,6 +69,9 @@ class Tolerances:
             "success_rate_slack": "other attacks: success rate(subject) >= success rate(reference) - tol",
             "median_l2_ratio": "minimum-norm attacks: median L2(subject) / median L2(reference), over images both "
                                "broke, <= tol",
+            "optimality_slack": "other attacks: optimality(subject) >= the best reference's optimality - tol "
+                                "(AttackBench's optimality: 1 - (area under the curve - best area) / (worst - best "
+                                "area))",
         }
 
 
@@ -140,6 +148,9 @@ class CrosscheckReport:
     verdicts: list[Verdict]
     notes: list[str]
     reachable_margin: list[float] | None = None  # CW-L2: per image, the margin-reachability probe's result
+    grades: list[Grade] = field(default_factory=list)
+    budgets: list[float] = field(default_factory=list)  # where the curves are tabulated
+    norm: str = "l2"
 
     @property
     def subject(self) -> str:
@@ -168,6 +179,9 @@ class CrosscheckReport:
             "pairs": [asdict(p) for p in self.pairs],
             "verdicts": [asdict(v) for v in self.verdicts],
             "reachable_margin": self.reachable_margin,
+            "norm": self.norm,
+            "budgets": list(self.budgets),
+            "grades": [asdict(g) for g in self.grades],
         }
 
     def to_text(self) -> str:
@@ -336,8 +350,12 @@ def crosscheck(
     implementations: list[str],
     tolerances: Tolerances | None = None,
     seed: int = 0,
+    budgets: list[float] | None = None,
 ) -> CrosscheckReport:
-    """Run `attack_name` from each implementation on the same inputs and compare (first = subject)."""
+    """Run `attack_name` from each implementation on the same inputs and compare (first = subject).
+
+    `budgets`: where the security-evaluation curves are tabulated; a budgeted attack is also run at each
+    of them (for its curve and optimality)."""
     tol = tolerances or Tolerances()
     if len(implementations) < 2:
         raise BenchError("--impl", "name at least two implementations to compare")
@@ -383,7 +401,18 @@ def crosscheck(
                 "the original image wherever no iterate reaches kappa"
             )
     notes.append("success: the detector's prediction on the returned image differs from the true label")
-    clean_correct = int((_predict(detector, x) == y).sum()) if n else 0
+    clean_wrong = _predict(detector, x) != y if n else torch.zeros(0, dtype=torch.bool)
+    clean_correct = int((~clean_wrong).sum())
+    grades, tabulated = _grades(attack_name, detector, x, y, p, results, clean_wrong, budgets, seed)
+    if grades and not exact and results[0].ok:
+        verdicts.append(_optimality_verdict(grades, tol))
+        notes.append(
+            "optimality (AttackBench): per image the smallest successful perturbation over all runs of an "
+            "implementation (0 if misclassified before the attack, infinite if never broken); the best curve takes "
+            "per image the smallest over all implementations; optimality = 1 - (A - A_best) / (A_worst - A_best), "
+            "areas under the robust-accuracy curves up to the best curve's largest distance, A_worst = clean "
+            "accuracy x that distance. Passes and time in the grades table add up every run of the curve"
+        )
     return CrosscheckReport(
         attack=attack_name,
         params=p.model_dump(),
@@ -397,7 +426,60 @@ def crosscheck(
         verdicts=verdicts,
         notes=notes,
         reachable_margin=None if reach is None else reach.tolist(),
+        grades=grades,
+        budgets=tabulated,
+        norm=spec.norm_of(p),
     )
+
+
+def _grades(attack: str, detector: Detector, x: torch.Tensor, y: torch.Tensor, p: AttackParams,
+            results: list[ImplResult], clean_wrong: torch.Tensor, budgets: list[float] | None,
+            seed: int) -> tuple[list[Grade], list[float]]:
+    """Every implementation's curve and optimality (see `bench.crosscheck.grade`); a budgeted attack is rerun
+    at each budget other than the one already run."""
+    spec = get_attack(attack)
+    norm = spec.norm_of(p)
+    ok = [r for r in results if r.ok]
+    if not ok or len(x) == 0:
+        return [], []
+    dist: dict[str, torch.Tensor] = {}
+    cost: dict[str, list[ImplResult]] = {}
+    for r in ok:
+        runs = [r]
+        if spec.budget is not None and budgets:
+            here = spec.budget_of(p)
+            for b in budgets:
+                if here is not None and math.isclose(b, here):
+                    continue
+                q = validate_params(attack, {**p.model_dump(), spec.budget: b})
+                extra = _run_one(r.name, attack, detector, x, y, q, seed)
+                if extra.ok:
+                    extra.success = _predict(detector, extra.x_adv) != y
+                    runs.append(extra)
+        d = torch.stack([distances(x, run.x_adv, run.success, clean_wrong, norm) for run in runs]).amin(0)
+        dist[r.name], cost[r.name] = d, runs
+    opt, best, upper = optimality(dist)
+    tabulated = curve_budgets(best, upper, budgets)
+    n = len(x)
+    grades = []
+    for name, d in dist.items():
+        runs = cost[name]
+        grades.append(Grade(
+            name, opt[name], [(b, robust_accuracy(d, b)) for b in tabulated],
+            sum(r.passes.forward for r in runs) / n, sum(r.passes.backward for r in runs) / n,
+            sum(r.seconds for r in runs) / n, len(runs)))
+    grades.append(Grade("best of all", 1.0, [(b, robust_accuracy(best, b)) for b in tabulated], runs=0))
+    return grades, tabulated
+
+
+def _optimality_verdict(grades: list[Grade], tol: Tolerances) -> Verdict:
+    subject, refs = grades[0], [g for g in grades[1:] if g.runs > 0]
+    if not refs:
+        return Verdict("optimality_gap", subject.name, "-", None, f">= -{tol.optimality_slack:g}", None)
+    top = max(refs, key=lambda g: g.optimality)
+    gap = subject.optimality - top.optimality
+    return Verdict("optimality_gap", subject.name, top.name, gap, f">= -{tol.optimality_slack:g}",
+                   gap >= -tol.optimality_slack - 1e-12)
 
 
 def crosscheck_records(report: CrosscheckReport) -> list[dict[str, Any]]:
@@ -443,6 +525,12 @@ def crosscheck_records(report: CrosscheckReport) -> list[dict[str, Any]]:
                     detail=f"{p.n_both} images broken by both",
                 )
             )
+    for g in report.grades:
+        if g.runs == 0:
+            continue
+        rows.append(dict(attack=report.attack, implementation=g.name, metric="optimality", value=g.optimality,
+                         tolerance=None, verdict=None,
+                         detail=f"{g.runs} run(s); curve " + ", ".join(f"{b:.4g}: {a:.3f}" for b, a in g.curve)))
     for v in report.verdicts:
         rows.append(
             dict(

@@ -73,11 +73,30 @@ def _tables(report: Data, fmt: str) -> list[tuple[str, str]]:
         if not r["ok"]:
             verdict_rows.append(["runs", r["name"], "", "", "no error", "FAIL"])
     verdict_head = ["metric", "subject", "reference", "value", "tolerance", "verdict"]
-    return [
+    tables = [
         ("Implementations", tabulate(impl_rows, impl_head, tablefmt=fmt)),
         ("Pairs", tabulate(pair_rows, pair_head, tablefmt=fmt)),
-        ("Verdicts", tabulate(verdict_rows, verdict_head, tablefmt=fmt)),
     ]
+    if report.get("grades"):
+        tables.append((f"Grades (AttackBench): robust accuracy at each {report.get('norm', '')} budget, "
+                       "optimality, cost over every run", _grades_table(report, fmt)))
+    tables.append(("Verdicts", tabulate(verdict_rows, verdict_head, tablefmt=fmt)))
+    return tables
+
+
+def _grades_table(report: Data, fmt: str) -> str:
+    budgets = report["budgets"]
+    head = ["implementation", "optimality", *[f"{b:.4g}" for b in budgets], "fwd / image", "bwd / image",
+            "s / image", "runs"]
+    rows = []
+    for g in report["grades"]:
+        acc = [f"{a:.3f}" for _, a in g["curve"]]
+        if g["runs"] == 0:  # the best curve over implementations
+            rows.append([g["name"], "", *acc, "", "", "", ""])
+            continue
+        rows.append([g["name"], f"{g['optimality']:.3f}", *acc, f"{g['forward_per_image']:.1f}",
+                     f"{g['backward_per_image']:.1f}", f"{g['seconds_per_image']:.4f}", g["runs"]])
+    return tabulate(rows, head, tablefmt=fmt)
 
 
 def _header(report: Data) -> list[str]:

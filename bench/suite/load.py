@@ -294,5 +294,5 @@ def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig, load_plugins: bo
         in_table = all(p.get(k) == v for k, v in table.items()) if table else i == 0
         decl = spec.declaration()
         ls.attacks.append(AttackPoint(key, a.attack, a.backend, params.model_dump(), in_table, varying,
-                                      decl["title"], decl["family"], spec.norm_of(params), decl["budget"],
+                                      decl["title"], spec.family_of(params), spec.norm_of(params), decl["budget"],
                                       spec.deterministic_for(params), src))

@@ -147,6 +147,10 @@ class EvaluationConfig(Strict):
 class ReportConfig(Strict):
     leaderboard_dir: str = "leaderboard"
     figures: Boolean = True
+    l2_budgets: list[Number] = Field(
+        default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0], min_length=1,
+        description="L2 budgets at which minimum-norm attacks' security-evaluation curves are tabulated; a success "
+                    "with a larger perturbation than the largest is not counted, and is flagged")
 
 
 class DIPProtocol(Strict):
