@@ -21,7 +21,7 @@ import numpy as np
 from PIL import Image
 from tqdm.auto import tqdm
 
-from bench.data.images import IMAGE_SUFFIXES, LABEL_NAMES
+from bench.data.images import IMAGE_SUFFIXES, LABEL_NAMES, load_image
 from bench.errors import BenchError
 
 VIDEO_SUFFIXES = (".mp4", ".avi", ".mov", ".mkv", ".webm", ".m4v", ".mpg", ".mpeg")
@@ -33,7 +33,7 @@ CASCADES = (("haarcascade_frontalface_alt2.xml", 1.1, 3), ("haarcascade_frontalf
 
 def _cv2():
     try:
-        import cv2
+        import cv2  # lazy: an optional extra (bench[faces])
     except ImportError as exc:  # pragma: no cover - a dependency of the faces extra
         raise BenchError("bench data faces", "needs OpenCV: pip install 'bench[faces]' (opencv-python-headless<5)") \
             from exc
@@ -106,7 +106,7 @@ def sample_indices(n_frames: int, k: int) -> list[int]:
 
 def _av():
     try:
-        import av
+        import av  # lazy: an optional extra (bench[faces]), only for videos
     except ImportError as exc:  # pragma: no cover - a dependency of the faces extra
         raise BenchError("bench data faces", "video decoding needs PyAV: pip install 'bench[faces]'") from exc
     return av
@@ -216,8 +216,6 @@ def _frames_of(s: Source, frames: int) -> list[tuple[int | None, np.ndarray]]:
         if not out:
             raise BenchError(str(s.path), "video has no frames")
         return out
-    from bench.data.images import load_image
-
     try:
         with Image.open(s.path) as im:
             im.load()

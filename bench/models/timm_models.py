@@ -23,7 +23,7 @@ HF_FILENAMES = ("model.safetensors", "pytorch_model.bin")
 
 def _timm():
     try:
-        import timm
+        import timm  # lazy: an optional extra (bench[timm]), slow to import
     except ImportError as exc:  # pragma: no cover - timm is in the test extra
         raise BenchError("models.arch", "XceptionNet and EfficientNet-B4 need timm: pip install 'bench[timm]'") \
             from exc
@@ -32,20 +32,20 @@ def _timm():
 
 def cached_weights(timm_name: str) -> Path | None:
     """The local file holding `timm_name`'s pretrained weights, or None; looks only at the caches."""
-    from timm.models import get_pretrained_cfg
+    from timm.models import get_pretrained_cfg  # lazy: the optional timm extra
 
     cfg = get_pretrained_cfg(timm_name)
     if cfg is None:
         return None
     if cfg.hf_hub_id:
-        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub import try_to_load_from_cache  # lazy: comes with the optional timm extra
 
         for filename in ((cfg.hf_hub_filename,) if cfg.hf_hub_filename else HF_FILENAMES):
             found = try_to_load_from_cache(cfg.hf_hub_id, filename)
             if isinstance(found, str) and Path(found).is_file():
                 return Path(found)
     if cfg.url:
-        import torch.hub
+        import torch.hub  # lazy: only to find the hub's cache folder
 
         path = Path(torch.hub.get_dir()) / "checkpoints" / os.path.basename(cfg.url)
         if path.is_file():
@@ -54,7 +54,7 @@ def cached_weights(timm_name: str) -> Path | None:
 
 
 def _where_to_put(timm_name: str) -> str:
-    from timm.models import get_pretrained_cfg
+    from timm.models import get_pretrained_cfg  # lazy: the optional timm extra
 
     cfg = get_pretrained_cfg(timm_name)
     places = []
@@ -62,7 +62,7 @@ def _where_to_put(timm_name: str) -> str:
         places.append(f"the Hugging Face cache ($HF_HOME/hub; e.g. `huggingface-cli download {cfg.hf_hub_id}` on a "
                       "machine with network, then copy the cache)")
     if cfg is not None and cfg.url:
-        import torch.hub
+        import torch.hub  # lazy: only to find the hub's cache folder
 
         places.append(f"{Path(torch.hub.get_dir()) / 'checkpoints' / os.path.basename(cfg.url)} (from {cfg.url})")
     return " or ".join(places) or "a local checkpoint (load it with `checkpoint:`)"

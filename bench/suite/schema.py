@@ -10,6 +10,7 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
+from bench.models.registry import default_recipe
 from bench.suite.types import Boolean, Integer, Number
 
 MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit; SQLite's integers are signed 64-bit
@@ -74,8 +75,6 @@ class ModelConfig(Strict):
         then from the paper's."""
         if not isinstance(data, dict) or not isinstance(data.get("arch"), str):
             return data
-        from bench.models.registry import default_recipe
-
         defaults = default_recipe(data["arch"])
         if defaults and (data.get("recipe") is None or isinstance(data.get("recipe"), dict)):
             data = {**data, "recipe": {**defaults, **(data.get("recipe") or {})}}
