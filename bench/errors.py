@@ -106,3 +106,13 @@ def validation_error(err: ValidationError, where: str) -> BenchError:
     problems = validation_problems(err)
     loc = problems[0][0] if problems else ""
     return BenchError(f"{where}.{loc}" if loc else where, format_validation_error(err))
+
+
+def utf8_text(data: bytes, path: object, what: str) -> str:
+    """`data` decoded as UTF-8 (a BOM is dropped), or a `BenchError` naming the file's line and the byte."""
+    try:
+        return data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise BenchError(f"{path}:{line}", f"not UTF-8 text (byte {exc.start}: {data[exc.start]:#04x}); "
+                         f"save the {what} as UTF-8") from None

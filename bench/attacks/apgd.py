@@ -27,6 +27,7 @@ from torch.nn import functional as F
 
 from bench.attacks.params import APGDParams
 from bench.attacks.registry import register_backend
+from bench.attacks.restarts import with_restarts
 from bench.models.detector import Detector
 
 MOMENTUM = 0.75
@@ -127,15 +128,8 @@ def apgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: APGDParams) ->
     out = []
     for i in range(0, len(x), CHUNK):
         xs, ys = x[i : i + CHUNK], y[i : i + CHUNK]
-        adv = xs.clone()
         with torch.no_grad():
             broken = detector(xs).argmax(1) != ys
-        for _ in range(p.restarts):
-            idx = torch.nonzero(~broken).flatten()
-            if len(idx) == 0:
-                break
-            found, xa = _run(detector, xs[idx], ys[idx], p)
-            adv[idx] = xa
-            broken[idx[found]] = True
+        adv = with_restarts(xs, ys, broken, p.restarts, lambda xx, yy: _run(detector, xx, yy, p))
         out.append(adv.detach().cpu())
     return torch.cat(out) if out else x.cpu()

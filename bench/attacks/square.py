@@ -20,6 +20,7 @@ import torch
 
 from bench.attacks.params import SquareParams
 from bench.attacks.registry import register_backend
+from bench.attacks.restarts import with_restarts
 from bench.models.detector import Detector
 
 SCHEDULE = ((10, 1), (50, 2), (200, 4), (500, 8), (1000, 16), (2000, 32), (4000, 64), (6000, 128), (8000, 256),
@@ -91,13 +92,5 @@ def square(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: SquareParams
     x, y = x.to(dev, torch.float32), y.to(dev, torch.int64)
     if len(x) == 0:
         return x.cpu()
-    adv = x.clone()
     _, broken = _margin(detector, x, y)
-    for _ in range(p.restarts):
-        idx = torch.nonzero(~broken).flatten()
-        if len(idx) == 0:
-            break
-        fooled, xa = _run(detector, x[idx], y[idx], p)
-        adv[idx] = xa
-        broken[idx[fooled]] = True
-    return adv.cpu()
+    return with_restarts(x, y, broken, p.restarts, lambda xx, yy: _run(detector, xx, yy, p)).cpu()

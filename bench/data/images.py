@@ -19,7 +19,7 @@ from PIL import Image, UnidentifiedImageError
 
 from bench import FAKE, REAL
 from bench.data.dataset import ImageSet
-from bench.errors import BenchError
+from bench.errors import BenchError, utf8_text
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp")
 LABEL_NAMES = {"fake": FAKE, "0": FAKE, "real": REAL, "1": REAL}
@@ -144,13 +144,7 @@ def load_image_folder(root: Path, size: int) -> ImageSet:
 
 def _read_manifest_rows(csv_path: Path) -> tuple[list[str], list[tuple[int, dict]]]:
     """The manifest's columns and (line, row) pairs; non-UTF-8 text and malformed CSV name the line."""
-    data = csv_path.read_bytes()
-    try:
-        text = data.decode("utf-8-sig")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise BenchError(f"{csv_path}:{line}", f"not UTF-8 text (byte {exc.start}: {data[exc.start]:#04x}); "
-                         "save the manifest as UTF-8") from None
+    text = utf8_text(csv_path.read_bytes(), csv_path, "manifest")
     reader = csv.DictReader(io.StringIO(text, newline=""))
     rows = []
     try:

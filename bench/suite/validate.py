@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from yaml.constructor import ConstructorError
 
-from bench.errors import BenchError, short
+from bench.errors import BenchError, short, utf8_text
 
 if TYPE_CHECKING:
     from bench.suite.load import LoadedSuite
@@ -133,12 +133,7 @@ def read_suite_file(path: Path) -> dict:
         data = path.read_bytes()
     except OSError as exc:
         raise BenchError(str(path), f"cannot read the suite file ({exc.strerror or exc})") from None
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError as exc:
-        line = data[: exc.start].count(b"\n") + 1
-        raise BenchError(f"{path}:{line}", f"not UTF-8 text (byte {exc.start}: {data[exc.start]:#04x}); "
-                         "save the suite as UTF-8") from None
+    text = utf8_text(data, path, "suite")
     raw = parse_yaml(text, str(path))
     if not isinstance(raw, dict):
         raise BenchError(str(path), "a suite must be a YAML mapping at the top level")
