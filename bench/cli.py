@@ -45,6 +45,14 @@ def build_parser() -> argparse.ArgumentParser:
     run.add_argument("--shard", default=None, metavar="K/N",
                      help="compute only shard K of N (0-based) of the cells; merge the shards' databases with "
                           "`bench merge`, then `bench report`")
+    run.add_argument("--executor", default="serial", choices=["serial", "ray"],
+                     help="serial (default): cells one by one in this process; ray: cells as Ray tasks "
+                          "(pip install -e '.[ray]'), on a local Ray or the cluster at --address")
+    run.add_argument("--address", default=None, metavar="auto|HOST:PORT",
+                     help="with --executor ray: join this Ray cluster (default: start a local one)")
+    run.add_argument("--num-gpus-per-cell", type=float, default=None, metavar="G",
+                     help="with --executor ray: GPUs each cell asks for (fractions share a GPU; default 1 when "
+                          "the device is cuda, else 0)")
     _add_common(run)
 
     merge = sub.add_parser("merge", help="merge results databases (e.g. from sharded runs) into one")
@@ -108,7 +116,7 @@ def cmd_run(args) -> int:
     stats = RunStats()
     try:
         try:
-            run_suite(ctx, store, force=args.force, shard=shard, stats=stats)
+            run_suite(ctx, store, force=args.force, shard=shard, stats=stats, executor=_executor(args))
         except KeyboardInterrupt:
             print(f"interrupted: {stats.computed} cells were saved; rerun to continue", file=sys.stderr)
             return 130
@@ -122,6 +130,21 @@ def cmd_run(args) -> int:
     print(f"{stats.computed} cells computed, {stats.reused} from the store, {time.perf_counter() - t0:.1f} s; "
           f"leaderboard: {path}")
     return 0
+
+
+def _executor(args):
+    """The executor `--executor` names (None: run_suite's default, the serial one)."""
+    if args.executor == "serial":
+        if args.address is not None or args.num_gpus_per_cell is not None:
+            raise BenchError("--executor", "--address and --num-gpus-per-cell need --executor ray")
+        return None
+    try:
+        # lazy: Ray is an optional extra, imported only when asked for
+        from bench.distributed.ray_executor import RayExecutor
+    except ImportError as exc:
+        raise BenchError("--executor ray", f"Ray is not installed ({exc}); pip install -e '.[ray]'") from None
+    return RayExecutor(address=args.address, num_gpus_per_cell=args.num_gpus_per_cell, quiet=args.quiet,
+                       force=args.force)
 
 
 def _parse_shard(text: str | None) -> tuple[int, int] | None:
