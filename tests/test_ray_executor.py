@@ -249,3 +249,13 @@ def test_a_cell_that_fails_on_its_input_fails_alone(tmp_path, capsys, one_thread
     assert Path(logs).is_dir()  # kept for a look when cells failed
     shutil.rmtree(logs)
     assert_untouched(user_home)
+
+
+def test_ray_options_need_the_ray_executor(tmp_path, capsys):
+    for flags in (["--address", "auto"], ["--num-gpus-per-cell", "0.5"], ["--cpus-per-cell", "2"]):
+        assert main(["run", str(SUITE), "--home", str(tmp_path / "home"), "--quiet", *flags]) == 2
+        assert "need --executor ray" in capsys.readouterr().err
+    assert main(["run", str(SUITE), "--executor", "ray", "--num-gpus-per-cell", "-1", "--home",
+                 str(tmp_path / "home"), "--quiet"]) == 2
+    assert "--num-gpus-per-cell: must be >= 0" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()  # refused before anything was written

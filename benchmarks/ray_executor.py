@@ -1,0 +1,281 @@
+"""The Ray executor against the serial one on the quick profile, and the critical path of the full suite.
+
+Part 1 (`time`): `bench run SUITE --profile quick` twice from empty homes, side by side: serially (torch with
+the machine's threads, 2 here) and with `--executor ray` (a local Ray, one worker per core, one thread per
+cell). Wall times of the whole command, the load average around each run (the machine is shared), and
+whether the stored numbers agree.
+
+Part 2 (`analyse`): from the stored cell durations of the serial run, the quick profile's total work and
+critical path; then the paper's full suite (no profile): its plan is built (nothing is computed), each of its
+cells is given the duration of the matching quick cell scaled by the work ratio of its kind (images x pixels
+x iterations, from the two suites' settings), divided by the GPU speed-up measured on the H200
+(benchmarks/RESULTS.md), and its critical path and ideal wall time on 1, 4, 16 and 64 GPUs (list scheduling,
+longest remaining path first, one cell per GPU) are printed with the cells that bound it.
+
+    python benchmarks/ray_executor.py time --out /tmp/ray-bench      # about 2 x 10 minutes on 2 cores
+    python benchmarks/ray_executor.py analyse --out /tmp/ray-bench
+"""
+
+from __future__ import annotations
+
+import argparse
+import heapq
+import json
+import os
+import sqlite3
+import subprocess
+import sys
+import time
+from collections import defaultdict
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+SUITE = REPO / "suites" / "paper.yaml"
+
+# GPU speed-ups over this 2-core CPU, measured on one H200 (benchmarks/RESULTS.md). Training, scoring and FGSM
+# were not measured there: they are assumed to gain as much as the smaller of the two measured conv-net
+# workloads (DIP, forward and backward through a conv net at 64 px).
+SPEEDUP = {"cw": 26.56 / 1.018, "dip": 2.85 / 0.13}
+SPEEDUP["other"] = min(SPEEDUP.values())
+
+
+def load() -> float:
+    return os.getloadavg()[0]
+
+
+def run_cmd(args: list[str], home: Path, threads: int | None) -> dict:
+    env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_HOME": str(home), "MPLCONFIGDIR": str(home / "mpl"),
+           "ART_DATA_PATH": str(home / "art")}
+    if threads is not None:
+        env["OMP_NUM_THREADS"] = str(threads)
+    before = load()
+    t0 = time.perf_counter()
+    proc = subprocess.run([sys.executable, "-m", "bench", "run", str(SUITE), "--profile", "quick", "--home",
+                           str(home), "--out", str(home / "lb"), "--quiet", *args], env=env, cwd=home,
+                          capture_output=True, text=True)
+    wall = time.perf_counter() - t0
+    if proc.returncode != 0:
+        raise SystemExit(f"bench run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return {"args": args, "wall_s": wall, "load_before": before, "load_after": load(),
+            "stdout": proc.stdout.strip().splitlines()[-1]}
+
+
+def cmd_time(out: Path) -> None:
+    out.mkdir(parents=True, exist_ok=True)
+    results = {"cpus": os.cpu_count()}
+    for name, args, threads in (("serial", [], None), ("ray", ["--executor", "ray"], None)):
+        home = out / name
+        home.mkdir(exist_ok=True)
+        print(f"{name}: running (load {load():.1f})", flush=True)
+        results[name] = run_cmd(args, home, threads)
+        print(f"{name}: {results[name]['wall_s']:.1f} s, load {results[name]['load_before']:.1f} -> "
+              f"{results[name]['load_after']:.1f}", flush=True)
+    results["same_numbers"] = compare(out / "serial" / "results.sqlite", out / "ray" / "results.sqlite")
+    (out / "timing.json").write_text(json.dumps(results, indent=2))
+    print(json.dumps(results, indent=2))
+
+
+def compare(a: Path, b: Path) -> dict:
+    """How many cells both runs stored, and how many have the same metrics (timings and paths aside)."""
+
+    def metrics(db: Path) -> dict:
+        con = sqlite3.connect(db)
+        rows = con.execute("SELECT cell_id, kind, metrics FROM cells").fetchall()
+        con.close()
+        return {c: (k, {x: v for x, v in json.loads(m).items() if x not in ("seconds_per_image", "path")})
+                for c, k, m in rows}
+
+    ma, mb = metrics(a), metrics(b)
+    same = [c for c in ma if c in mb and ma[c][1] == mb[c][1]]
+    differ = defaultdict(int)
+    for c in ma:
+        if c in mb and ma[c][1] != mb[c][1]:
+            differ[ma[c][0]] += 1
+    return {"cells": len(ma), "in_both": len(set(ma) & set(mb)), "same": len(same), "differ_by_kind": dict(differ)}
+
+
+# ------------------------------------------------------------------ analysis
+def stored_cells(db: Path) -> tuple[dict, dict]:
+    """(plan of the latest finished run as stored, cell key -> duration in seconds)."""
+    con = sqlite3.connect(db)
+    plan = json.loads(con.execute("SELECT plan FROM runs WHERE status='finished' AND plan IS NOT NULL "
+                                  "ORDER BY run_id DESC LIMIT 1").fetchone()[0])
+    durations = dict(con.execute("SELECT cell_id, duration_s FROM cells").fetchall())
+    con.close()
+    return plan, durations
+
+
+def role(cell) -> tuple:
+    """What a cell is, independent of the profile: kind, model or variant, attack entry, source and target."""
+    if cell.kind == "model":
+        return ("model", cell.model.name)
+    if cell.kind in ("clean",):
+        return ("clean", cell.variant.name)
+    if cell.kind == "gradnorm":
+        return ("gradnorm", cell.model)
+    if cell.kind == "craft":
+        return ("craft", cell.attack.key, cell.source.name)
+    if cell.kind == "attack":
+        return ("attack", cell.attack.key, cell.source.name, cell.target.name)
+    return (cell.kind, cell.payload.get("model"), cell.payload.get("attack"))
+
+
+def work(cell, ls, plan) -> float:
+    """A cell's work in arbitrary units (images x pixels x passes), for scaling one profile's times to another."""
+    s = ls.suite
+    px = s.data.size ** 2
+    n_test = round(s.data.n * (1 - s.data.train_fraction))
+    n_attacked = len(plan.attack_ids)
+    if cell.kind == "model":
+        return cell.model.config.recipe.epochs * (s.data.n - n_test) * px
+    if cell.kind == "clean":
+        return n_test * px
+    if cell.kind == "gradnorm":
+        return cell.n * px
+    if cell.kind == "craft":
+        p = cell.attack.params
+        its = p.get("binary_search_steps", 1) * p.get("max_iterations", 1) if cell.attack.attack == "cw_l2" else 1
+        return n_attacked * px * its
+    if cell.kind == "attack":
+        return n_attacked * px
+    if cell.kind == "dip":
+        d = s.dip
+        return (d.per_category + d.calibration_per_category) * d.params.get("iterations", 10000) * px
+    if cell.kind == "crosscheck":
+        return cell.payload.get("n", 32) * px * len(cell.payload.get("implementations", [1]))
+    return px
+
+
+def speedup(cell) -> float:
+    if cell.kind == "craft" and cell.attack.attack == "cw_l2":
+        return SPEEDUP["cw"]
+    return SPEEDUP["dip"] if cell.kind == "dip" else SPEEDUP["other"]
+
+
+def critical_path(cells: list, dur: dict[str, float]) -> tuple[float, list]:
+    """Length of the longest dependency chain, and its cells (dependencies first)."""
+    by_key = {c.key: c for c in cells}
+    finish: dict[str, float] = {}
+    prev: dict[str, str | None] = {}
+    for c in cells:  # dependencies first
+        deps = [d for d in c.deps if d in by_key]
+        best = max(deps, key=lambda d: finish[d], default=None)
+        finish[c.key] = dur[c.key] + (finish[best] if best else 0.0)
+        prev[c.key] = best
+    end = max(finish, key=finish.get)
+    path = []
+    k: str | None = end
+    while k is not None:
+        path.append(by_key[k])
+        k = prev[k]
+    return finish[end], path[::-1]
+
+
+def list_schedule(cells: list, dur: dict[str, float], workers: int) -> float:
+    """Makespan of the cell graph on `workers` identical devices, one cell each at a time; a ready cell with the
+    longest remaining path goes first (a greedy schedule: within 2x of optimal, usually near the bound)."""
+    by_key = {c.key: c for c in cells}
+    children = defaultdict(list)
+    for c in cells:
+        for d in c.deps:
+            if d in by_key:
+                children[d].append(c.key)
+    rest: dict[str, float] = {}
+    for c in reversed(cells):
+        rest[c.key] = dur[c.key] + max((rest[ch] for ch in children[c.key]), default=0.0)
+    missing = {c.key: sum(1 for d in c.deps if d in by_key) for c in cells}
+    ready = [(-rest[k], k) for k, n in missing.items() if n == 0]
+    heapq.heapify(ready)
+    running: list[tuple[float, str]] = []
+    now, free = 0.0, workers
+    while ready or running:
+        while ready and free:
+            _, k = heapq.heappop(ready)
+            heapq.heappush(running, (now + dur[k], k))
+            free -= 1
+        now, k = heapq.heappop(running)
+        free += 1
+        for ch in children[k]:
+            missing[ch] -= 1
+            if missing[ch] == 0:
+                heapq.heappush(ready, (-rest[ch], ch))
+    return now
+
+
+def describe_cell(c) -> str:
+    r = role(c)
+    return f"{r[0]} " + " / ".join(str(x) for x in r[1:] if x)
+
+
+def cmd_analyse(out: Path) -> None:
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import torch  # noqa: PLC0415  (after the thread setting)
+
+    torch.set_num_threads(1)
+    from bench.runner import prepare  # noqa: PLC0415  (after the thread setting)
+    from bench.suite.load import load_suite  # noqa: PLC0415
+    from bench.suite.plan import Plan  # noqa: PLC0415
+
+    report = {}
+    stored, durations = stored_cells(out / "serial" / "results.sqlite")
+    qplan = Plan.from_dict(stored["plan"])
+    qcells = qplan.cells()
+    qdur = {c.key: durations[c.key] for c in qcells}
+    q_cp, q_path = critical_path(qcells, qdur)
+    total = sum(qdur.values())
+    report["quick"] = {"cells": len(qcells), "work_s": total, "critical_path_s": q_cp,
+                       "ideal_2_workers_s": list_schedule(qcells, qdur, 2),
+                       "path": [f"{describe_cell(c)}: {qdur[c.key]:.1f} s" for c in q_path]}
+    timing = out / "timing.json"
+    if timing.is_file():
+        t = json.loads(timing.read_text())
+        rd = stored_cells(out / "ray" / "results.sqlite")[1]
+        rdur = {c.key: rd[c.key] for c in qcells if c.key in rd}
+        report["quick"]["ray_run"] = {"wall_s": t["ray"]["wall_s"], "work_s": sum(rdur.values()),
+                                      "ideal_2_workers_s": list_schedule(qcells, rdur, 2) if len(rdur) == len(qcells)
+                                      else None}
+    # the full suite: its plan, each cell timed as its quick counterpart scaled by work, on a GPU
+    qls = load_suite(SUITE, "quick")
+    fls = load_suite(SUITE)
+    fctx = prepare(fls, home=out / "plan-only", quiet=True)  # data and plan; nothing is computed or written
+    fplan = fctx.plan
+    by_role = defaultdict(list)
+    for c in qcells:
+        by_role[role(c)].append(c)
+    fdur, cpu_dur, unmatched = {}, {}, []
+    for c in fplan.cells():
+        matches = by_role.get(role(c))
+        if not matches:
+            unmatched.append(describe_cell(c))
+            matches = [m for m in qcells if m.kind == c.kind] or qcells
+        per_work = sum(qdur[m.key] / work(m, qls, qplan) for m in matches) / len(matches)
+        cpu_dur[c.key] = per_work * work(c, fls, fplan)
+        fdur[c.key] = cpu_dur[c.key] / speedup(c)
+    fcells = fplan.cells()
+    cp, path = critical_path(fcells, fdur)
+    w = sum(fdur.values())
+    report["full"] = {
+        "cells": len(fcells), "unmatched": unmatched, "speedups": SPEEDUP,
+        "cpu_work_h": sum(cpu_dur.values()) / 3600, "gpu_work_s": w, "critical_path_s": cp,
+        "path": [f"{describe_cell(c)}: {fdur[c.key]:.0f} s" for c in path],
+        "gpus": {g: {"bound_s": max(cp, w / g), "list_schedule_s": list_schedule(fcells, fdur, g)}
+                 for g in (1, 4, 16, 64)},
+        "largest": [f"{describe_cell(c)}: {fdur[c.key]:.0f} s" for c in sorted(fcells, key=lambda c: -fdur[c.key])[:8]],
+    }
+    (out / "analysis.json").write_text(json.dumps(report, indent=2))
+    print(json.dumps(report, indent=2))
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("what", choices=["time", "analyse", "both"], nargs="?", default="both")
+    p.add_argument("--out", type=Path, default=Path("/tmp/ray-bench"))
+    args = p.parse_args()
+    if args.what in ("time", "both"):
+        cmd_time(args.out)
+    if args.what in ("analyse", "both"):
+        cmd_analyse(args.out)
+
+
+if __name__ == "__main__":
+    main()
