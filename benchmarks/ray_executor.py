@@ -22,6 +22,7 @@ import argparse
 import heapq
 import json
 import os
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -43,35 +44,54 @@ def load() -> float:
     return os.getloadavg()[0]
 
 
-def run_cmd(args: list[str], home: Path, threads: int | None) -> dict:
+def stored_count(db: Path) -> int:
+    if not db.is_file():
+        return 0
+    con = sqlite3.connect(db, timeout=30)
+    try:
+        return con.execute("SELECT COUNT(*) FROM cells").fetchone()[0]
+    finally:
+        con.close()
+
+
+def run_cmd(args: list[str], home: Path, limit_s: float) -> dict:
+    """`bench run` of the quick profile from an empty home; stopped (and reported so) after `limit_s`."""
     env = {**os.environ, "PYTHONPATH": str(REPO), "BENCH_HOME": str(home), "MPLCONFIGDIR": str(home / "mpl"),
            "ART_DATA_PATH": str(home / "art")}
-    if threads is not None:
-        env["OMP_NUM_THREADS"] = str(threads)
+    env.pop("OMP_NUM_THREADS", None)  # serial: torch's default, one thread per core; Ray sets its workers' own
     before = load()
     t0 = time.perf_counter()
-    proc = subprocess.run([sys.executable, "-m", "bench", "run", str(SUITE), "--profile", "quick", "--home",
-                           str(home), "--out", str(home / "lb"), "--quiet", *args], env=env, cwd=home,
-                          capture_output=True, text=True)
+    proc = subprocess.Popen([sys.executable, "-m", "bench", "run", str(SUITE), "--profile", "quick", "--home",
+                             str(home), "--out", str(home / "lb"), "--quiet", *args], env=env, cwd=home,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, start_new_session=True)
+    try:
+        stdout, stderr = proc.communicate(timeout=limit_s)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGINT)  # as Ctrl-C: stored cells stay stored
+        stdout, stderr = proc.communicate(timeout=120)
+        return {"args": args, "finished": False, "wall_s": time.perf_counter() - t0, "load_before": before,
+                "load_after": load(), "cells_stored": stored_count(home / "results.sqlite")}
     wall = time.perf_counter() - t0
     if proc.returncode != 0:
-        raise SystemExit(f"bench run failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
-    return {"args": args, "wall_s": wall, "load_before": before, "load_after": load(),
-            "stdout": proc.stdout.strip().splitlines()[-1]}
+        raise SystemExit(f"bench run failed ({proc.returncode}):\n{stderr[-3000:]}")
+    return {"args": args, "finished": True, "wall_s": wall, "load_before": before, "load_after": load(),
+            "cells_stored": stored_count(home / "results.sqlite"), "stdout": stdout.strip().splitlines()[-1]}
 
 
-def cmd_time(out: Path) -> None:
+def cmd_time(out: Path, order: list[str], limit_s: float) -> None:
     out.mkdir(parents=True, exist_ok=True)
-    results = {"cpus": os.cpu_count()}
-    for name, args, threads in (("serial", [], None), ("ray", ["--executor", "ray"], None)):
+    timing = out / "timing.json"
+    results = json.loads(timing.read_text()) if timing.is_file() else {"cpus": os.cpu_count()}
+    for name in order:
         home = out / name
         home.mkdir(exist_ok=True)
         print(f"{name}: running (load {load():.1f})", flush=True)
-        results[name] = run_cmd(args, home, threads)
-        print(f"{name}: {results[name]['wall_s']:.1f} s, load {results[name]['load_before']:.1f} -> "
-              f"{results[name]['load_after']:.1f}", flush=True)
-    results["same_numbers"] = compare(out / "serial" / "results.sqlite", out / "ray" / "results.sqlite")
-    (out / "timing.json").write_text(json.dumps(results, indent=2))
+        results[name] = run_cmd(["--executor", "ray"] if name == "ray" else [], home, limit_s)
+        print(f"{name}: {results[name]}", flush=True)
+        timing.write_text(json.dumps(results, indent=2))
+    if all((out / n / "results.sqlite").is_file() for n in ("serial", "ray")):
+        results["same_numbers"] = compare(out / "serial" / "results.sqlite", out / "ray" / "results.sqlite")
+    timing.write_text(json.dumps(results, indent=2))
     print(json.dumps(results, indent=2))
 
 
@@ -207,7 +227,7 @@ def describe_cell(c) -> str:
     return f"{r[0]} " + " / ".join(str(x) for x in r[1:] if x)
 
 
-def cmd_analyse(out: Path) -> None:
+def cmd_analyse(out: Path, durations_from: str = "serial") -> None:
     os.environ.setdefault("OMP_NUM_THREADS", "1")
     import torch  # noqa: PLC0415  (after the thread setting)
 
@@ -217,7 +237,7 @@ def cmd_analyse(out: Path) -> None:
     from bench.suite.plan import Plan  # noqa: PLC0415
 
     report = {}
-    stored, durations = stored_cells(out / "serial" / "results.sqlite")
+    stored, durations = stored_cells(out / durations_from / "results.sqlite")
     qplan = Plan.from_dict(stored["plan"])
     qcells = qplan.cells()
     qdur = {c.key: durations[c.key] for c in qcells}
@@ -226,14 +246,7 @@ def cmd_analyse(out: Path) -> None:
     report["quick"] = {"cells": len(qcells), "work_s": total, "critical_path_s": q_cp,
                        "ideal_2_workers_s": list_schedule(qcells, qdur, 2),
                        "path": [f"{describe_cell(c)}: {qdur[c.key]:.1f} s" for c in q_path]}
-    timing = out / "timing.json"
-    if timing.is_file():
-        t = json.loads(timing.read_text())
-        rd = stored_cells(out / "ray" / "results.sqlite")[1]
-        rdur = {c.key: rd[c.key] for c in qcells if c.key in rd}
-        report["quick"]["ray_run"] = {"wall_s": t["ray"]["wall_s"], "work_s": sum(rdur.values()),
-                                      "ideal_2_workers_s": list_schedule(qcells, rdur, 2) if len(rdur) == len(qcells)
-                                      else None}
+    report["quick"]["durations_from"] = durations_from
     # the full suite: its plan, each cell timed as its quick counterpart scaled by work, on a GPU
     qls = load_suite(SUITE, "quick")
     fls = load_suite(SUITE)
@@ -270,11 +283,15 @@ def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("what", choices=["time", "analyse", "both"], nargs="?", default="both")
     p.add_argument("--out", type=Path, default=Path("/tmp/ray-bench"))
+    p.add_argument("--order", nargs="+", default=["serial", "ray"], choices=["serial", "ray"])
+    p.add_argument("--limit-s", type=float, default=3600.0, help="stop a run after this long (it is reported)")
+    p.add_argument("--durations-from", default="serial", choices=["serial", "ray"],
+                   help="whose stored cell durations the analysis scales")
     args = p.parse_args()
     if args.what in ("time", "both"):
-        cmd_time(args.out)
+        cmd_time(args.out, args.order, args.limit_s)
     if args.what in ("analyse", "both"):
-        cmd_analyse(args.out)
+        cmd_analyse(args.out, args.durations_from)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,7 @@ from collections.abc import Iterable
 from typing import Any
 
 import ray
-from ray.exceptions import RayError
+from ray.exceptions import RayError, RayTaskError
 from tqdm.auto import tqdm
 
 from bench.cells.context import RunContext
@@ -39,6 +39,11 @@ def run_cell_task(spec: dict[str, Any], key: str, tracker: Any) -> CellOutcome:
     """The Ray task: report where it runs, then compute one cell."""
     tracker.started.remote(key, ray.get_runtime_context().get_node_id())
     return compute_cell(ContextSpec(**spec), key)
+
+
+def first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
 
 
 def cell_name(cell: Any) -> str:
@@ -152,9 +157,13 @@ class RayExecutor:
         """Store a finished cell's result (the driver is the store's only writer), or record its failure."""
         try:
             out: CellOutcome = ray.get(ref)
+        except RayTaskError as exc:  # the task could not start its cell (e.g. bench missing on that node)
+            cause = getattr(exc, "cause", None) or exc
+            self._fail(cell, f"failed on its worker: {first_line(cause)}", stats, str(exc))
+            return
         except RayError as exc:  # the worker died on every attempt, or the task was lost with its node
-            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-            self._fail(cell, f"its worker died ({1 + self.max_retries} attempts): {type(exc).__name__}: {first}", stats)
+            self._fail(cell, f"its worker died ({1 + self.max_retries} attempts): {type(exc).__name__}: "
+                             f"{first_line(exc)}", stats)
             return
         if out.error is not None:
             where, message = out.error

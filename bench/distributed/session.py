@@ -18,6 +18,7 @@ from dataclasses import dataclass
 
 import ray
 
+from bench.errors import BenchError
 from bench.settings import quiet_ray, worker_environment
 
 OBJECT_STORE_BYTES = 256 * 2**20  # cells exchange files and small records, not tensors, through Ray
@@ -52,7 +53,10 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, threads
         ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
                  _temp_dir=temp_dir, **common)
     else:
-        ray.init(address=address, **common)
+        try:
+            ray.init(address=address, **common)
+        except (ConnectionError, RuntimeError, ValueError) as exc:
+            raise BenchError("--address", f"cannot join a Ray cluster at {address!r}: {exc}") from None
     ok = False
     try:
         yield RaySession(temp_dir, started=True)
