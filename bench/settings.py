@@ -59,3 +59,9 @@ def quiet_ray() -> None:
     off unless the user's environment asks for them (RAY_AUTH_MODE=token, RAY_USAGE_STATS_ENABLED=1)."""
     os.environ.setdefault("RAY_AUTH_MODE", "disabled")
     os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def local_ray_priority() -> None:
+    """Workers of a local Ray run at the driver's priority: Ray's default (RAY_worker_niceness=15) gives a
+    suite's cells the leftovers of a shared machine."""
+    os.environ.setdefault("RAY_worker_niceness", "0")

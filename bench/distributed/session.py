@@ -19,7 +19,7 @@ from dataclasses import dataclass
 import ray
 
 from bench.errors import BenchError
-from bench.settings import quiet_ray, worker_environment
+from bench.settings import local_ray_priority, quiet_ray, worker_environment
 
 OBJECT_STORE_BYTES = 256 * 2**20  # cells exchange files and small records, not tensors, through Ray
 
@@ -49,6 +49,7 @@ def ray_session(address: str | None = None, num_cpus: int | None = None, threads
               "log_to_driver": False, "configure_logging": True}
     temp_dir = None
     if address is None:
+        local_ray_priority()
         temp_dir = tempfile.mkdtemp(prefix="bench-ray-")  # short: Ray's socket paths must fit in 107 bytes
         ray.init(num_cpus=num_cpus, include_dashboard=False, object_store_memory=OBJECT_STORE_BYTES,
                  _temp_dir=temp_dir, **common)
