@@ -43,3 +43,31 @@ def pyplot():
     import matplotlib.pyplot as plt  # lazy: after choosing the Agg backend
 
     return plt
+
+
+# What a worker process on another node needs to see as this process does (paths made absolute).
+WORKER_VARIABLES = ("BENCH_CACHE", "BENCH_CUDA_GRAPHS", "ART_DATA_PATH", "MPLCONFIGDIR")
+_PATH_VARIABLES = ("BENCH_CACHE", "ART_DATA_PATH", "MPLCONFIGDIR")
+
+
+def worker_environment() -> dict[str, str]:
+    """The variables the harness and its toolkits read, as set in this process, for remote workers."""
+    env = {}
+    for name in WORKER_VARIABLES:
+        if name in os.environ:
+            value = os.environ[name]
+            env[name] = str(Path(value).resolve()) if name in _PATH_VARIABLES else value
+    return env
+
+
+def quiet_ray() -> None:
+    """Ray's token authentication (which writes a token under the user's home) and its usage reporting stay
+    off unless the user's environment asks for them (RAY_AUTH_MODE=token, RAY_USAGE_STATS_ENABLED=1)."""
+    os.environ.setdefault("RAY_AUTH_MODE", "disabled")
+    os.environ.setdefault("RAY_USAGE_STATS_ENABLED", "0")
+
+
+def local_ray_priority() -> None:
+    """Workers of a local Ray run at the driver's priority: Ray's default (RAY_worker_niceness=15) gives a
+    suite's cells the leftovers of a shared machine."""
+    os.environ.setdefault("RAY_worker_niceness", "0")
