@@ -102,8 +102,9 @@ class ResultStore:
         return int(cur.lastrowid)
 
     def set_plan(self, run_id: int, plan: dict[str, Any]) -> None:
-        """Store what a run computes (the suite as resolved and its plan), for reports from the store alone."""
-        self.db.execute("UPDATE runs SET plan=? WHERE run_id=?", (json.dumps(plan, sort_keys=True), run_id))
+        """Store what a run computes (the suite as resolved and its plan), for reports from the store alone.
+        Key order is kept (not sorted): the leaderboard prints parameters and overrides in the suite's order."""
+        self.db.execute("UPDATE runs SET plan=? WHERE run_id=?", (json.dumps(plan), run_id))
         self.db.commit()
 
     def finish_run(self, run_id: int, computed: int, reused: int, status: str = "finished") -> None:

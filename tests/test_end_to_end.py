@@ -63,6 +63,14 @@ def test_leaderboard_numbers_come_from_the_database(first_run):
     con.close()
 
 
+def test_report_from_the_store_equals_the_runs_leaderboard(first_run, tmp_path):
+    """`bench report` renders from the stored plan alone: the same text as the run wrote (parameters and
+    overrides in the suite's order, not sorted)."""
+    home, lb = first_run
+    assert main(["report", str(SUITE), "--home", str(home), "--out", str(tmp_path)]) == 0
+    assert (tmp_path / "tiny.md").read_text() == (lb / "tiny.md").read_text()
+
+
 def test_rerun_reuses_everything_and_fresh_run_reproduces(first_run, tmp_path):
     home, lb = first_run
     before = _metrics(home / "results.sqlite")

@@ -216,7 +216,7 @@ def test_a_killed_driver_loses_only_the_cells_in_flight(tmp_path, one_thread, us
     (tmp_path / "suite" / "gate").write_text("open")
     assert main(["run", str(suite), "--home", str(home), "--out", str(tmp_path / "lb"), "--quiet"]) == 0  # serial
     killed, rerun = runs(db)
-    assert killed[2] == "running"  # the killed driver never finished its run
+    assert killed[2] == "abandoned"  # the killed driver never finished its run; the rerun found its process gone
     assert rerun == (N_CELLS + 5 - stored, stored, "finished")  # only the cells that were not stored were computed
     assert_untouched(user_home)
 
