@@ -14,7 +14,7 @@ import torch
 from bench.cells.context import RunContext
 from bench.data.sources import load_data
 from bench.defenses.apply import apply_defense
-from bench.executor import RunStats, SerialExecutor, cell_done, select_cells
+from bench.executor import RunStats, SerialExecutor, select_cells
 from bench.models.registry import create_model
 from bench.provenance import git_commit, package_versions
 from bench.runs import mark_abandoned, record_owner
@@ -114,4 +114,4 @@ def run_suite(ctx: RunContext, store: ResultStore, force: bool = False, shard: t
     return stats
 
 
-__all__ = ["RunStats", "cell_done", "prepare", "preflight", "run_suite", "shard_filter", "stored_plan"]
+__all__ = ["RunStats", "prepare", "preflight", "run_suite", "shard_filter", "stored_plan"]
