@@ -8,6 +8,7 @@ context (`bench.cells.context.RunContext`) can be rebuilt.
 
 from __future__ import annotations
 
+import os
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from tqdm.auto import tqdm
 from bench.cells.context import RunContext
 from bench.cells.registry import compute_fn, is_done
 from bench.store import ResultStore
+from bench.suite.replicas import replica_columns
 
 
 @dataclass
@@ -30,8 +32,18 @@ class RunStats:
     seconds: float = 0.0
 
 
+def deterministic_torch() -> None:
+    """PyTorch's deterministic settings where they exist (a nondeterministic op warns instead of failing).
+    Float rounding still differs between CPUs and thread counts: see the leaderboard header's machine line."""
+    os.environ.setdefault("CUBLAS_WORKSPACE_CONFIG", ":4096:8")  # cuBLAS's condition for deterministic GEMMs
+    torch.use_deterministic_algorithms(True, warn_only=True)
+    torch.backends.cudnn.deterministic = True
+    torch.backends.cudnn.benchmark = False
+
+
 def seed_everything(key: str) -> None:
     """Seed torch and numpy from a cell's key, so each cell is deterministic on its own."""
+    deterministic_torch()
     seed = int(key[:8], 16)
     torch.manual_seed(seed)
     np.random.seed(seed % (2**32))
@@ -64,7 +76,9 @@ def describe(cell: Any, ctx: RunContext, data_key: str) -> dict[str, Any]:
     d = cell.describe()
     cols = {k: d.get(k) for k in ("model", "variant", "defense", "attack", "attack_key", "backend", "params",
                                   "threat", "source", "target", "adaptive")}
-    return {**cols, "suite": ctx.suite.name, "profile": ctx.ls.profile, "data_digest": data_key}
+    return {**cols, **replica_columns(ctx.plan, d.get("model")), "suite": ctx.suite.name, "profile": ctx.ls.profile,
+            "data_digest": data_key}
+
 
 
 class SerialExecutor:

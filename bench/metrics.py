@@ -1,4 +1,5 @@
-"""Metrics with their uncertainty: Wilson 95% intervals on every accuracy, AUROC, precision/recall."""
+"""Metrics with their uncertainty: Wilson 95% intervals on every accuracy, AUROC, precision/recall; the mean
+over training replicas with an interval covering seeds and test sampling; ranks that tie overlapping intervals."""
 
 from __future__ import annotations
 
@@ -41,6 +42,56 @@ def wilson_interval(k: int, n: int, z: float = Z95) -> tuple[float, float]:
     centre = (p + z * z / (2 * n)) / denom
     half = z * math.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / denom
     return (max(0.0, centre - half), min(1.0, centre + half))
+
+
+def t_quantile(df: int, q: float = 0.975) -> float:
+    """Student's t quantile with `df` degrees of freedom."""
+    from scipy.stats import t  # lazy: scipy is slow to import and only replicated suites need it
+
+    return float(t.ppf(q, df))
+
+
+def replica_mean(props: list[dict]) -> dict:
+    """The mean of one proportion over k training replicas, each scored on (about) the same n test images,
+    with a 95% interval covering both test sampling and training seeds (docs/intervals.md):
+
+    p = mean of the replicas' values; n = mean of their n (rounded); each side's half-width is the Wilson
+    interval's side at (p, n) and the Student-t half-width t_{0.975, k-1} * sd / sqrt(k) of the replica values,
+    added in quadrature; clipped to [0, 1]. With k = 1 it is the replica's own Wilson interval, exactly.
+    Returns value, lo, hi, n, k (successes, rounded mean), seeds (k) and the per-replica dicts."""
+    ok = [p for p in props if p and p.get("n")]
+    if not ok:
+        return {"value": float("nan"), "lo": float("nan"), "hi": float("nan"), "n": 0, "k": 0, "seeds": len(props),
+                "replicas": list(props)}
+    if len(ok) == 1:
+        return {**ok[0], "seeds": 1, "replicas": ok}
+    values = np.array([p["value"] for p in ok], dtype=np.float64)
+    n = int(round(float(np.mean([p["n"] for p in ok]))))
+    mean = float(values.mean())
+    w_lo, w_hi = wilson_interval(mean * n, n)
+    spread = t_quantile(len(ok) - 1) * float(values.std(ddof=1)) / math.sqrt(len(ok))
+    lo = mean - math.hypot(mean - w_lo, spread)
+    hi = mean + math.hypot(w_hi - mean, spread)
+    return {"value": mean, "lo": max(0.0, lo), "hi": min(1.0, hi), "n": n, "k": int(round(mean * n)),
+            "seeds": len(ok), "replicas": ok}
+
+
+def tied_ranks(intervals: list[tuple[float, float]]) -> list[tuple[int, bool]]:
+    """Ranks of entries sorted best first, each given as its interval (lo, hi): (rank, tied) per entry.
+
+    The list is cut into ordered blocks only where every interval above the cut lies entirely above every
+    interval below it (min lo above > max hi below); entries of one block share the block's first position as
+    their rank and are `tied` when the block has more than one entry. So every pair the ranking orders has
+    disjoint intervals. A chain A ~ B ~ C (A and C disjoint, B overlapping both) is one tied block: no cut
+    separates A from C without separating B from one of them."""
+    out: list[tuple[int, bool]] = []
+    start = 0
+    for i in range(1, len(intervals) + 1):
+        cut = i == len(intervals) or (min(lo for lo, _ in intervals[:i]) > max(hi for _, hi in intervals[i:]))
+        if cut:
+            out += [(start + 1, i - start > 1)] * (i - start)
+            start = i
+    return out
 
 
 def auroc(labels: np.ndarray, p_real: np.ndarray) -> float:

@@ -16,7 +16,7 @@ from bench.data.sources import load_data
 from bench.defenses.apply import apply_defense
 from bench.executor import RunStats, SerialExecutor, select_cells
 from bench.models.registry import create_model
-from bench.provenance import git_commit, package_versions
+from bench.provenance import git_commit, machine, package_versions
 from bench.runs import mark_abandoned, record_owner
 from bench.sections import add_section_cells, section_of
 from bench.settings import default_home
@@ -89,7 +89,7 @@ def run_suite(ctx: RunContext, store: ResultStore, force: bool = False, shard: t
     executor = executor or SerialExecutor(quiet=ctx.quiet, force=force)
     mark_abandoned(store.db)  # runs left `running` by a dead process (the caller holds the home lock)
     run_id = store.start_run(ls.suite.name, ls.profile, git_commit=git_commit(), versions=package_versions(),
-                             seed=ls.suite.seed, device=str(ctx.device), overrides=ls.overrides)
+                             seed=ls.suite.seed, device=str(ctx.device), overrides=ls.overrides, machine=machine())
     record_owner(store.db, run_id)
     store.set_plan(run_id, stored_plan(ls, ctx.plan))
     status = "failed"

@@ -24,7 +24,7 @@ CREATE TABLE IF NOT EXISTS runs (
     suite TEXT NOT NULL, profile TEXT, started REAL NOT NULL, finished REAL,
     git_commit TEXT, versions TEXT, seed INTEGER, device TEXT, overrides TEXT,
     cells_computed INTEGER DEFAULT 0, cells_reused INTEGER DEFAULT 0, status TEXT, plan TEXT,
-    pid INTEGER, host TEXT
+    pid INTEGER, host TEXT, machine TEXT
 );
 CREATE TABLE IF NOT EXISTS cells (
     cell_id TEXT PRIMARY KEY,
@@ -36,7 +36,8 @@ CREATE TABLE IF NOT EXISTS cells (
     run_id INTEGER REFERENCES runs(run_id),
     created REAL NOT NULL,
     suite TEXT, profile TEXT, model TEXT, variant TEXT, defense TEXT, attack TEXT, attack_key TEXT,
-    backend TEXT, params TEXT, threat TEXT, source TEXT, target TEXT, adaptive INTEGER, data_digest TEXT
+    backend TEXT, params TEXT, threat TEXT, source TEXT, target TEXT, adaptive INTEGER, data_digest TEXT,
+    seed INTEGER, model_group TEXT
 );
 CREATE TABLE IF NOT EXISTS predictions (
     cell_id TEXT NOT NULL REFERENCES cells(cell_id) ON DELETE CASCADE,
@@ -49,10 +50,11 @@ CREATE TABLE IF NOT EXISTS predictions (
 
 
 # Typed descriptor columns of a cell, in order (stores made before them gain them on open).
+# `seed` is the training replica of the cell's model (0 for a one-seed suite), `model_group` replica 0's name.
 DESCRIPTOR_COLUMNS = ("suite", "profile", "model", "variant", "defense", "attack", "attack_key", "backend", "params",
-                      "threat", "source", "target", "adaptive", "data_digest")
-_ADDED_COLUMNS = {"runs": {"plan": "TEXT", "pid": "INTEGER", "host": "TEXT"},
-                  "cells": {c: ("INTEGER" if c == "adaptive" else "TEXT") for c in DESCRIPTOR_COLUMNS}}
+                      "threat", "source", "target", "adaptive", "data_digest", "seed", "model_group")
+_ADDED_COLUMNS = {"runs": {"plan": "TEXT", "pid": "INTEGER", "host": "TEXT", "machine": "TEXT"},
+                  "cells": {c: ("INTEGER" if c in ("adaptive", "seed") else "TEXT") for c in DESCRIPTOR_COLUMNS}}
 
 
 @dataclass
@@ -93,10 +95,11 @@ class ResultStore:
     # runs ---------------------------------------------------------------
     def start_run(self, suite: str, profile: str | None, **prov: Any) -> int:
         cur = self.db.execute(
-            "INSERT INTO runs (suite, profile, started, git_commit, versions, seed, device, overrides, status)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running')",
+            "INSERT INTO runs (suite, profile, started, git_commit, versions, seed, device, overrides, status, machine)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?, ?, 'running', ?)",
             (suite, profile, time.time(), prov.get("git_commit"), json.dumps(prov.get("versions", {})),
-             prov.get("seed"), prov.get("device"), json.dumps(prov.get("overrides", {}))),
+             prov.get("seed"), prov.get("device"), json.dumps(prov.get("overrides", {})),
+             json.dumps(prov.get("machine", {}))),
         )
         self.db.commit()
         return int(cur.lastrowid)
@@ -122,6 +125,7 @@ class ResultStore:
         out = dict(zip([c[0] for c in cur.description], row, strict=True))
         out["versions"] = json.loads(out["versions"] or "{}")
         out["overrides"] = json.loads(out["overrides"] or "{}")
+        out["machine"] = json.loads(out["machine"] or "{}")  # bench.provenance.machine(); {} before it existed
         out["plan"] = json.loads(out["plan"]) if out.get("plan") else None
         return out
 

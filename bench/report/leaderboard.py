@@ -21,10 +21,20 @@ import yaml
 from tabulate import tabulate
 
 from bench.atomic import atomic_write_text
-from bench.metrics import Proportion
+from bench.metrics import Proportion, replica_mean, tied_ranks
 from bench.report.breakdown import breakdown_sections
 from bench.report.figures import plot_accuracy_curves
 from bench.report.format import num, pct, prop
+from bench.report.replicas import (
+    aggregate_cells,
+    attack_cells,
+    clean_auroc,
+    clean_metric,
+    group_label,
+    group_rows,
+    pool_groups,
+    replica_sets,
+)
 from bench.report.sanity import CHECKS, CLEAN_CHECKS, attack_gave_up, degenerate_classifier, run_checks
 from bench.results.query import Results
 from bench.sections import sections
@@ -112,7 +122,7 @@ def _groups(b: Board) -> dict[tuple[str, str], list[str]]:
     """Grids of training defenses: (base model, defense) -> model names (more than one)."""
     out: dict[tuple[str, str], list[str]] = defaultdict(list)
     for name, rm in b.ls.models.items():
-        if rm.training_defense:
+        if rm.training_defense and rm.replica == 0:  # replicas are averaged inside each model's row
             out[(rm.base, rm.training_defense[0])].append(name)
     return {k: v for k, v in out.items() if len(v) > 1}
 
@@ -194,6 +204,7 @@ def header(b: Board) -> str:
             f"seed {run['seed']}; {run['cells_computed']} cells computed, {run['cells_reused']} from the store.",
             f"- Versions: {vers}.",
         ]
+        lines += [machine_line(run.get("machine") or {})]
     d = s.data
     lines += [
         f"- Data: `{d.source}`" + (f" at `{d.path}`" if d.path else f", n={d.n}") +
@@ -203,6 +214,10 @@ def header(b: Board) -> str:
         "- Classes: fake = 0, real = 1; AUROC scores P(real); threshold 0.5. "
         "Every accuracy: value [95% Wilson interval] n=images.",
     ]
+    if s.seeds > 1:
+        lines += [f"- Training seeds: every model trained {s.seeds} times (seeds {s.seed}..{s.seed + s.seeds - 1}); "
+                  f"tables show the mean of the {s.seeds} seeds, its interval covering seeds and test images "
+                  "([docs/intervals.md](../docs/intervals.md)); per-seed values: `bench export` (column `seed`)."]
     if ls.overrides:
         dumped = yaml.safe_dump(ls.overrides, sort_keys=False).strip()
         lines += ["", f"Profile `{ls.profile}` overrides the suite with:", "", "```yaml", dumped, "```"]
@@ -211,16 +226,29 @@ def header(b: Board) -> str:
     return "\n".join(lines)
 
 
+def machine_line(m: dict[str, Any]) -> str:
+    """The header's line on what makes numbers machine-dependent (`bench.provenance.machine`)."""
+    if not m:
+        return ("- Machine-dependent: this run stored no machine description (made before it was recorded); "
+                "numbers reproduce exactly only on the same CPU, thread count and package versions.")
+    return (f"- Machine-dependent: CPU {m.get('cpu', 'unknown')} ({m.get('cpu_capability', '?')}), torch threads "
+            f"{m.get('torch_threads', '?')}, torch {m.get('torch', '?')}, BLAS {m.get('blas', '?')}; numbers "
+            "reproduce exactly only on the same machine and thread count (float rounding differs between CPUs "
+            "and thread counts, and training amplifies it; deterministic algorithms are on where torch has them).")
+
+
 def table_i(b: Board) -> str:
     rows, vals = [], []
-    for v in b.variants:
-        m = b.clean[v["name"]] or {}
-        vals.append([m.get(c) for c, _ in TABLE_I_COLUMNS])
-        rows.append([_label(b, v)] + [prop(m.get(c)) for c, _ in TABLE_I_COLUMNS] + [num(m.get("auroc"))])
+    by_name: dict[str, list[dict | None]] = {}
+    for v in group_rows(b):
+        m = [clean_metric(b, v, c) for c, _ in TABLE_I_COLUMNS]
+        by_name[v["name"]] = m
+        vals.append(m)
+        rows.append([group_label(b, v)] + [prop(x) for x in m] + [num(clean_auroc(b, v))])
     for (base, dname), names in _groups(b).items():
-        ms = [b.clean[n] for n in names if b.clean.get(n)]
-        pooled = [_pool([m.get(c) for m in ms]) for c, _ in TABLE_I_COLUMNS]
-        auc = float(np.mean([m["auroc"] for m in ms])) if ms else None
+        pooled = [pool_groups([by_name[n][j] for n in names]) for j in range(len(TABLE_I_COLUMNS))]
+        aucs = [a for a in (clean_auroc(b, {"name": n}) for n in names) if a is not None]
+        auc = float(np.mean(aucs)) if aucs else None
         rows.append([_group_label(b, base, dname, names)] + [prop(p) for p in pooled] + [num(auc)])
         vals.append(pooled)
     _best(rows, vals)
@@ -236,20 +264,19 @@ def table_ii(b: Board) -> str:
         headers += [f"{b.attack_title(k)} black-box", f"{b.attack_title(k)} white-box"]
     rows, vals = [], []
     per_variant: dict[str, list[dict | None]] = {}
-    for v in b.variants:
-        m = b.clean[v["name"]]
-        cols: list[dict | None] = [m.get("fake_recall") if m else None]
+    for v in group_rows(b):
+        cols: list[dict | None] = [clean_metric(b, v, "fake_recall")]
         texts = [prop(cols[0])]
         for k in keys:
             for threat in ("transfer", "white-box"):
-                acc, text = _acc(b, b.cell(v, k, threat))
+                acc, text = aggregate_cells(b, attack_cells(b, v, k, threat))
                 cols.append(acc)
                 texts.append(text)
         per_variant[v["name"]] = cols
-        rows.append([_label(b, v)] + texts)
+        rows.append([group_label(b, v)] + texts)
         vals.append(cols)
     for (base, dname), names in _groups(b).items():
-        pooled = [_pool([per_variant[n][j] for n in names]) for j in range(len(headers) - 1)]
+        pooled = [pool_groups([per_variant[n][j] for n in names]) for j in range(len(headers) - 1)]
         rows.append([_group_label(b, base, dname, names)] + [prop(p) for p in pooled])
         vals.append(pooled)
     _best(rows, vals)
@@ -275,18 +302,18 @@ def grid_sections(b: Board, stem: str) -> str:
         values = [p.params[axis] for p in points]
         series: dict[str, tuple[list, list, list, list]] = {}
         rows = []
-        for v in b.variants:
+        sets = replica_sets(b)
+        for v in group_rows(b):
             for threat in ("white-box", "transfer"):
                 accs = []
                 src = None
                 for p in points:
-                    found = next((r for r in b.attack if r["attack_key"] == p.key and r["params"] == p.params
-                                  and r["target"] == v["name"] and r["threat"] == threat and not r["adaptive"]),
-                                 None)
-                    if found:
-                        src = found["source"]
-                    m = _none(found["metrics"]) if found else None
-                    accs.append(m["accuracy"] if m else None)
+                    founds = [r for rv in sets[v["name"]] for r in b.attack
+                              if r["attack_key"] == p.key and r["params"] == p.params and r["target"] == rv["name"]
+                              and r["threat"] == threat and not r["adaptive"] and _none(r["metrics"])]
+                    if founds:
+                        src = src or founds[0]["source"]
+                    accs.append(replica_mean([r["metrics"]["accuracy"] for r in founds]) if founds else None)
                 if all(a is None for a in accs):
                     continue
                 name = f"{v['label']} ({threat}" + (f" from {src})" if threat == "transfer" else ")")
@@ -331,41 +358,67 @@ def defense_ranking(b: Board) -> str:
     preds = _predictions_by_cell(b, [v["clean_key"] for v in b.variants if b.clean[v["name"]]]
                                  + [r["key"] for r in stored])
     rows = []
-    for v in b.variants:
-        m = b.clean[v["name"]]
-        if m is None:
+    sets = replica_sets(b)
+    for v in group_rows(b):
+        members = [rv for rv in sets[v["name"]] if b.clean[rv["name"]] is not None]
+        if not members:
             continue
-        robust = {i: (lab == 0 and p < 0.5) for i, lab, p in preds[v["clean_key"]] if i in attacked}
-        cols = []
-        ran = 0
-        for k in keys:
-            for threat, adaptive in _ranking_columns(b):
-                cols.append(_acc(b, b.cell(v, k, threat, adaptive=adaptive))[1])
-        for r in stored:
-            if r["target"] != v["name"]:
-                continue
-            ran += 1
-            for i, _, p in preds[r["key"]]:
-                robust[i] = robust.get(i, False) and p < 0.5
-        worst = Proportion(sum(robust.values()), len(robust)).as_dict() if ran else None
-        rows.append((v["name"] in b.degenerate, worst["value"] if worst else -1,
-                     [_label(b, v), prop(m["accuracy"])] + cols + [prop(worst), ran]))
-    rows.sort(key=lambda t: (t[0], -t[1]))  # flagged degenerate models last
+        worsts, ran = [], 0
+        for rv in members:
+            w, n_cells = _worst_case(b, rv, stored, preds, attacked)
+            ran += n_cells
+            if w is not None:
+                worsts.append(w)
+        worst = replica_mean(worsts) if worsts else None
+        cols = [aggregate_cells(b, attack_cells(b, v, k, threat, adaptive=adaptive))[1]
+                for k in keys for threat, adaptive in _ranking_columns(b)]
+        flagged = any(rv["name"] in b.degenerate for rv in sets[v["name"]])
+        rows.append((flagged, worst, [group_label(b, v), prop(clean_metric(b, v, "accuracy"))] + cols
+                     + [prop(worst), ran]))
+    rows.sort(key=lambda t: (t[0], -(t[1]["value"] if t[1] else -1)))  # flagged degenerate models last
     headers = ["Model", "Clean accuracy (all test images)"]
     names = {("transfer", False): "black-box", ("white-box", False): "white-box",
              ("white-box", True): "adaptive (through the defense)"}
     for k in keys:
         headers += [f"{b.attack_title(k)} {names[c]}" for c in _ranking_columns(b)]
     headers += ["Worst case (per image, all attacks)", "Attack cells"]
-    body = [[i + 1] + row for i, (_, _, row) in enumerate(rows)]
+    body = [[rank] + row for rank, (_, _, row) in zip(_rank_texts(rows), rows, strict=True)]
     return ("## Defense ranking\n\nSorted by worst-case robust accuracy: a fake counts as detected only if the "
             "model classifies it as fake unperturbed and under every attack cell the suite ran against this "
-            "model (all grid points, both threat models). It is not the minimum of the per-attack means.\n\n"
+            "model (all grid points, both threat models). It is not the minimum of the per-attack means. "
+            "Two rows get different ranks only when their worst-case intervals are disjoint (and so is every "
+            "interval above the cut from every one below it); rows that share a rank say \"tied\" "
+            "(`bench.metrics.tied_ranks`, docs/intervals.md). Attack cells: summed over training seeds.\n\n"
             + tabulate(body, ["Rank"] + headers, tablefmt="github")
             + ("\n\n† flagged by the degenerate-classifier check: it calls most images of one class the "
                "other class, so its robust accuracy on fakes is not evidence of robustness; ranked last."
                if b.degenerate else "")
             + ("\n\n" + _gave_up_note(b) if b.gave_up else ""))
+
+
+def _worst_case(b: Board, v: Row, stored: list[Row], preds: dict, attacked: set[str]) -> tuple[dict | None, int]:
+    """Per-image worst case of one variant over every stored attack cell against it: (proportion, cells)."""
+    robust = {i: (lab == 0 and p < 0.5) for i, lab, p in preds[v["clean_key"]] if i in attacked}
+    ran = 0
+    for r in stored:
+        if r["target"] != v["name"]:
+            continue
+        ran += 1
+        for i, _, p in preds[r["key"]]:
+            robust[i] = robust.get(i, False) and p < 0.5
+    return (Proportion(sum(robust.values()), len(robust)).as_dict() if ran else None), ran
+
+
+def _rank_texts(rows: list[tuple[bool, dict | None, list]]) -> list[str]:
+    """Ranks with ties (`tied_ranks`) among unflagged rows, then among flagged ones after them."""
+    out: list[str] = []
+    offset = 0
+    for flagged in (False, True):
+        part = [w for f, w, _ in rows if f == flagged]
+        intervals = [(w["lo"], w["hi"]) if w else (-1.0, -1.0) for w in part]
+        out += [f"{offset + r}" + (" (tied)" if tied else "") for r, tied in tied_ranks(intervals)]
+        offset += len(part)
+    return out
 
 
 def gradient_norms(b: Board) -> str:

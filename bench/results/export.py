@@ -21,6 +21,7 @@ from bench.atomic import atomic_write, atomic_write_text
 from bench.errors import BenchError
 from bench.results.query import Results
 from bench.store import DESCRIPTOR_COLUMNS
+from bench.suite.replicas import replica_columns
 
 FORMATS = ("csv", "json", "parquet")
 
@@ -34,15 +35,14 @@ def cell_frame(results: Results) -> pd.DataFrame:
     rows = []
     for cell in cells:
         r = stored.get(cell.key)
-        d = cell.describe()
+        d = {**cell.describe(), **replica_columns(plan, cell.describe().get("model")), "data_digest": plan.data_key}
         row: dict[str, Any] = {"suite": results.ls.suite.name, "profile": results.ls.profile, "kind": cell.kind,
                                "cell_key": cell.key, "stored": r is not None, "label": d.get("label")}
         if r is None:  # not computed yet: what the plan says it will be
             row.update({k: d.get(k) for k in DESCRIPTOR_COLUMNS if k not in ("suite", "profile")})
-            row["data_digest"] = plan.data_key
         else:
             # a row stored before the typed columns existed has them NULL: the plan says what they are
-            row.update({k: r[k] if r[k] is not None else d.get(k, plan.data_key if k == "data_digest" else None)
+            row.update({k: r[k] if r[k] is not None else d.get(k)
                         for k in DESCRIPTOR_COLUMNS if k not in ("suite", "profile")})
             row.update({"duration_s": r["duration_s"], "device": r["device"]})
             row.update({f"metrics.{k}": v for k, v in _flatten(r["metrics"]).items()})

@@ -24,6 +24,7 @@ from bench.dip.config import DIPConfig
 from bench.errors import BenchError, format_validation_error, short
 from bench.models.registry import list_models
 from bench.plugins import is_plugin_spec, plugin_path
+from bench.suite.replicas import expand_replicas
 from bench.suite.schema import AttackConfig, ModelConfig, Suite
 from bench.suite.validate import check_loaded, read_suite_file
 
@@ -76,17 +77,24 @@ class ResolvedModel:
     training_defense: tuple[str, dict[str, Any]] | None
     label: str
     base: str
+    replica: int = 0  # training replica (bench.suite.replicas): trained with seed `suite.seed + replica`
+    group: str | None = None  # replica 0's name, which every replica of the model shares; None: this model
+
+    @property
+    def group_name(self) -> str:
+        """The model this one is a replica of (its own name for replica 0)."""
+        return self.group or self.name
 
     def as_dict(self) -> dict[str, Any]:
         return {"name": self.name, "config": self.config.model_dump(mode="json"),
                 "training_defense": list(self.training_defense) if self.training_defense else None,
-                "label": self.label, "base": self.base}
+                "label": self.label, "base": self.base, "replica": self.replica, "group": self.group}
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> ResolvedModel:
         td = d["training_defense"]
         return cls(d["name"], ModelConfig.model_validate(d["config"]), (td[0], td[1]) if td else None, d["label"],
-                   d["base"])
+                   d["base"], int(d.get("replica", 0)), d.get("group"))
 
 
 @dataclass
@@ -262,6 +270,7 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
         for which, m in (("source", src), ("target", dst)):
             if m not in ls.models:
                 raise BenchError(f"threat_models.transfer[{i}]", f"unknown {which} model {short(m)}")
+    expand_replicas(ls)  # after every reference is checked against the suite's own model names
 
 
 def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig, load_plugins: bool = True) -> None:

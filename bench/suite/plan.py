@@ -235,7 +235,8 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
             cfg["init_from"] = model_key(rm.config.init_from)
             deps = (cfg["init_from"],)
         defense_src = _defense_source_digest(rm.training_defense[0], ls.base_dir) if rm.training_defense else None
-        key = digest(["model", PLAN_VERSION, cfg, rm.training_defense, defense_src, data_key, s.seed, s.data.size])
+        seed = s.seed + rm.replica  # the training seed: replicas differ (bench.suite.replicas)
+        key = digest(["model", PLAN_VERSION, cfg, rm.training_defense, defense_src, data_key, seed, s.data.size])
         plan.models[name] = ModelCell(rm, key, deps)
         return key
 

@@ -17,6 +17,7 @@ MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit; SQLite's integers are
 MAX_DESCRIPTION = 4000  # characters: the description is printed in the leaderboard's header
 MAX_LABEL = 200
 MAX_COUNT = 1_000_000  # images, batch sizes, steps: anything larger is a typo on this harness
+MAX_SEEDS = 32  # training replicas per model
 
 
 class Strict(BaseModel):
@@ -175,6 +176,8 @@ class Suite(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)
     description: str = Field("", max_length=MAX_DESCRIPTION)
     seed: Integer = Field(0, ge=0, le=MAX_SEED, description="numpy and torch seeds: 0 <= seed < 2**32")
+    seeds: Integer = Field(1, ge=1, le=MAX_SEEDS, description="train every model this many times, replica r with "
+                           "seed + r; tables report the mean over replicas (docs/intervals.md)")
     data: DataConfig = DataConfig()
     models: dict[str, ModelConfig] = Field(min_length=1)
     defenses: dict[str, DefenseConfig] = Field(default_factory=dict)

@@ -1,0 +1,104 @@
+"""Leaderboard rows over training replicas (`seeds: N`): one row per model (or model + defense) with the mean
+over its replicas and an interval covering training seeds and test sampling (`bench.metrics.replica_mean`).
+
+With one seed every function here returns exactly what the single cell holds, so one-seed leaderboards are
+unchanged apart from the ranking's ties."""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from bench.metrics import Proportion, replica_mean
+from bench.report.format import prop
+
+if TYPE_CHECKING:  # annotations only: the leaderboard imports this module
+    from bench.report.leaderboard import Board
+
+Row = dict[str, Any]
+
+
+def _replica(b: Board, model: str) -> tuple[str, int]:
+    mc = b.results.plan.models.get(model)
+    return (mc.model.group_name, mc.model.replica) if mc else (model, 0)
+
+
+def replica_sets(b: Board) -> dict[str, list[Row]]:
+    """Each group's representative variant (replica 0's) name -> the variant rows of all its replicas."""
+    groups: dict[tuple[str, str | None], list[tuple[int, Row]]] = {}
+    for v in b.variants:
+        group, r = _replica(b, v["model"])
+        groups.setdefault((group, v["defense"]), []).append((r, v))
+    out = {}
+    for members in groups.values():
+        members.sort(key=lambda t: t[0])
+        out[members[0][1]["name"]] = [v for _, v in members]
+    return out
+
+
+def group_rows(b: Board) -> list[Row]:
+    """The variants that stand for their group in tables (replica 0 of each model, in plan order)."""
+    sets = replica_sets(b)
+    return [v for v in b.variants if v["name"] in sets]
+
+
+def seeds_of(b: Board, v: Row) -> int:
+    return len(replica_sets(b).get(v["name"], [v]))
+
+
+def degenerate_count(b: Board, v: Row) -> int:
+    """How many of the group's replicas the degenerate-classifier check flags."""
+    return sum(r["name"] in b.degenerate for r in replica_sets(b).get(v["name"], [v]))
+
+
+def group_label(b: Board, v: Row) -> str:
+    """The group's label; a dagger when any replica is flagged degenerate (with how many of k seeds)."""
+    flagged, k = degenerate_count(b, v), seeds_of(b, v)
+    if not flagged:
+        return v["label"]
+    return v["label"] + (f" ({flagged} of {k} seeds flagged)" if k > 1 else "") + " †"
+
+
+def clean_metric(b: Board, v: Row, column: str) -> dict | None:
+    """A Table I proportion of the group: the mean over its replicas."""
+    props = [(b.clean[r["name"]] or {}).get(column) for r in replica_sets(b).get(v["name"], [v])]
+    if not any(props):
+        return None
+    return replica_mean(props)
+
+
+def clean_auroc(b: Board, v: Row) -> float | None:
+    vals = [b.clean[r["name"]]["auroc"] for r in replica_sets(b).get(v["name"], [v]) if b.clean[r["name"]]]
+    return sum(vals) / len(vals) if vals else None
+
+
+def attack_cells(b: Board, v: Row, key: str, threat: str, in_table: bool = True,
+                 adaptive: bool = False) -> list[Row]:
+    """The group's attack cells of one Table II column, one per replica that has it."""
+    cells = [b.cell(r, key, threat, in_table=in_table, adaptive=adaptive) for r in replica_sets(b).get(v["name"], [v])]
+    return [c for c in cells if c is not None]
+
+
+def aggregate_cells(b: Board, cells: list[Row]) -> tuple[dict | None, str]:
+    """(accuracy for ranking and averages, its text) over a group's replica cells. A cell whose attack gave up
+    flags the group's cell with a double dagger (and how many of k seeds) and leaves it out of ranking."""
+    stored = [c for c in cells if isinstance(c["metrics"], dict)]
+    if not stored:
+        return None, "n/a"
+    agg = replica_mean([c["metrics"]["accuracy"] for c in stored])
+    gave = sum(c["craft_key"] in b.gave_up for c in stored)
+    if gave:
+        return None, prop(agg) + " ‡" + (f" ({gave} of {len(stored)} seeds)" if len(stored) > 1 else "")
+    return agg, prop(agg)
+
+
+def pool_groups(aggs: list[dict | None]) -> dict | None:
+    """An average over a grid of models: replica r's counts pooled over the models, then the mean over replicas."""
+    ok = [a for a in aggs if a and a.get("n")]
+    if not ok:
+        return None
+    k = max(len(a["replicas"]) for a in ok)
+    pooled = []
+    for r in range(k):
+        parts = [a["replicas"][r] for a in ok if len(a["replicas"]) > r]
+        pooled.append(Proportion(sum(p["k"] for p in parts), sum(p["n"] for p in parts)).as_dict())
+    return replica_mean(pooled)

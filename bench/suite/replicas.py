@@ -1,0 +1,57 @@
+"""Training replicas: a suite with `seeds: N` trains every model N times, replica r with seed `suite.seed + r`.
+
+Expansion happens when the suite is loaded, so the plan and the executors see ordinary models: replica 0 keeps
+the model's name (a one-seed suite is unchanged, and sections that name one model use replica 0), replica r >= 1
+is named `<name>@seed<r>`. References between models expand replica-wise: `init_from`, `defenses.applies_to`
+and `threat_models.transfer` pair replica r with replica r.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # annotations only: bench.suite.load imports this module
+    from bench.suite.load import LoadedSuite
+
+REPLICA_MARK = "@seed"  # safe in file names and cell keys; not a character grid expansion produces
+
+
+def replica_name(name: str, replica: int) -> str:
+    """The name of replica `replica` of model `name` (replica 0 keeps the plain name)."""
+    return name if replica == 0 else f"{name}{REPLICA_MARK}{replica}"
+
+
+def expand_replicas(ls: LoadedSuite) -> None:
+    """Add replicas 1..seeds-1 of every resolved model after it, and expand the suite's references to models
+    (defenses' `applies_to`, transfer pairs) replica-wise. A no-op for `seeds: 1`."""
+    s = ls.suite
+    k = s.seeds
+    if k == 1:
+        return
+    models = {}
+    for name, rm in ls.models.items():
+        models[name] = rm
+        for r in range(1, k):
+            cfg = rm.config
+            if cfg.init_from:
+                cfg = cfg.model_copy(update={"init_from": replica_name(cfg.init_from, r)})
+            label = f"{rm.label} (seed {r})"
+            models[replica_name(name, r)] = dataclasses.replace(rm, name=replica_name(name, r), config=cfg,
+                                                                label=label, replica=r, group=name)
+    ls.models = models
+    defenses = {dname: d.model_copy(update={"applies_to": [replica_name(m, r) for m in d.applies_to
+                                                           for r in range(k)]})
+                for dname, d in s.defenses.items()}
+    transfer = [(replica_name(a, r), replica_name(b, r)) for a, b in s.threat_models.transfer for r in range(k)]
+    threat = s.threat_models.model_copy(update={"transfer": transfer})
+    ls.suite = s.model_copy(update={"defenses": defenses, "threat_models": threat})
+
+
+def replica_columns(plan: Any, model: str | None) -> dict[str, Any]:
+    """The typed store columns `seed` (training replica) and `model_group` of a cell about `model` of `plan`
+    (None for a cell about no model of the plan)."""
+    mc = plan.models.get(model) if model else None
+    if mc is None:
+        return {"seed": None, "model_group": None}
+    return {"seed": mc.model.replica, "model_group": mc.model.group_name}
