@@ -48,6 +48,8 @@ def crosscheck_section(board, out_dir: Path, stem: str) -> str:
     for r in found:
         e = r["payload"]
         title = f"### {e['attack']} on {e['model']}: {', '.join(Path(i).name for i in e['implementations'])}"
+        if board.s.seeds > 1:  # the named model is replica 0 (bench.suite.replicas)
+            title += f" (model: seed 0 of {board.s.seeds})"
         m = r["metrics"]
         if not isinstance(m, dict):
             parts.append(f"{title}\n\nNot run yet.")

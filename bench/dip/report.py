@@ -23,6 +23,8 @@ def dip_sections(board, out_dir: Path, stem: str) -> str:
         return "## Deep Image Prior defense\n\nNot run yet: run `bench run`."
     m = r["metrics"]
     clf = board.ls.models[cfg.classifier].label
+    if board.s.seeds > 1:  # one model's protocol: replica 0 of the classifier (bench.suite.replicas)
+        clf += f" (seed 0 of {board.s.seeds})"
     cols = [("accuracy", "Accuracy"), ("fake_precision", "Fake precision"), ("fake_recall", "Fake recall"),
             ("real_precision", "Real precision"), ("real_recall", "Real recall")]
     rows = []
