@@ -151,3 +151,29 @@ def test_export_has_per_seed_rows(seeded_run, tmp_path):
         ("b@seed1", 1, "b")]
     attacks = frame[(frame["kind"] == "attack") & (frame["model_group"] == "a")]
     assert set(attacks["seed"]) == {0, 1} and attacks["metrics.accuracy.value"].notna().all()
+
+
+def test_averages_over_a_grid_pool_each_replica_then_take_the_mean():
+    from bench.report.replicas import pool_groups
+
+    m1 = replica_mean([Proportion(10, 20).as_dict(), Proportion(14, 20).as_dict()])
+    m2 = replica_mean([Proportion(6, 20).as_dict(), Proportion(12, 20).as_dict()])
+    pooled = pool_groups([m1, m2, None])
+    assert pooled["seeds"] == 2 and pooled["n"] == 40
+    assert pooled["value"] == pytest.approx(((10 + 6) / 40 + (14 + 12) / 40) / 2)
+    one = pool_groups([replica_mean([Proportion(10, 20).as_dict()]), replica_mean([Proportion(6, 20).as_dict()])])
+    assert (one["k"], one["n"], one["lo"], one["hi"]) == (16, 40, *wilson_interval(16, 40))  # one seed: as before
+
+
+def test_a_gave_up_replica_flags_the_averaged_cell():
+    from types import SimpleNamespace
+
+    from bench.report.replicas import aggregate_cells
+
+    board = SimpleNamespace(gave_up=frozenset({"craft-1"}))  # only the attribute aggregate_cells reads
+    cells = [{"metrics": {"accuracy": Proportion(3, 12).as_dict()}, "craft_key": "craft-0"},
+             {"metrics": {"accuracy": Proportion(12, 12).as_dict()}, "craft_key": "craft-1"}]
+    value, text = aggregate_cells(board, cells)
+    assert value is None and text.endswith("‡ (1 of 2 seeds)") and "x2 seeds" in text
+    value, text = aggregate_cells(board, cells[:1])
+    assert value is not None and text == "25.0% [8.9, 53.2] n=12"

@@ -388,7 +388,8 @@ def defense_ranking(b: Board) -> str:
             "model (all grid points, both threat models). It is not the minimum of the per-attack means. "
             "Two rows get different ranks only when their worst-case intervals are disjoint (and so is every "
             "interval above the cut from every one below it); rows that share a rank say \"tied\" "
-            "(`bench.metrics.tied_ranks`, docs/intervals.md). Attack cells: summed over training seeds.\n\n"
+            "(`bench.metrics.tied_ranks`, docs/intervals.md)."
+            + (" Attack cells: summed over training seeds." if b.s.seeds > 1 else "") + "\n\n"
             + tabulate(body, ["Rank"] + headers, tablefmt="github")
             + ("\n\n† flagged by the degenerate-classifier check: it calls most images of one class the "
                "other class, so its robust accuracy on fakes is not evidence of robustness; ranked last."
