@@ -49,7 +49,7 @@ def cpu_model() -> str:
 
 def blas() -> str:
     """The BLAS torch was built with (its build settings' BLAS_INFO, e.g. `mkl`, `open`, `accelerate`)."""
-    import torch
+    import torch  # lazy: provenance is read without torch (git commit, package versions)
 
     found = re.search(r"BLAS_INFO=([^,\s]+)", torch.__config__.show())
     return found.group(1) if found else "unknown"
@@ -58,7 +58,7 @@ def blas() -> str:
 def machine() -> dict[str, str | int]:
     """What makes numbers machine-dependent: float rounding differs between CPUs, SIMD paths and thread counts
     (reductions are split across threads), and training amplifies it. Stored with every run."""
-    import torch
+    import torch  # lazy: provenance is read without torch (git commit, package versions)
 
     return {"cpu": cpu_model(), "cpu_capability": torch.backends.cpu.get_cpu_capability(),
             "torch_threads": torch.get_num_threads(), "torch": torch.__version__, "blas": blas(),
