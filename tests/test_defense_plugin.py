@@ -65,7 +65,7 @@ def plugin_run(tmp_path_factory) -> tuple[Path, Path, Path]:
 def test_user_defense_is_ranked_in_the_leaderboard(plugin_run):
     _, _, leaderboard = plugin_run
     ranking = _section(leaderboard.read_text(), "Defense ranking")
-    rows = [line for line in ranking.splitlines() if re.match(r"\|\s+\d+ \|", line)]
+    rows = [line for line in ranking.splitlines() if re.match(r"\|\s*\d+( \(tied\))?\s+\|", line)]
     names = [line.split("|")[2].strip().removesuffix(" †") for line in rows]  # † would flag a degenerate model
     assert "Tiny A + 3-bit squeezing" in names and "Tiny A" in names and "Tiny B" in names
     defended = rows[names.index("Tiny A + 3-bit squeezing")]
