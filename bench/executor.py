@@ -80,7 +80,6 @@ def describe(cell: Any, ctx: RunContext, data_key: str) -> dict[str, Any]:
             "data_digest": data_key}
 
 
-
 class SerialExecutor:
     """Computes cells one after another in this process."""
 
