@@ -50,7 +50,9 @@ def test_leaderboard_numbers_come_from_the_database(first_run):
     text = (lb / "tiny.md").read_text()
     con = sqlite3.connect(home / "results.sqlite")
     rows = con.execute("SELECT key, metrics FROM cells WHERE kind='attack'").fetchall()
-    assert len(rows) == 16  # 4 attack settings x (2 white-box + 2 transfer)
+    # 4 attack settings x (2 white-box + 2 transfer); per model 4 controls (storage, noise at eps 0.01 and 0.03,
+    # noise at CW's median L2) and 3 check attacks (unbounded, the convergence pair)
+    assert len(rows) == 16 + 2 * 4 + 2 * 3
     for key, metrics in rows:
         k, m = json.loads(key), json.loads(metrics)
         line = next(li for li in text.splitlines()

@@ -46,3 +46,4 @@ declare_unused("cw_l2", "art", {"c_max": "it has no upper end of the c search", 
                                 "step_rule": "it always line-searches the step"})
 declare_unused("cw_l2", "foolbox", {"c_max": "it has no upper end of the c search",
                                     "step_rule": "it always uses Adam"})
+declare_unused("apgd", "art", {"random_start": "it always starts from a random point of the ball"})

@@ -88,6 +88,6 @@ def point_params(b: Board, a) -> str:
     for r in b.attack:
         if r["attack_key"] == a.key and r["params"] == a.params and isinstance(r["craft_metrics"], dict):
             eff = r["craft_metrics"].get("effective_params")
-            if eff:
-                return render_params(eff)
+            if eff:  # the store sorts a record's keys: print them in the suite's order
+                return render_params({k: eff[k] for k in [*a.params, *eff] if k in eff})
     return render_params(effective_params(a.attack, a.backend, a.params))
