@@ -117,3 +117,17 @@ def test_check_attack_parameters_are_validated(tmp_path):
     with pytest.raises(BenchError) as e:
         plan_for_data(ls, train, test)
     assert "evaluation.checks.unbounded.params" in e.value.where
+
+
+def test_convergence_check_with_restarts(tmp_path):
+    conv = {"attack": "pgd", "params": {"eps": 0.02, "steps": 5, "step_size": 0.005, "random_start": False},
+            "steps_factor": 2, "restarts": 3}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**SUITE, "evaluation": {**SUITE["evaluation"], "checks": {"convergence": conv}}}))
+    ls = load_suite(path)
+    train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
+    plan = plan_for_data(ls, train, test)
+    points = {c.attack.key: c.attack for c in plan.attacks if c.attack.role == "check"}
+    assert (points["convergence"].params["steps"], points["convergence"].restarts) == (5, 1)
+    strong = points["convergence-stronger"]
+    assert (strong.params["steps"], strong.params["random_start"], strong.restarts) == (10, True, 3)

@@ -13,6 +13,7 @@ from bench.atomic import atomic_write
 from bench.attacks.counting import count_passes
 from bench.attacks.effective import effective_params
 from bench.attacks.registry import run_attack
+from bench.attacks.restarts import with_restarts
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
 from bench.defenses.jpeg import jpeg_round_trip_uint8, to_uint8
@@ -30,6 +31,21 @@ def quantise(adv: torch.Tensor, storage: str, jpeg_quality: int) -> torch.Tensor
 def is_done(craft: CraftCell, ctx: RunContext) -> bool:
     """A craft is done only while its adversarial examples (and their norms before storage) are on disk too."""
     return ctx.adversarial_path(craft).is_file() and ctx.norms_before_path(craft).is_file()
+
+
+def attack_with_restarts(ap, det, x: torch.Tensor, y: torch.Tensor, params) -> torch.Tensor:
+    """The attack point on a batch; with `ap.restarts` > 1, each restart runs on the images no earlier one broke."""
+    if ap.restarts <= 1:
+        return run_attack(ap.attack, ap.backend, det, x, y, params)
+
+    def once(xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        adv = run_attack(ap.attack, ap.backend, det, xs, ys, params)
+        pred = torch.from_numpy((det.predict_proba(adv)[:, 1].numpy() >= 0.5).astype("int64"))
+        fooled = pred != ys.cpu()
+        return fooled, adv
+
+    broken = torch.zeros(len(x), dtype=torch.bool)
+    return with_restarts(x.cpu(), y.cpu(), broken, ap.restarts, lambda xs, ys: once(xs.to(x.device), ys.to(x.device)))
 
 
 def median_l2_before(ctx: RunContext, craft_key: str, where: str) -> float:
@@ -56,7 +72,7 @@ def craft_examples(craft: CraftCell, ctx: RunContext) -> Record:
     with count_passes(det) as passes:  # the attack's cost (a score-based attack's queries are its forward passes)
         for i in range(0, len(data), bs):
             x, y = data.images[i : i + bs], data.labels[i : i + bs]
-            adv = run_attack(ap.attack, ap.backend, det, x.to(ctx.device), y.to(ctx.device), params)
+            adv = attack_with_restarts(ap, det, x.to(ctx.device), y.to(ctx.device), params)
             if adv.shape != x.shape or not torch.isfinite(adv).all():
                 raise BenchError(f"attacks.{ap.key}", f"backend {ap.backend} returned a bad batch {tuple(adv.shape)}")
             outs.append(adv.cpu())

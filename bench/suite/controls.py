@@ -32,7 +32,8 @@ def control_point(key: str, attack: str, params: dict[str, Any], varying: tuple[
                        spec.title, spec.family, spec.norm, spec.budget, spec.deterministic, role="control")
 
 
-def check_point(ls: LoadedSuite, key: str, cfg: CheckAttack, where: str, update: dict | None = None) -> AttackPoint:
+def check_point(ls: LoadedSuite, key: str, cfg: CheckAttack, where: str, update: dict | None = None,
+                restarts: int = 1) -> AttackPoint:
     spec = get_attack(cfg.attack, where=f"{where}.attack")
     if cfg.backend not in spec.backends:
         raise BenchError(f"{where}.backend", f"attack {cfg.attack!r} has no backend {cfg.backend!r}; available: "
@@ -43,7 +44,7 @@ def check_point(ls: LoadedSuite, key: str, cfg: CheckAttack, where: str, update:
         raise validation_error(exc, f"{where}.params") from None
     return AttackPoint(key, cfg.attack, cfg.backend, params, False, (), spec.title, spec.family_of(params),
                        spec.norm_of(params), spec.budget, spec.deterministic_for(params), role="check",
-                       images=ls.suite.evaluation.checks.n)
+                       images=ls.suite.evaluation.checks.n, restarts=restarts)
 
 
 def linf_budgets(ls: LoadedSuite) -> list[float]:
@@ -88,8 +89,12 @@ def add_checks(plan: Plan, ls: LoadedSuite) -> None:
         base = check_point(ls, "convergence", cfg, where)
         if "steps" not in base.params:
             raise BenchError(f"{where}.attack", f"attack {cfg.attack!r} has no `steps` parameter to multiply")
-        strong = check_point(ls, "convergence-stronger", cfg, where,
-                             {"steps": int(base.params["steps"]) * cfg.steps_factor})
+        more: dict[str, Any] = {"steps": int(base.params["steps"]) * cfg.steps_factor}
+        if cfg.restarts > 1:
+            if "random_start" not in base.params:
+                raise BenchError(f"{where}.restarts", f"attack {cfg.attack!r} has no `random_start` to restart from")
+            more["random_start"] = True
+        strong = check_point(ls, "convergence-stronger", cfg, where, more, restarts=cfg.restarts)
         for v in [v for v in plan.variants.values() if v.defense is None]:
             for ap in (base, strong):
                 add_attack_cell(plan, ls, ap, v.name, v.name, "white-box")

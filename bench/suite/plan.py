@@ -285,7 +285,7 @@ def add_attack_cell(plan: Plan, ls: LoadedSuite, ap: AttackPoint, src: str, dst:
     if ap.source_digest is not None:
         pkey.append(ap.source_digest)
     if ap.role != "attack":  # a control or check never shares a key with a suite attack of the same parameters
-        pkey += [ap.role, ap.key, ap.images]
+        pkey += [ap.role, ap.key, ap.images, ap.restarts]
     sv = plan.variants[src]
     ckey = digest(["craft", PLAN_VERSION, pkey, sv.key, plan.data_key, plan.attack_ids, storage, s.seed])
     craft = plan.crafts.setdefault(ckey, CraftCell(ap, sv, ckey, (*plan.variant_deps(sv), *extra_deps)))

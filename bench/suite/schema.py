@@ -145,6 +145,7 @@ class ConvergenceCheck(CheckAttack):
     """The convergence check: the attack as given against the same attack with `steps_factor` x its `steps`."""
 
     steps_factor: Integer = Field(2, ge=2, le=100)
+    restarts: Integer = Field(1, ge=1, le=100, description="the stronger run's random restarts (1: none)")
 
 
 class ChecksConfig(Strict):
