@@ -23,8 +23,8 @@ if TYPE_CHECKING:  # annotations only: the parameter models import this module t
     from bench.models.detector import Detector
 
 AttackFn = Callable[["Detector", torch.Tensor, torch.Tensor, "AttackParams"], torch.Tensor]
-Family = Literal["single-step", "iterative", "minimum-norm"]
-FAMILIES: tuple[str, ...] = ("single-step", "iterative", "minimum-norm")
+Family = Literal["single-step", "iterative", "minimum-norm", "control"]
+FAMILIES: tuple[str, ...] = ("single-step", "iterative", "minimum-norm", "control")
 NORMS: tuple[str, ...] = ("linf", "l2")
 
 
@@ -33,7 +33,8 @@ class AttackSpec:
     """An attack: what it is (declarations) and who implements it (backends).
 
     - `family`: "single-step" (one gradient step), "iterative" (a budgeted iterative attack) or
-      "minimum-norm" (searches the smallest perturbation that succeeds);
+      "minimum-norm" (searches the smallest perturbation that succeeds) or "control" (no adversarial
+      information: storage only, random noise; `bench.attacks.controls`), never ranked;
     - `norm`: the threat norm, "linf" or "l2" (a parameter named `norm` overrides it per point);
     - `budget`: the parameter bounding the perturbation (e.g. "eps"); None for minimum-norm attacks;
     - `deterministic`: whether the attack is a fixed function of its inputs and parameters, so that two

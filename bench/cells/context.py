@@ -15,7 +15,7 @@ from bench.data.dataset import ImageSet
 from bench.defenses.apply import apply_defense
 from bench.models.checkpoint import load_saved_detector, load_user_checkpoint
 from bench.models.detector import Detector, ModelSpec
-from bench.suite.load import LoadedSuite
+from bench.suite.load import AttackPoint, LoadedSuite
 from bench.suite.plan import CraftCell, ModelCell, Plan, Variant
 
 
@@ -42,12 +42,21 @@ class RunContext:
         index = {i: n for n, i in enumerate(self.test_set.ids)}
         return self.test_set.subset([index[i] for i in self.plan.attack_ids])
 
+    def attacked_for(self, ap: AttackPoint) -> ImageSet:
+        """The fakes an attack point attacks: all attacked fakes, or the first `ap.images` (a check's)."""
+        data = self.attacked
+        return data if not ap.images else data.subset(list(range(min(ap.images, len(data)))))
+
     # ------------------------------------------------------------------ artifacts
     def checkpoint_path(self, mc: ModelCell) -> Path:
         return self.home / "checkpoints" / f"{mc.model.name}-{mc.key[:16]}.safetensors"
 
     def adversarial_path(self, craft: CraftCell) -> Path:
         return self.home / "adversarial" / f"{craft.key[:24]}.pt"
+
+    def norms_before_path(self, craft: CraftCell) -> Path:
+        """Per-image L2 norms of a craft's perturbations before storage (float32 tensor)."""
+        return self.home / "adversarial" / f"{craft.key[:24]}.l2-before.pt"
 
     def spec(self, mc: ModelCell) -> ModelSpec:
         cfg = mc.model.config

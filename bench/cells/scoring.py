@@ -26,14 +26,17 @@ def score_clean(cell: CleanCell, ctx: RunContext) -> Record:
 
 @computes("gradnorm")
 def gradient_norms(cell: GradNormCell, ctx: RunContext) -> Record:
-    mean, per_image = input_gradient_norm(ctx.detector(cell.model), ctx.test_set.images[: cell.n])
-    return Record({"mean": float(mean), "median": float(np.median(per_image)), "n": int(len(per_image))})
+    det = ctx.variant_detector(ctx.plan.variants[cell.model])
+    mean, per_image = input_gradient_norm(det, ctx.test_set.images[: cell.n])
+    finite = np.isfinite(per_image)
+    return Record({"mean": float(mean), "median": float(np.median(per_image)), "n": int(len(per_image)),
+                   "zero": int((per_image[finite] == 0).sum()), "non_finite": int((~finite).sum())})
 
 
 @computes("attack")
 def score_attack(cell: AttackCell, ctx: RunContext) -> Record:
     adv = ctx.adversarial(cell.craft).float().div(255)
-    data = ctx.attacked
+    data = ctx.attacked_for(cell.attack)
     det = ctx.variant_detector(cell.target)
     p_adv = det.predict_proba(adv)[:, 1].numpy()
     p_clean = det.predict_proba(data.images)[:, 1].numpy()

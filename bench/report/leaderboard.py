@@ -23,6 +23,7 @@ from tabulate import tabulate
 from bench.atomic import atomic_write_text
 from bench.metrics import Proportion, replica_mean, tied_ranks
 from bench.report.breakdown import breakdown_sections
+from bench.report.controls import control_columns, grid_control_rows, norm_headers, norm_texts, point_params
 from bench.report.figures import plot_accuracy_curves
 from bench.report.format import num, pct, prop
 from bench.report.replicas import (
@@ -35,7 +36,7 @@ from bench.report.replicas import (
     pool_groups,
     replica_sets,
 )
-from bench.report.sanity import CHECKS, CLEAN_CHECKS, attack_gave_up, degenerate_classifier, run_checks
+from bench.report.sanity import ALL_CHECKS, attack_gave_up, degenerate_classifier, run_checks
 from bench.results.query import Results
 from bench.sections import sections
 
@@ -72,8 +73,22 @@ class Board:
         return self.results.variants.to_dict("records")
 
     @cached_property
-    def attack(self) -> list[Row]:
+    def every_cell(self) -> list[Row]:
+        """Every attack-frame row: the suite's attacks, the controls and the check attacks."""
         return self.results.attacks.to_dict("records") if len(self.results.attacks) else []
+
+    @cached_property
+    def attack(self) -> list[Row]:
+        """The suite's own attack cells (controls and check attacks are never ranked or averaged)."""
+        return [r for r in self.every_cell if (r.get("role") or "attack") == "attack"]
+
+    @cached_property
+    def controls(self) -> list[Row]:
+        return [r for r in self.every_cell if r.get("role") == "control"]
+
+    @cached_property
+    def gradnorms(self) -> dict[str, dict | None]:
+        return {v["name"]: _none(v.get("gradnorm")) for v in self.variants}
 
     @cached_property
     def clean(self) -> dict[str, dict | None]:
@@ -184,10 +199,6 @@ def _best_note(b: Board) -> str:
     return note + ".*"
 
 
-def _params(a) -> str:
-    return ", ".join(f"{k}={v}" for k, v in a.params.items())
-
-
 # ---------------------------------------------------------------------- sections
 def header(b: Board) -> str:
     run = b.results.run
@@ -259,33 +270,44 @@ def table_i(b: Board) -> str:
 
 def table_ii(b: Board) -> str:
     keys = b.attack_keys()
-    headers = ["Model", "Unperturbed fakes"]
+    ctl = control_columns(b)  # storage only after the unperturbed fakes; noise after each L-inf white-box column
+    headers = ["Model", "Unperturbed fakes"] + (["Storage only (control)"] if ctl.storage else [])
     for k in keys:
         headers += [f"{b.attack_title(k)} black-box", f"{b.attack_title(k)} white-box"]
+        headers += [f"{b.attack_title(k)} white-box: noise at eps {e:g} (control)" for e in ctl.noise.get(k, [])]
     rows, vals = [], []
     per_variant: dict[str, list[dict | None]] = {}
     for v in group_rows(b):
         cols: list[dict | None] = [clean_metric(b, v, "fake_recall")]
         texts = [prop(cols[0])]
+        if ctl.storage:  # controls are shown, never marked best (None in the values _best compares)
+            cols.append(None)
+            texts.append(prop(ctl.value(v, "storage")))
         for k in keys:
             for threat in ("transfer", "white-box"):
                 acc, text = aggregate_cells(b, attack_cells(b, v, k, threat))
                 cols.append(acc)
                 texts.append(text)
+            for e in ctl.noise.get(k, []):
+                cols.append(None)
+                texts.append(prop(ctl.value(v, "noise", e)))
         per_variant[v["name"]] = cols
         rows.append([group_label(b, v)] + texts)
         vals.append(cols)
     for (base, dname), names in _groups(b).items():
         pooled = [pool_groups([per_variant[n][j] for n in names]) for j in range(len(headers) - 1)]
-        rows.append([_group_label(b, base, dname, names)] + [prop(p) for p in pooled])
+        rows.append([_group_label(b, base, dname, names)] + [prop(p) if p else "" for p in pooled])
         vals.append(pooled)
     _best(rows, vals)
     sources = sorted({f"{r['source']} -> {r['target']}" for r in b.attack if r["threat"] == "transfer"})
     note = ("Black-box = transfer: examples made on the source model, scored on the target"
             + (f" ({', '.join(sources)})" if sources else " (none declared)") + ". "
             "White-box examples are made on the scored model itself (for a defended model: on its undefended "
-            "base, then passed through the defense, as in the paper). Attack parameters: "
-            + "; ".join(f"{a.key}: {a.backend}, {_params(a)}" for a in b.ls.attacks if a.in_table) + ".")
+            "base, then passed through the defense, as in the paper). Controls (never ranked or marked best): "
+            "storage only = the clean attacked fakes through the suite's storage; noise = uniform random sign "
+            "noise of the attack's L-inf budget (seeded), both scored on the model. Attack parameters, as the "
+            "backend ran them: " + "; ".join(f"{a.key}: {a.backend}, {point_params(b, a)}"
+                                               for a in b.ls.attacks if a.in_table) + ".")
     gave_up = _gave_up_note(b)
     return "## Table II: accuracy on perturbed fake test images\n\n" + \
         tabulate(rows, headers, tablefmt="github") + "\n\n" + _best_note(b) + "\n\n" + \
@@ -323,6 +345,7 @@ def grid_sections(b: Board, stem: str) -> str:
                                 [a["hi"] for _, a in ok])
         if not rows:
             continue
+        rows += grid_control_rows(b, points[0].norm, axis, values)
         title = b.attack_title(key)
         headers = ["Model"] + [f"{axis}={x}" for x in values]
         text = f"## Accuracy against {title} {axis}\n\n" + tabulate(rows, headers, tablefmt="github")
@@ -424,44 +447,52 @@ def _rank_texts(rows: list[tuple[bool, dict | None, list]]) -> list[str]:
 
 def gradient_norms(b: Board) -> str:
     rows = []
-    for m in b.results.models.to_dict("records"):
-        g = _none(m["gradnorm"])
+    for v in b.variants:
+        g = b.gradnorms.get(v["name"])
         if g:
-            rows.append([m["label"], num(g["mean"], 4), num(g["median"], 4), g["n"]])
+            rows.append([v["label"], num(g["mean"], 4), num(g["median"], 4), g.get("zero", "n/a"),
+                         g.get("non_finite", "n/a"), g["n"]])
     if not rows:
         return ""
     return ("## Diagnostics: input-gradient norms\n\nMean over test images of the Frobenius norm of the "
             "logit Jacobian, sqrt(sum_i ||grad_x Z_i||^2) (lower = smoother model; what Lipschitz "
-            "regularisation shrinks: eq. 7's penalty per image is lambda / (C N) times its square).\n\n"
-            + tabulate(rows, ["Model", "Mean ||grad_x Z||", "Median", "n"], tablefmt="github"))
+            "regularisation shrinks: eq. 7's penalty per image is lambda / (C N) times its square). A defended "
+            "model's gradient goes through its defense's forward (with its declared gradient); zero or "
+            "non-finite gradients fire gradient-masked.\n\n"
+            + tabulate(rows, ["Model", "Mean ||grad_x Z||", "Median", "Zero", "Non-finite", "n"],
+                       tablefmt="github"))
 
 
 def all_cells(b: Board) -> str:
     rows = []
-    for r in b.attack:
+    for r in b.every_cell:
         who = f"{r['source']} -> {r['target']}"
+        role = r.get("role") or "attack"
         m = _none(r["metrics"])
         if m is None:
-            rows.append([r["label"], r["backend"], r["threat"], who, "not run", "", "", "", "", ""])
+            rows.append([r["label"], role, r["backend"], r["threat"], who, "not run", "", "", "", "", "", "", ""])
             continue
         craft = _none(r["craft_metrics"])
         rows.append([
-            r["label"], r["backend"], r["threat"], who, _acc(b, r)[1], prop(m["success_rate"]),
-            num(m["l2"]["mean"]), num(m["l2"]["median"]), num(m["linf"]["mean"], 4),
+            r["label"], role, r["backend"], r["threat"], who, _acc(b, r)[1] if role == "attack" else prop(
+                m["accuracy"]), prop(m["success_rate"]), *norm_texts(craft, m),
             num(craft["seconds_per_image"], 3) if craft else "n/a",
         ])
-    headers = ["Attack", "Backend", "Threat", "Source -> target", "Accuracy on perturbed fakes",
-               "Attack success rate", "Mean L2", "Median L2", "Mean Linf", "Craft s/img"]
+    headers = ["Attack", "Role", "Backend", "Threat", "Source -> target", "Accuracy on perturbed fakes",
+               "Attack success rate", *norm_headers(b), "Craft s/img"]
     return ("## Every attack cell\n\nSuccess rate: share of the fakes the target detected unperturbed that the "
-            "attack turned into 'real'. L2 and Linf: perturbation after 8-bit storage, pixel values in [0, 1].\n\n"
+            "attack turned into 'real'. L2 and Linf: the perturbation before storage (the attack's own float "
+            "output) and after storage (what is scored), pixel values in [0, 1]; the storage-only control shows "
+            "what storage alone adds. Role: the suite's attack, a control (never ranked) or a check attack "
+            "(docs/checks/, on at most `evaluation.checks.n` fakes).\n\n"
             + tabulate(rows, headers, tablefmt="github")
             + ("\n\n" + _gave_up_note(b) if b.gave_up else ""))
 
 
 def sanity(b: Board) -> str:
-    flags = run_checks(b.attack, b.clean)
+    flags = run_checks(b.every_cell, b.clean, b.gradnorms)
     names = ", ".join(f"[{c.__name__.replace('_', '-')}](../docs/checks/{c.__name__.replace('_', '-')}.md)"
-                      for c in CHECKS + CLEAN_CHECKS)
+                      for c in ALL_CHECKS)
     if not flags:
         return f"## Sanity checks\n\nNo flags raised. Checks run: {names}."
     rows = [[f.model, f"[{f.check}](../{f.doc})", f.message] for f in flags]
@@ -488,7 +519,10 @@ COLUMN_GUIDE = """## What the columns mean
 - **Unperturbed fakes** (Table II): fake recall on the test set (all test fakes).
 - **Black-box / white-box** (Table II): accuracy on the attacked test fakes after the attack (the adversary wants
   fakes scored real, so higher is more robust); black-box examples transfer from another model.
-- **Worst case**: per image, detected only if detected clean and under every attack cell.
+- **Worst case**: per image, detected only if detected clean and under every attack cell (controls and check
+  attacks excluded).
+- **Storage only / noise** (controls): the clean attacked fakes through the suite's storage, or with random noise of
+  the attack's budget; an attack should leave clearly fewer fakes detected than its controls.
 - Intervals are Wilson 95% score intervals; averages over a grid of models pool their counts."""
 
 

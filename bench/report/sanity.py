@@ -91,18 +91,50 @@ def single_step_beats_iterative(cells: list[Row]) -> Iterator[Flag]:
 
 
 def defense_only_non_adaptive(cells: list[Row]) -> Iterator[Flag]:
-    """A defended model looks robust, but was only attacked through its undefended base (no adaptive attack)."""
-    adaptive = {r["target"] for r in cells if r["adaptive"]}
-    seen = set()
+    """A defended model was not attacked through its defense at least as strongly as through its base: no
+    adaptive attack leaves at most as many fakes detected as the strongest non-adaptive one (white-box, made on
+    the undefended base and passed through the defense). Without any adaptive attack it fires when the
+    defended model looks robust (more than half the fakes detected)."""
+    by_target: dict[str, tuple[list[Row], list[Row]]] = {}
     for r in cells:
-        v = r["target"]
-        if not r["metrics"] or not r["defended"] or v in adaptive or v in seen:
+        if r["metrics"] and r["defended"] and r["threat"] == "white-box":
+            by_target.setdefault(r["target"], ([], []))[0 if r["adaptive"] else 1].append(r)
+    for v, (adaptive, plain) in by_target.items():
+        if not plain:
             continue
-        if r["threat"] == "white-box" and _acc(r)["value"] > 0.5:
-            seen.add(v)
+        strongest = min(plain, key=lambda r: _acc(r)["value"])
+        s = _acc(strongest)["value"]
+        if not adaptive:
+            if s > 0.5:
+                yield Flag("defense-only-non-adaptive", v,
+                           f"{strongest['label']}: {s:.1%} detected, but no attack went through the defense "
+                           "itself; set `adaptive: true` on the defense to add a BPDA attack")
+            continue
+        best = min(adaptive, key=lambda r: _acc(r)["value"])
+        if _acc(best)["value"] > s:
             yield Flag("defense-only-non-adaptive", v,
-                       f"{r['label']}: {_acc(r)['value']:.1%} detected, but no attack went through the "
-                       f"defense itself; set `adaptive: true` on the defense to add a BPDA attack")
+                       f"the strongest adaptive attack ({best['label']}) leaves {_acc(best)['value']:.1%} detected, "
+                       f"the strongest non-adaptive one ({strongest['label']}) only {s:.1%}: no attack through "
+                       "the defense is as strong as attacking around it")
+
+
+# An adaptive attack counts as weaker than its non-adaptive twin when it leaves this much more detected.
+ADAPTIVE_MARGIN = 0.05
+
+
+def adaptive_weaker_than_non_adaptive(cells: list[Row]) -> Iterator[Flag]:
+    """An attack made through a defended variant (adaptive) leaves clearly more fakes detected than the same
+    attack point made on the undefended base and passed through the defense: the adaptive gradient is broken."""
+    plain = {(r["target"], r["label"]): r for r in cells
+             if r["metrics"] and r["defended"] and r["threat"] == "white-box" and not r["adaptive"]}
+    for r in cells:
+        if not r["metrics"] or not r["adaptive"]:
+            continue
+        p = plain.get((r["target"], r["label"]))
+        if p and _acc(r)["value"] - _acc(p)["value"] > ADAPTIVE_MARGIN:
+            yield Flag("adaptive-weaker-than-non-adaptive", r["target"],
+                       f"{r['label']} through the defense leaves {_acc(r)['value']:.1%} detected, made on "
+                       f"{p['source']} and passed through it only {_acc(p)['value']:.1%}")
 
 
 # An attack that returns at least this share of the fakes the model detects unperturbed (to 8-bit precision)
@@ -184,13 +216,108 @@ def near_chance_on_subset(clean: dict[str, dict | None]) -> Iterator[Flag]:
                            "says little")
 
 
+# ------------------------------------------------------------------ checks on controls and check attacks
+# An unbounded attack should fool every model: it fires above this share of its attacked fakes still detected.
+MAX_UNBOUNDED_DETECTED = 0.05
+# A control counts as strong as an attack when it leaves at most this much more detected than the attack.
+CONTROL_TOLERANCE = 0.02
+# More steps may find this much more (as a share of the attacked fakes) before the check fires.
+MAX_CONVERGENCE_GAIN = 0.05
+# Input gradients count as masked when they are exactly zero on more than this share of the images.
+MAX_ZERO_GRADIENTS = 0.5
+
+
+def _role(r: Row) -> str:
+    return r.get("role") or "attack"
+
+
+def unbounded_attack_fails(cells: list[Row]) -> Iterator[Flag]:
+    """The run's unbounded check attack (an L-inf budget of the whole box, or a huge c) leaves more than
+    MAX_UNBOUNDED_DETECTED of the fakes it attacked detected: the attack, or its gradient, is broken."""
+    for r in cells:
+        if _role(r) != "check" or r["attack_key"] != "unbounded" or not r["metrics"]:
+            continue
+        a = _acc(r)
+        if a["value"] > MAX_UNBOUNDED_DETECTED:
+            yield Flag("unbounded-attack-fails", r["target"],
+                       f"{r['title']} ({r['backend']}, {', '.join(f'{k}={v}' for k, v in r['params'].items())}) "
+                       f"leaves {a['k']} of {a['n']} fakes detected ({a['value']:.1%} > "
+                       f"{MAX_UNBOUNDED_DETECTED:.0%}); an unbounded attack should fool every model")
+
+
+def _matching_controls(r: Row, controls: list[Row]) -> list[Row]:
+    """The controls scored on r's target that match r's budget: storage always; noise at r's L-inf budget;
+    noise_l2 sized by r's own examples (a minimum-norm attack)."""
+    out = []
+    for c in controls:
+        if c["target"] != r["target"] or not c["metrics"]:
+            continue
+        if c["attack"] == "storage":
+            out.append(c)
+        elif c["budget"] is not None and r["budget"] is not None and r["norm"] == c["norm"] \
+                and abs(c["budget_value"] - r["budget_value"]) < 1e-12:
+            out.append(c)
+        elif c["params"].get("of") and c["params"].get("of") == r["craft_key"]:
+            out.append(c)
+    return out
+
+
+def noise_as_strong_as_attack(cells: list[Row]) -> Iterator[Flag]:
+    """A control (storage only, random noise at the attack's budget) leaves at most as many fakes detected as
+    the attack (within CONTROL_TOLERANCE): the attack is broken, or its budget is meaningless."""
+    controls = [r for r in cells if _role(r) == "control"]
+    for r in cells:
+        if _role(r) != "attack" or not r["metrics"] or r["threat"] != "white-box" or r["adaptive"]:
+            continue
+        for c in _matching_controls(r, controls):
+            if _acc(c)["value"] <= _acc(r)["value"] + CONTROL_TOLERANCE:
+                yield Flag("noise-as-strong-as-attack", r["target"],
+                           f"{c['label']} leaves {_acc(c)['value']:.1%} detected, {r['label']} "
+                           f"{_acc(r)['value']:.1%}: the attack does no better than its control")
+                break
+
+
+def not_converged(cells: list[Row]) -> Iterator[Flag]:
+    """The convergence check's stronger run (more steps) leaves more than MAX_CONVERGENCE_GAIN fewer fakes
+    detected than the same attack as given: the suite's iterative attack has not converged."""
+    base = {r["target"]: r for r in cells if _role(r) == "check" and r["attack_key"] == "convergence" and r["metrics"]}
+    for r in cells:
+        if _role(r) != "check" or r["attack_key"] != "convergence-stronger" or not r["metrics"]:
+            continue
+        b = base.get(r["target"])
+        if b and _acc(b)["value"] - _acc(r)["value"] > MAX_CONVERGENCE_GAIN:
+            yield Flag("not-converged", r["target"],
+                       f"{r['title']} with steps={r['params'].get('steps')} leaves {_acc(r)['value']:.1%} detected, "
+                       f"with steps={b['params'].get('steps')} {_acc(b)['value']:.1%} (n={_acc(r)['n']})")
+
+
+def gradient_masked(gradnorms: dict[str, dict | None]) -> Iterator[Flag]:
+    """Input gradients through a variant (its defense's forward included) are non-finite on any image, or
+    exactly zero on more than MAX_ZERO_GRADIENTS of them: gradient attacks get no signal (masking)."""
+    for name, g in gradnorms.items():
+        if not g or "zero" not in g:
+            continue
+        n, zero, bad = g["n"], g["zero"], g["non_finite"]
+        if bad or (n and zero / n > MAX_ZERO_GRADIENTS):
+            yield Flag("gradient-masked", name,
+                       f"input gradients are zero on {zero} and non-finite on {bad} of {n} test images")
+
+
 CHECKS = (transfer_beats_white_box, not_monotone_in_budget, single_step_beats_iterative, defense_only_non_adaptive,
-          attack_left_images_unchanged)
+          attack_left_images_unchanged, adaptive_weaker_than_non_adaptive)
+RUN_CHECKS = (unbounded_attack_fails, noise_as_strong_as_attack, not_converged)  # read controls and check cells
 CLEAN_CHECKS = (degenerate_classifier, near_chance_on_subset)
+GRADIENT_CHECKS = (gradient_masked,)
+ALL_CHECKS = CHECKS + RUN_CHECKS + CLEAN_CHECKS + GRADIENT_CHECKS
 
 
-def run_checks(cells: list[Row], clean: dict[str, dict | None] | None = None) -> list[Flag]:
-    """Every flag: the attack-cell checks on `cells` (attack-frame rows), the clean-data checks on `clean`
-    (clean metrics per variant name)."""
-    flags = [flag for check in CHECKS for flag in check(cells)]
-    return flags + [flag for check in CLEAN_CHECKS for flag in check(clean or {})]
+def run_checks(cells: list[Row], clean: dict[str, dict | None] | None = None,
+               gradnorms: dict[str, dict | None] | None = None) -> list[Flag]:
+    """Every flag: the attack-cell checks on the suite's attacks among `cells` (attack-frame rows), the run
+    checks on its controls and check attacks, the clean-data checks on `clean` (clean metrics per variant
+    name), the gradient checks on `gradnorms` (gradient-norm metrics per variant name)."""
+    attacks = [r for r in cells if _role(r) == "attack"]
+    flags = [flag for check in CHECKS for flag in check(attacks)]
+    flags += [flag for check in RUN_CHECKS for flag in check(cells)]
+    flags += [flag for check in CLEAN_CHECKS for flag in check(clean or {})]
+    return flags + [flag for check in GRADIENT_CHECKS for flag in check(gradnorms or {})]

@@ -3,8 +3,10 @@
 Every run stores its suite (as resolved) and its plan, so `load_results(store, suite, profile)` needs no
 data folder, checkpoint or user code. Frames (one row per cell, in plan order):
 
-- `variants`: each model as evaluated (plain or defended) with its clean metrics (Table I);
-- `attacks`: each attack cell with its attack's declarations, parameters, threat model, source, target,
+- `variants`: each model as evaluated (plain or defended) with its clean metrics (Table I) and its
+  input-gradient norms (through the defense's forward for a defended variant);
+- `attacks`: each attack cell (role "attack": the suite's; "control"; "check") with its attack's declarations,
+  parameters, threat model, source, target,
   adaptive flag, metrics, and its craft cell's metrics (norms before scoring, `unchanged`, time);
 - `models`: each model with its gradient-norm metrics;
 - `sections`: cells of optional sections (DIP, cross-checks) with their payload and metrics;
@@ -62,7 +64,8 @@ def attack_row(c: AttackCell, metrics: dict | None, craft_metrics: dict | None,
         "backend": a.backend, "params": a.params, "label": a.label, "in_table": a.in_table,
         "varying": a.varying, "source": c.source.name, "target": c.target.name,
         "target_label": c.target.label, "defended": c.target.defense is not None, "threat": c.threat,
-        "adaptive": c.adaptive, "craft_key": c.craft.key, "metrics": metrics, "craft_metrics": craft_metrics,
+        "adaptive": c.adaptive, "role": a.role, "images": a.images, "craft_key": c.craft.key, "metrics": metrics,
+        "craft_metrics": craft_metrics,
         "device": device,
     }
 
@@ -73,8 +76,10 @@ def results_from(store: ResultStore, ls: LoadedSuite, plan: Plan) -> Results:
     variants = []
     for v in plan.variants.values():
         clean = plan.cleans[v.name]
+        g = plan.gradnorms.get(v.name)
         variants.append({"name": v.name, "label": v.label, "model": v.model, "defense": v.defense,
-                         "clean_key": clean.key, "metrics": _metrics(get(clean.key))})
+                         "clean_key": clean.key, "metrics": _metrics(get(clean.key)),
+                         "gradnorm": _metrics(get(g.key)) if g else None})
     crafts = {k: get(k) for k in plan.crafts}
     attacks = []
     for c in plan.attacks:
@@ -93,7 +98,7 @@ def results_from(store: ResultStore, ls: LoadedSuite, plan: Plan) -> Results:
         sections.append({"kind": s.kind, "key": s.key, "payload": s.payload, "metrics": _metrics(r),
                          "device": r.device if r else None})
     run = store.latest_run(ls.suite.name, ls.profile)
-    cols = {"variants": ["name", "label", "model", "defense", "clean_key", "metrics"],
+    cols = {"variants": ["name", "label", "model", "defense", "clean_key", "metrics", "gradnorm"],
             "sections": ["kind", "key", "payload", "metrics", "device"]}
     return Results(ls, plan, run, pd.DataFrame(variants, columns=cols["variants"]), pd.DataFrame(attacks),
                    pd.DataFrame(models), pd.DataFrame(sections, columns=cols["sections"]), store)

@@ -46,6 +46,9 @@ class AttackPoint:
     budget: str | None = None
     deterministic: bool = True
     source_digest: str | None = None  # a user backend's file: editing it invalidates its cells
+    role: str = "attack"  # "attack" (the suite's), "control" or "check" (added by the plan: never ranked)
+    images: int | None = None  # a check attacks only the first `images` attacked fakes (None: all of them)
+    restarts: int = 1  # a check attack's random restarts, each on the images no earlier one broke
 
     @property
     def label(self) -> str:

@@ -63,9 +63,9 @@ class CleanCell:
 
 @dataclass(frozen=True)
 class GradNormCell:
-    """Input-gradient norms of one model on the first `n` test images."""
+    """Input-gradient norms of one variant (a model, or a model behind its defense) on the first `n` test images."""
 
-    model: str
+    model: str  # the variant's name (a plain variant is named as its model)
     n: int
     key: str
     deps: tuple[str, ...]
@@ -171,8 +171,8 @@ class Plan:
             "variants": [v.__dict__ for v in self.variants.values()],
             "gradnorm_images": next(iter(self.gradnorms.values())).n if self.gradnorms else None,
             "points": [p.as_dict() for p in points],
-            "crafts": [{"key": c.key, "point": points.index(c.attack), "source": c.source.name}
-                       for c in self.crafts.values()],
+            "crafts": [{"key": c.key, "point": points.index(c.attack), "source": c.source.name,
+                        "deps": list(c.deps)} for c in self.crafts.values()],
             "attacks": [{"key": c.key, "point": points.index(c.attack), "source": c.source.name,
                          "target": c.target.name, "threat": c.threat, "craft": c.craft.key} for c in self.attacks],
             "sections": [{"kind": s.kind, "key": s.key, "deps": list(s.deps), "payload": s.payload}
@@ -191,7 +191,8 @@ class Plan:
         points = [AttackPoint.from_dict(p) for p in d["points"]]
         for c in d["crafts"]:
             src = plan.variants[c["source"]]
-            plan.crafts[c["key"]] = CraftCell(points[c["point"]], src, c["key"], plan.variant_deps(src))
+            deps = tuple(c["deps"]) if "deps" in c else plan.variant_deps(src)
+            plan.crafts[c["key"]] = CraftCell(points[c["point"]], src, c["key"], deps)
         for a in d["attacks"]:
             craft = plan.crafts[a["craft"]]
             tv = plan.variants[a["target"]]
@@ -216,6 +217,10 @@ def _add_scoring_cells(plan: Plan, gradnorm_images: int | None) -> None:
         for name, mc in plan.models.items():
             plan.gradnorms[name] = GradNormCell(name, gradnorm_images, plan.gradnorm_key(mc, gradnorm_images),
                                                 (mc.key,))
+        for v in plan.variants.values():  # through each evaluation-time defense's forward too
+            if v.defense is not None:
+                key = digest(["gradnorm", PLAN_VERSION, v.key, plan.data_key, gradnorm_images])
+                plan.gradnorms[v.name] = GradNormCell(v.name, gradnorm_images, key, plan.variant_deps(v))
 
 
 def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
@@ -253,8 +258,6 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
             plan.variants[vname] = Variant(vname, m, dname, key, label)
     _add_scoring_cells(plan, s.evaluation.gradient_norm_images)
 
-    ev = s.evaluation
-    storage = [ev.storage, ev.jpeg_quality if ev.storage == "jpeg" else None]
     pairs: list[tuple[str, str, str]] = []  # (source variant, target variant, threat)
     if s.threat_models.white_box:
         for v in plan.variants.values():
@@ -266,17 +269,32 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
             if v.model == dst:
                 pairs.append((src, v.name, "transfer"))
     for ap in ls.attacks:
-        pkey = [ap.attack, ap.backend, ap.params]
-        if ap.source_digest is not None:
-            pkey.append(ap.source_digest)
         for src, dst, threat in pairs:
-            sv = plan.variants[src]
-            ckey = digest(["craft", PLAN_VERSION, pkey, sv.key, data_key, plan.attack_ids, storage, s.seed])
-            craft = plan.crafts.setdefault(ckey, CraftCell(ap, sv, ckey, plan.variant_deps(sv)))
-            tv = plan.variants[dst]
-            akey = digest(["attack", PLAN_VERSION, ckey, tv.key])
-            plan.attacks.append(AttackCell(ap, sv, tv, threat, craft, akey, (ckey, *plan.variant_deps(tv))))
+            add_attack_cell(plan, ls, ap, src, dst, threat)
+    from bench.suite.controls import add_controls_and_checks  # it builds on this module's cells
+
+    add_controls_and_checks(plan, ls)
     return plan
+
+
+def add_attack_cell(plan: Plan, ls: LoadedSuite, ap: AttackPoint, src: str, dst: str, threat: str,
+                    extra_deps: tuple[str, ...] = ()) -> AttackCell:
+    """The craft cell of `ap` on variant `src` (shared when it exists) and its attack cell scored on `dst`."""
+    s = ls.suite
+    storage = [s.evaluation.storage, s.evaluation.jpeg_quality if s.evaluation.storage == "jpeg" else None]
+    pkey: list[Any] = [ap.attack, ap.backend, ap.params]
+    if ap.source_digest is not None:
+        pkey.append(ap.source_digest)
+    if ap.role != "attack":  # a control or check never shares a key with a suite attack of the same parameters
+        pkey += [ap.role, ap.key, ap.images, ap.restarts]
+    sv = plan.variants[src]
+    ckey = digest(["craft", PLAN_VERSION, pkey, sv.key, plan.data_key, plan.attack_ids, storage, s.seed])
+    craft = plan.crafts.setdefault(ckey, CraftCell(ap, sv, ckey, (*plan.variant_deps(sv), *extra_deps)))
+    tv = plan.variants[dst]
+    akey = digest(["attack", PLAN_VERSION, ckey, tv.key])
+    cell = AttackCell(ap, sv, tv, threat, craft, akey, (ckey, *plan.variant_deps(tv)))
+    plan.attacks.append(cell)
+    return cell
 
 
 def plan_for_data(ls: LoadedSuite, train: ImageSet, test: ImageSet) -> Plan:

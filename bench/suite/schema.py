@@ -134,6 +134,35 @@ class ThreatModels(Strict):
     )
 
 
+class CheckAttack(Strict):
+    """An attack the checks add to the run: a registered attack, its backend and every parameter, explicitly."""
+
+    attack: str
+    backend: str = "native"
+    params: dict[str, Any] = Field(default_factory=dict)
+
+
+class ConvergenceCheck(CheckAttack):
+    """The convergence check: the attack as given against the same attack with `steps_factor` x its `steps`."""
+
+    steps_factor: Integer = Field(2, ge=2, le=100)
+    restarts: Integer = Field(1, ge=1, le=100, description="the stronger run's random restarts (1: none)")
+
+
+class ChecksConfig(Strict):
+    """The attacks the sanity checks add (docs/checks/): each runs on at most `n` attacked fakes."""
+
+    n: Integer = Field(32, ge=1, le=MAX_COUNT, description="attacked fakes per check attack")
+    unbounded: CheckAttack | None = Field(
+        default_factory=lambda: CheckAttack(attack="pgd", params={"eps": 1.0, "norm": "linf", "steps": 20,
+                                                                  "step_size": 0.1, "random_start": False}),
+        description="an attack with no meaningful budget: it should fool every model (unbounded-attack-fails)")
+    convergence: ConvergenceCheck | None = Field(
+        default_factory=lambda: ConvergenceCheck(attack="pgd", params={"eps": 0.02, "norm": "linf", "steps": 10,
+                                                                       "step_size": 0.005, "random_start": False}),
+        description="PGD at the table budget, and with more steps (not-converged)")
+
+
 class EvaluationConfig(Strict):
     """How adversarial examples are made and scored."""
 
@@ -142,6 +171,8 @@ class EvaluationConfig(Strict):
     storage: Literal["png", "jpeg"] = Field("png", description="8-bit quantisation, or a JPEG round trip")
     jpeg_quality: Integer = Field(95, ge=1, le=100)
     gradient_norm_images: Integer = Field(128, ge=1, le=MAX_COUNT)
+    controls: Boolean = Field(True, description="add the storage-only and random-noise controls (never ranked)")
+    checks: ChecksConfig = ChecksConfig()
 
 
 class ReportConfig(Strict):

@@ -1,0 +1,89 @@
+"""Controls: 'attacks' that carry no adversarial information, scored beside the real ones.
+
+A control answers "how much of an attack's effect would storage or random noise of the same size have had?":
+
+- `storage`: the clean fakes unchanged (they then go through the suite's storage like any attack's examples);
+- `noise`: uniform random sign noise +-eps at an L-inf budget, clipped to [0, 1];
+- `noise_l2`: Gaussian noise scaled per image to an L2 norm (the median L2, before storage, of another
+  attack's examples on the same source; the craft cell fills `l2` in from that attack's stored norms).
+
+They are registered attacks of family "control" with a native backend, so crafting, storage, scoring and
+export treat them as any attack; the plan adds them (`bench.suite.controls`), tables never rank them.
+Noise is seeded per image by `seed` and the image's content, so it does not depend on batching.
+"""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import torch
+from pydantic import Field
+
+from bench.attacks.params import AttackParams
+from bench.attacks.registry import register_attack, register_backend
+from bench.models.detector import Detector
+from bench.suite.types import Integer, Number
+
+
+@register_attack(name="storage", title="Storage only", family="control", norm="linf", budget=None,
+                 deterministic=True)
+class StorageParams(AttackParams):
+    """The clean images, unchanged: what storage alone does to them."""
+
+    def passes_per_image(self) -> float:
+        return 0.0
+
+
+@register_attack(name="noise", title="Noise", family="control", norm="linf", budget="eps", deterministic=True)
+class NoiseParams(AttackParams):
+    """Uniform random sign noise: x + eps * s, s in {-1, +1} per pixel and channel, clipped to [0, 1]."""
+
+    eps: Number = Field(0.02, ge=0.0, le=1.0, description="L-inf size of the noise, in [0, 1] pixel units")
+    seed: Integer = Field(0, ge=0, description="with each image's content, seeds its noise")
+
+    def passes_per_image(self) -> float:
+        return 0.0
+
+
+@register_attack(name="noise_l2", title="Noise L2", family="control", norm="l2", budget=None, deterministic=True)
+class NoiseL2Params(AttackParams):
+    """Gaussian noise scaled to L2 norm `l2` per image (before clipping to [0, 1])."""
+
+    of: str = Field("", description="the craft key of the attack whose median L2 (before storage) sets `l2`")
+    of_label: str = Field("", description="that attack's label, for the report")
+    l2: Number | None = Field(None, ge=0.0, description="filled in by the craft cell from the attack `of`")
+    seed: Integer = Field(0, ge=0)
+
+    def passes_per_image(self) -> float:
+        return 0.0
+
+
+def image_rng(x: torch.Tensor, seed: int) -> np.random.Generator:
+    """A generator seeded by `seed` and the image's bytes (float32, CPU)."""
+    return np.random.default_rng([seed, zlib.crc32(x.detach().cpu().float().numpy().tobytes())])
+
+
+@register_backend("storage", "native")
+def storage_only(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: StorageParams) -> torch.Tensor:
+    return x.detach().cpu().float().clone()
+
+
+@register_backend("noise", "native")
+def sign_noise(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: NoiseParams) -> torch.Tensor:
+    out = []
+    for xi in x.detach().cpu().float():
+        s = image_rng(xi, p.seed).integers(0, 2, size=tuple(xi.shape)).astype(np.float32) * 2 - 1
+        out.append((xi + p.eps * torch.from_numpy(s)).clamp(0, 1))
+    return torch.stack(out)
+
+
+@register_backend("noise_l2", "native")
+def gaussian_noise_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: NoiseL2Params) -> torch.Tensor:
+    if p.l2 is None:
+        raise ValueError("noise_l2 needs its radius `l2` (the craft cell sets it from the attack `of`)")
+    out = []
+    for xi in x.detach().cpu().float():
+        g = torch.from_numpy(image_rng(xi, p.seed).standard_normal(size=tuple(xi.shape)).astype(np.float32))
+        out.append((xi + g * (p.l2 / float(g.norm().clamp_min(1e-12)))).clamp(0, 1))
+    return torch.stack(out)

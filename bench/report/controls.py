@@ -1,0 +1,107 @@
+"""The leaderboard's view of the controls (storage only, random noise) and of what each attack ran with.
+
+Controls are shown beside the attacks, never ranked or marked best: Table II's storage-only column and, per
+L-inf attack, the noise control at the table's budget; a noise row per model in each per-budget table. Norm
+columns give the perturbation before storage (the attack's own output) and after storage (what is scored).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from bench.attacks.effective import effective_params, render_params
+from bench.metrics import replica_mean
+from bench.report.format import num, prop
+from bench.report.replicas import group_rows, replica_sets
+
+if TYPE_CHECKING:
+    from bench.report.leaderboard import Board
+
+Row = dict[str, Any]
+
+
+@dataclass
+class ControlColumns:
+    """Which control columns Table II shows, and their cells."""
+
+    storage: bool
+    noise: dict[str, list[float]] = field(default_factory=dict)  # attack key -> the noise budgets shown after it
+    cells: dict[tuple[str, str, float | None], Row] = field(default_factory=dict)  # (target, attack, eps) -> row
+
+    replicas: dict[str, list[Row]] = field(default_factory=dict)  # group's variant name -> its replicas' variants
+
+    def value(self, v: Row, attack: str, eps: float | None = None) -> dict | None:
+        """The control's accuracy for a group row: the mean over its training replicas."""
+        accs = []
+        for rv in self.replicas.get(v["name"], [v]):
+            r = self.cells.get((rv["name"], attack, eps))
+            if r and isinstance(r["metrics"], dict):
+                accs.append(r["metrics"]["accuracy"])
+        return replica_mean(accs) if accs else None
+
+
+def _budget(r: Row) -> float | None:
+    """A row's budget value (pandas stores a missing one as NaN)."""
+    e = r["budget_value"]
+    return None if e is None or e != e else float(e)
+
+
+def control_columns(b: Board) -> ControlColumns:
+    cells = {(r["target"], r["attack"], _budget(r)): r for r in b.controls if r["attack"] in ("storage", "noise")}
+    budgets = {e for (_, a, e) in cells if a == "noise"}
+    noise = {}
+    for a in b.ls.attacks:
+        if a.in_table and a.norm == "linf" and a.budget is not None and a.budget_value in budgets:
+            noise[a.key] = [a.budget_value]
+    return ControlColumns(any(a == "storage" for (_, a, _) in cells), noise, cells, replica_sets(b))
+
+
+def grid_control_rows(b: Board, norm: str, axis: str, values: list) -> list[list]:
+    """Noise rows (one per scored variant) for a per-budget table of an L-inf attack over its budget."""
+    if norm != "linf":
+        return []
+    rows = []
+    sets = replica_sets(b)
+    for v in group_rows(b):
+        accs = []
+        for x in values:
+            reps = []
+            for rv in sets.get(v["name"], [v]):
+                r = next((c for c in b.controls if c["attack"] == "noise" and c["target"] == rv["name"]
+                          and c["budget"] == axis and c["budget_value"] == float(x)), None)
+                if r and isinstance(r["metrics"], dict):
+                    reps.append(r["metrics"]["accuracy"])
+            accs.append(replica_mean(reps) if reps else None)
+        if any(a is not None for a in accs):
+            rows.append([f"{v['label']} (noise control, not an attack)"] + [prop(a) for a in accs])
+    return rows
+
+
+def storage_label(b: Board) -> str:
+    ev = b.s.evaluation
+    return f"jpeg q{ev.jpeg_quality}" if ev.storage == "jpeg" else "png"
+
+
+def norm_headers(b: Board) -> list[str]:
+    after = storage_label(b)
+    return ["Mean L2 before storage", f"Mean L2 after {after}", f"Median L2 after {after}",
+            "Mean Linf before storage", f"Mean Linf after {after}"]
+
+
+def norm_texts(craft: dict | None, m: dict) -> list[str]:
+    before = craft or {}
+    return [num(before["l2_before"]["mean"]) if "l2_before" in before else "n/a", num(m["l2"]["mean"]),
+            num(m["l2"]["median"]),
+            num(before["linf_before"]["mean"], 4) if "linf_before" in before else "n/a", num(m["linf"]["mean"], 4)]
+
+
+def point_params(b: Board, a) -> str:
+    """An attack point's parameters as its backend ran them: from a stored craft cell's metrics (the backend's
+    own account), else from the declarations of the backends (`bench.attacks.effective`)."""
+    for r in b.attack:
+        if r["attack_key"] == a.key and r["params"] == a.params and isinstance(r["craft_metrics"], dict):
+            eff = r["craft_metrics"].get("effective_params")
+            if eff:  # the store sorts a record's keys: print them in the suite's order
+                return render_params({k: eff[k] for k in [*a.params, *eff] if k in eff})
+    return render_params(effective_params(a.attack, a.backend, a.params))

@@ -1,0 +1,133 @@
+"""Controls: the stored storage-only and noise cells equal a hand computation on a tiny suite."""
+
+from __future__ import annotations
+
+import zlib
+
+import numpy as np
+import pytest
+import torch
+import yaml
+
+from bench.cli import main
+from bench.data.sources import load_data
+from bench.models.checkpoint import load_saved_detector
+from bench.report.sanity import run_checks
+from bench.results.query import load_results
+from bench.store import ResultStore
+from bench.suite.load import load_suite
+from bench.suite.plan import plan_for_data
+
+SUITE = {
+    "name": "controls", "seed": 3,
+    "data": {"source": "synthetic-faces", "n": 160, "size": 32},
+    "models": {"m": {"arch": "tiny", "recipe": {"epochs": 4, "lr": 0.05, "batch_size": 16}}},
+    "attacks": {
+        "fgsm": {"attack": "fgsm", "backend": "native", "eps": [0.01, 0.03], "table": {"eps": 0.03}},
+        "cw": {"attack": "cw_l2", "backend": "native", "confidence": 0.0, "c_min": 1.0, "c_max": 100.0,
+               "binary_search_steps": 2, "max_iterations": 10, "learning_rate": 0.05, "abort_early": True},
+    },
+    "evaluation": {"max_attack_images": 20, "attack_batch_size": 20, "gradient_norm_images": 8, "storage": "png",
+                   "checks": {"n": 8}},
+}
+
+
+@pytest.fixture(scope="module")
+def run(tmp_path_factory, one_thread):
+    base = tmp_path_factory.mktemp("controls")
+    path = base / "controls.yaml"
+    path.write_text(yaml.safe_dump(SUITE))
+    assert main(["run", str(path), "--home", str(base / "home"), "--out", str(base / "lb"), "--quiet"]) == 0
+    return path, base
+
+
+def _by_hand(det, x: torch.Tensor, seed: int, eps: float | None) -> np.ndarray:
+    """Detected (P(real) < 0.5) after sign noise of size eps (none: the image itself) and 8-bit PNG storage."""
+    out = []
+    for xi in x:
+        if eps is not None:
+            rng = np.random.default_rng([seed, zlib.crc32(xi.numpy().tobytes())])
+            sign = rng.integers(0, 2, size=tuple(xi.shape)).astype(np.float32) * 2 - 1
+            xi = (xi + eps * torch.from_numpy(sign)).clamp(0, 1)
+        out.append(torch.round(xi * 255).clamp(0, 255) / 255)
+    with torch.no_grad():
+        p_real = det.predict_proba(torch.stack(out))[:, 1].numpy()
+    return p_real < 0.5
+
+
+def test_controls_equal_a_hand_computation(run):
+    path, base = run
+    ls = load_suite(path)
+    train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
+    plan = plan_for_data(ls, train, test)
+    store = ResultStore(base / "home" / "results.sqlite")
+    index = {i: n for n, i in enumerate(test.ids)}
+    x = test.images[[index[i] for i in plan.attack_ids]]
+    mc = plan.models["m"]
+    det = load_saved_detector(base / "home" / "checkpoints" / f"m-{mc.key[:16]}.safetensors").eval()
+    controls = {c.attack.label: c for c in plan.attacks if c.attack.role == "control"}
+    assert set(controls) == {"storage", "noise[eps=0.01]", "noise[eps=0.03]", "noise_l2[of_label=cw]"}
+    for label, eps in (("storage", None), ("noise[eps=0.01]", 0.01), ("noise[eps=0.03]", 0.03)):
+        acc = store.get(controls[label].key).metrics["accuracy"]
+        detected = _by_hand(det, x, ls.suite.seed, eps)
+        assert (acc["k"], acc["n"]) == (int(detected.sum()), len(x)), label
+    # the L2 noise has the median L2, before storage, of CW's examples on the same model (before clipping)
+    cw = next(c for c in plan.attacks if c.attack.key == "cw" and c.threat == "white-box")
+    cw_before = store.get(cw.craft.key).metrics["l2_before"]
+    noise_l2 = store.get(controls["noise_l2[of_label=cw]"].craft.key).metrics
+    assert noise_l2["l2_before"]["median"] <= cw_before["median"] + 1e-4
+    assert noise_l2["l2_before"]["median"] > 0.5 * cw_before["median"]
+
+
+def test_controls_are_shown_never_ranked_and_norms_have_both_columns(run):
+    path, base = run
+    text = (base / "lb" / "controls.md").read_text()
+    assert "Storage only (control)" in text and "noise at eps 0.03 (control)" in text
+    assert "(noise control, not an attack)" in text  # a noise row in the per-budget table
+    assert "Mean L2 before storage" in text and "Mean L2 after png" in text
+    assert "c_max=100.0 (not used" not in text  # the native CW uses c_max
+    results = load_results(ResultStore(base / "home" / "results.sqlite"), "controls", None)
+    ranking = text.split("## Defense ranking")[1].split("##")[0]
+    assert "storage" not in ranking and "noise" not in ranking
+    roles = set(results.attacks["role"])
+    assert roles == {"attack", "control", "check"}
+    flags = run_checks(results.attacks.to_dict("records"))
+    assert not [f for f in flags if f.check == "unbounded-attack-fails"]  # the full-strength check passes
+
+
+def test_controls_switch_off(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**SUITE, "evaluation": {**SUITE["evaluation"], "controls": False}}))
+    ls = load_suite(path)
+    train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
+    plan = plan_for_data(ls, train, test)
+    assert not [c for c in plan.attacks if c.attack.role == "control"]
+    assert {c.attack.key for c in plan.attacks if c.attack.role == "check"} == {
+        "unbounded", "convergence", "convergence-stronger"}
+
+
+def test_check_attack_parameters_are_validated(tmp_path):
+    from bench.errors import BenchError
+
+    bad = {**SUITE["evaluation"], "checks": {"unbounded": {"attack": "pgd", "params": {"steps": 0}}}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**SUITE, "evaluation": bad}))
+    ls = load_suite(path)
+    train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
+    with pytest.raises(BenchError) as e:
+        plan_for_data(ls, train, test)
+    assert "evaluation.checks.unbounded.params" in e.value.where
+
+
+def test_convergence_check_with_restarts(tmp_path):
+    conv = {"attack": "pgd", "params": {"eps": 0.02, "steps": 5, "step_size": 0.005, "random_start": False},
+            "steps_factor": 2, "restarts": 3}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**SUITE, "evaluation": {**SUITE["evaluation"], "checks": {"convergence": conv}}}))
+    ls = load_suite(path)
+    train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
+    plan = plan_for_data(ls, train, test)
+    points = {c.attack.key: c.attack for c in plan.attacks if c.attack.role == "check"}
+    assert (points["convergence"].params["steps"], points["convergence"].restarts) == (5, 1)
+    strong = points["convergence-stronger"]
+    assert (strong.params["steps"], strong.params["random_start"], strong.restarts) == (10, True, 3)
