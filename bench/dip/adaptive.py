@@ -61,10 +61,10 @@ def adaptive_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
     storage = [ev.storage, ev.jpeg_quality if ev.storage == "jpeg" else None]
     cells = []
     for attack, params, restarts in adaptive_points(ad):
-        key = digest([KIND, PLAN_VERSION, dip.key, attack, params, restarts, ad.images, storage])
+        key = digest([KIND, PLAN_VERSION, dip.key, attack, params, restarts, ad.images, ad.readout, storage])
         cells.append(SectionCell(KIND, key, dip.deps, {
             "model": s.dip.classifier, "classifier": s.dip.classifier, "attack": attack, "params": params,
-            "restarts": restarts, "images": ad.images, "dip_cell": dip.key}))
+            "restarts": restarts, "images": ad.images, "readout": ad.readout, "dip_cell": dip.key}))
     return cells
 
 
@@ -96,7 +96,9 @@ def run_dip_adaptive(cell: SectionCell, ctx: RunContext) -> Record:
     from bench.dip.preprocessor import DIPPreprocessor
 
     # a different seed stream from the evaluation's: the attack never sees the DIP that scores it
-    purifier = DIPPreprocessor(dcfg, seed=seed + 1, quiet=True, cache_size=0, resample=True)
+    attack_readout = dcfg.readout if pay.get("readout", "calibrated") == "calibrated" else int(pay["readout"])
+    acfg = dcfg.model_copy(update={"readout": min(int(attack_readout), dcfg.iterations)})
+    purifier = DIPPreprocessor(acfg, seed=seed + 1, quiet=True, cache_size=0, resample=True)
     defended = preprocessed(det, purifier).eval()
     params = get_attack(pay["attack"]).params.model_validate(pay["params"])
     ev = ctx.suite.evaluation
@@ -121,11 +123,12 @@ def run_dip_adaptive(cell: SectionCell, ctx: RunContext) -> Record:
     metrics = summarise_adaptive(p_bare, p_def, cfg.thresholds)
     metrics.update({
         "attack": pay["attack"], "params": pay["params"], "restarts": int(pay["restarts"]),
-        "readout": int(dcfg.readout), "readout_choice": readout_info, "iterations": int(dcfg.iterations),
+        "readout": int(dcfg.readout), "attack_readout": int(acfg.readout), "readout_choice": readout_info,
+        "iterations": int(dcfg.iterations),
         "n_images": len(ids), "distinct_sources": len(set(ids)),
         "purifications_per_image": (passes.forward / max(1, len(ids))),
         "seconds_attack": seconds_attack, "seconds": time.perf_counter() - t0,
-        "ms_per_image_iteration": 1000 * seconds_attack / max(1, passes.forward * int(dcfg.readout)),
+        "ms_per_image_iteration": 1000 * seconds_attack / max(1, passes.forward * int(acfg.readout)),
         "linf_median": float(np.median(linf)) if len(linf) else None,
         "l2_median": float(np.median(l2)) if len(l2) else None,
     })

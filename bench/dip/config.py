@@ -141,8 +141,19 @@ class DIPAdaptiveConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     images: Integer = Field(32, ge=1, description="attacked fakes the classifier detects (no calibration source)")
+    readout: int | Literal["calibrated"] = Field(
+        "calibrated", description="the iteration the attack's DIP reads out: the evaluation's calibrated one, or an "
+                                  "earlier one (cheaper, a weaker attack; the final images are always scored at the "
+                                  "calibrated readout)")
     pgd: AdaptivePGD | None = None
     cw_l2: AdaptiveCW | None = None
+
+    @field_validator("readout")
+    @classmethod
+    def _readout(cls, v: int | str) -> int | str:
+        if isinstance(v, bool) or (isinstance(v, int) and v < 1):
+            raise ValueError(f"readout must be a positive iteration or 'calibrated', got {v!r}")
+        return v
 
     @classmethod
     def from_dict(cls, params: dict | None, where: str = "dip.adaptive") -> DIPAdaptiveConfig:
