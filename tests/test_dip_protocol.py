@@ -137,3 +137,19 @@ def test_stored_dip_sources_are_disjoint_and_adaptive_rows_have_intervals(tiny_d
     assert prop(pgd["by_threshold"]["0.25"]["accuracy"]) in board
     assert "adaptive: PGD L-inf eps 0.03" in board and "adaptive: CW-L2" in board
     assert "distinct source images" in board
+
+
+def test_resampling_dip_draws_a_new_seed_per_call_deterministically():
+    from bench.dip.config import DIPConfig
+    from bench.dip.preprocessor import DIPPreprocessor
+
+    cfg = DIPConfig(**{**TINY_DIP, "readout": 4})
+    x = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    a, b = DIPPreprocessor(cfg, seed=3, resample=True), DIPPreprocessor(cfg, seed=3, resample=True)
+    a1, a2 = a.transform(x), a.transform(x)
+    assert not torch.equal(a1, a2)  # each call is another DIP
+    assert torch.equal(a1, b.transform(x)) and torch.equal(a2, b.transform(x))  # the same sequence from the seed
+    fixed = DIPPreprocessor(cfg, seed=3)
+    assert torch.equal(fixed.transform(x), fixed.transform(x))  # without resample: one DIP per image content
+    assert DIPPreprocessor(DIPConfig(**TINY_DIP)).needs_calibration()
+    assert not fixed.needs_calibration()
