@@ -37,6 +37,12 @@ def prepare(ls: LoadedSuite, home: Path | None = None, device: torch.device | No
     return ctx
 
 
+def probe_calibration(size: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """Two random images, one per class: what a defense that needs calibration calibrates on in the preflight
+    (around an untrained model, only to exercise its contract)."""
+    return torch.rand(2, 3, size, size, generator=torch.Generator().manual_seed(0)), torch.tensor([0, 1])
+
+
 def preflight(ctx: RunContext) -> None:
     """User checkpoints load and pass their checks; every evaluation-time defense passes its full contract
     (differentiability included) around an untrained model of the same architecture."""
@@ -51,7 +57,8 @@ def preflight(ctx: RunContext) -> None:
         probe = ctx.loaded(v.model) or create_model(
             cfg.arch, s.data.size, cfg.mean, cfg.std, where=f"models.{v.model}")
         d = s.defenses[v.defense]
-        apply_defense(probe.to(ctx.device), v.defense, d.use, d.params, ctx.ls.base_dir, check_contract=True)
+        apply_defense(probe.to(ctx.device), v.defense, d.use, d.params, ctx.ls.base_dir, check_contract=True,
+                      calibration=lambda: probe_calibration(s.data.size))
 
 
 def stored_plan(ls: LoadedSuite, plan: Plan) -> dict[str, Any]:

@@ -23,8 +23,8 @@ from __future__ import annotations
 import math
 
 import torch
-from torch.nn import functional as F
 
+from bench.attacks.eot import loss_and_grad
 from bench.attacks.params import APGDParams
 from bench.attacks.registry import register_backend
 from bench.attacks.restarts import with_restarts
@@ -73,12 +73,9 @@ def _start(x0: torch.Tensor, p: APGDParams) -> torch.Tensor:
     return _project(x0 + r, x0, p.eps, p.norm)
 
 
-def _loss_grad(detector: Detector, xa: torch.Tensor, y: torch.Tensor):
-    xg = xa.detach().requires_grad_(True)
-    logits = detector(xg)
-    loss = F.cross_entropy(logits, y, reduction="none")
-    (g,) = torch.autograd.grad(loss.sum(), xg)
-    return loss.detach(), g, logits.detach()
+def _loss_grad(detector: Detector, xa: torch.Tensor, y: torch.Tensor, eot: int = 1):
+    """(loss, gradient, logits), each the mean over `eot` passes (`bench.attacks.eot`)."""
+    return loss_and_grad(detector, xa, y, eot)
 
 
 def _run(detector: Detector, x0: torch.Tensor, y: torch.Tensor, p: APGDParams) -> tuple[torch.Tensor, torch.Tensor]:
@@ -86,7 +83,7 @@ def _run(detector: Detector, x0: torch.Tensor, y: torch.Tensor, p: APGDParams) -
     n = len(x0)
     marks = checkpoints(p.steps)
     xk = _start(x0, p)
-    loss, g, logits = _loss_grad(detector, xk, y)
+    loss, g, logits = _loss_grad(detector, xk, y, p.eot)
     found = logits.argmax(1) != y
     x_found = xk.clone()
     best_loss, x_best, g_best = loss.clone(), xk.clone(), g.clone()
@@ -100,7 +97,7 @@ def _run(detector: Detector, x0: torch.Tensor, y: torch.Tensor, p: APGDParams) -
         z = _project(xk + _view(eta) * _direction(g, p.norm), x0, p.eps, p.norm)
         x_new = z if k == 0 else _project(xk + MOMENTUM * (z - xk) + (1 - MOMENTUM) * (xk - x_prev), x0, p.eps, p.norm)
         x_prev, xk = xk, x_new
-        loss, g, logits = _loss_grad(detector, xk, y)
+        loss, g, logits = _loss_grad(detector, xk, y, p.eot)
         hit = (logits.argmax(1) != y) & ~found
         x_found[hit] = xk[hit]
         found |= hit

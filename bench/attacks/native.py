@@ -39,6 +39,7 @@ import torch
 from torch.nn import functional as F
 
 from bench.attacks.counting import add_passes
+from bench.attacks.eot import expected_grad, loss_and_grad
 from bench.attacks.params import LINE_SEARCH_DOUBLINGS, CWL2Params, FGSMParams, PGDParams
 from bench.attacks.registry import register_backend
 from bench.models.detector import Detector
@@ -61,12 +62,10 @@ def _chunks(n: int) -> list[slice]:
     return [slice(i, min(n, i + NATIVE_BATCH)) for i in range(0, n, NATIVE_BATCH)]
 
 
-def _loss_grad(detector: Detector, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Gradient of the summed cross-entropy loss J(x, y) with respect to the [0, 1] input."""
-    xg = x.detach().requires_grad_(True)
-    loss = F.cross_entropy(detector(xg), y, reduction="sum")
-    (grad,) = torch.autograd.grad(loss, xg)
-    return grad
+def _loss_grad(detector: Detector, x: torch.Tensor, y: torch.Tensor, eot: int = 1) -> torch.Tensor:
+    """Gradient of the summed cross-entropy loss J(x, y) with respect to the [0, 1] input (the mean over `eot`
+    passes through a randomized defense, `bench.attacks.eot`)."""
+    return loss_and_grad(detector, x, y, eot)[1]
 
 
 # ---------------------------------------------------------------- FGSM
@@ -76,7 +75,7 @@ def fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams) ->
     x, y = _prepare(detector, x, y)
     out = []
     for s in _chunks(len(x)):
-        grad = _loss_grad(detector, x[s], y[s])
+        grad = _loss_grad(detector, x[s], y[s], p.eot)
         out.append((x[s] + p.eps * grad.sign()).clamp(0.0, 1.0).cpu())
     return torch.cat(out) if out else x.cpu()
 
@@ -109,7 +108,7 @@ def pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> t
         x0, ys = x[s], y[s]
         xa = _pgd_start(x0, p)
         for _ in range(p.steps):
-            g = _loss_grad(detector, xa, ys)
+            g = _loss_grad(detector, xa, ys, p.eot)
             if p.norm == "linf":
                 xa = xa + p.step_size * g.sign()
                 xa = x0 + (xa - x0).clamp(-p.eps, p.eps)
@@ -151,15 +150,21 @@ class _CWStep:
     def __call__(self) -> None:
         p, kappa = self.p, self.p.confidence
         b1, b2 = ADAM_BETAS
-        w = (self.w0 + self.delta).requires_grad_(True)
-        xa = (torch.tanh(w) + 1.0) / 2.0  # eq. (5)
-        z_true, z_other = true_and_other_logits(self.detector(xa), self.y)
-        f = torch.clamp(z_true - z_other, min=-kappa)  # eq. (4)
-        l2sq = (xa - self.x).flatten(1).pow(2).sum(dim=1)  # eq. (3)
-        loss = (l2sq + self.c * f).sum()  # eq. (6), summed over the images
-        (g,) = torch.autograd.grad(loss, w)
+        def objective(w: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+            xa = (torch.tanh(w) + 1.0) / 2.0  # eq. (5)
+            logits = self.detector(xa)
+            z_true, z_other = true_and_other_logits(logits, self.y)
+            f = torch.clamp(z_true - z_other, min=-kappa)  # eq. (4)
+            l2sq = (xa - self.x).flatten(1).pow(2).sum(dim=1)  # eq. (3)
+            return l2sq + self.c * f, logits  # eq. (6), per image (the gradient is of their sum)
+
+        # the gradient (and the logits judging success) are the mean over `eot` passes (`bench.attacks.eot`)
+        loss, g, logits = expected_grad(objective, self.w0 + self.delta, p.eot)
         with torch.no_grad():
-            self.loss.copy_(loss)
+            xa = (torch.tanh(self.w0 + self.delta) + 1.0) / 2.0
+            l2sq = (xa - self.x).flatten(1).pow(2).sum(dim=1)
+            z_true, z_other = true_and_other_logits(logits, self.y)
+            self.loss.copy_(loss.sum())
             margin = z_other - z_true
             success = margin >= kappa if kappa > 0 else margin > 0
             self.found |= success

@@ -17,6 +17,20 @@ from bench.suite.types import Boolean, Integer, Number
 LINE_SEARCH_DOUBLINGS = 5  # CW-L2's line search tries the step length x 2^k, k in [-5, 5] (ART's max_halving/doubling)
 
 
+def drop_defaults(data: dict[str, Any]) -> dict[str, Any]:
+    """A parameter dump without the defaults added after cells were first stored (`eot: 1`, `step_rule: adam`),
+    so a point that does not use them keeps its key and its printed parameters."""
+    if data.get("eot") == 1:
+        data.pop("eot")
+    if data.get("step_rule") == "adam":
+        data.pop("step_rule")
+    return data
+
+
+EOT_FIELD = Field(1, ge=1, description="native only: gradients averaged over this many passes through the "
+                                       "(randomized) defense, each drawing fresh randomness (EOT; bench.attacks.eot)")
+
+
 class AttackParams(BaseModel):
     """Base: unknown fields are errors, values are validated on assignment."""
 
@@ -33,9 +47,14 @@ class FGSMParams(AttackParams):
     """FGSM, eq. (1): x + eps * sign(grad_x J), clipped to [0, 1]. Untargeted."""
 
     eps: Number = Field(0.02, ge=0.0, le=1.0, description="L-inf step size per pixel, in [0, 1] pixel units")
+    eot: Integer = EOT_FIELD
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler):
+        return drop_defaults(handler(self))
 
     def passes_per_image(self) -> float:
-        return 2.0
+        return 2.0 * self.eot
 
 
 @register_attack(name="cw_l2", title="CW-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False)
@@ -54,21 +73,22 @@ class CWL2Params(AttackParams):
                             "descent with a per-image step length found by halving and doubling it up to 5 times "
                             "from `learning_rate` (as ART does), which reaches far-away margins (large kappa)")
 
+    eot: Integer = EOT_FIELD
+
     @model_serializer(mode="wrap")
-    def _without_default_step_rule(self, handler):
-        data = handler(self)
-        if data.get("step_rule") == "adam":  # the default: the dump (and so every stored cell's key) stays as before
-            data.pop("step_rule")
-        return data
+    def _without_defaults(self, handler):
+        return drop_defaults(handler(self))  # the defaults: the dump (and so every stored cell's key) stays as before
 
     def passes_per_image(self) -> float:
-        per_iteration = 2.0 if self.step_rule == "adam" else 2.0 + 2 * LINE_SEARCH_DOUBLINGS + 1
+        per_iteration = 2.0 * self.eot if self.step_rule == "adam" else 2.0 + 2 * LINE_SEARCH_DOUBLINGS + 1
         return per_iteration * self.max_iterations * self.binary_search_steps
 
     @model_validator(mode="after")
     def _range(self) -> CWL2Params:
         if self.c_max < self.c_min:
             raise ValueError(f"c_max ({self.c_max}) must be >= c_min ({self.c_min})")
+        if self.eot > 1 and self.step_rule != "adam":
+            raise ValueError("eot > 1 needs step_rule: adam (the line search compares single-sample objectives)")
         return self
 
 
@@ -81,9 +101,14 @@ class PGDParams(AttackParams):
     steps: Integer = Field(10, ge=1)
     step_size: Number = Field(0.005, gt=0.0, description="absolute step size (not relative to eps)")
     random_start: Boolean = False
+    eot: Integer = EOT_FIELD
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler):
+        return drop_defaults(handler(self))
 
     def passes_per_image(self) -> float:
-        return 2.0 * self.steps
+        return 2.0 * self.steps * self.eot
 
 
 @register_attack(name="apgd", title="APGD-CE", family="iterative", norm="linf", budget="eps", deterministic=False)
@@ -102,9 +127,14 @@ class APGDParams(AttackParams):
     restarts: Integer = Field(1, ge=1, description="random restarts, each on the images not yet broken")
     step_size: Number = Field(2.0, gt=0.0, description="initial step size, as a multiple of eps (the paper: 2)")
     random_start: Boolean = True
+    eot: Integer = EOT_FIELD
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler):
+        return drop_defaults(handler(self))
 
     def passes_per_image(self) -> float:
-        return 2.0 * self.steps * self.restarts
+        return 2.0 * self.steps * self.restarts * self.eot
 
 
 @register_attack(name="square", title="Square", family="iterative", norm="linf", budget="eps", deterministic=False)

@@ -142,6 +142,9 @@ def run_attack(
         raise BenchError(
             "backend", f"attack {name!r} has no backend {backend!r}; available: {', '.join(sorted(spec.backends))}"
         )
+    if backend != "native" and int(getattr(params, "eot", 1)) > 1:
+        raise BenchError(f"{name}.eot", f"eot > 1 (expectation over transformation) needs backend: native, "
+                                        f"not {backend!r} (the toolkits take one gradient per step)")
     detector.eval()
     return spec.backends[backend](detector, x, y, params)
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import numpy as np
 import torch
 
 from bench.data.dataset import ImageSet
@@ -17,6 +18,8 @@ from bench.models.checkpoint import load_saved_detector, load_user_checkpoint
 from bench.models.detector import Detector, ModelSpec
 from bench.suite.load import AttackPoint, LoadedSuite
 from bench.suite.plan import CraftCell, ModelCell, Plan, Variant
+
+CALIBRATION_IMAGES = 16  # training images (half real, half fake) a suite defense calibrates on
 
 
 @dataclass
@@ -91,8 +94,21 @@ class RunContext:
             return base
         if v.name not in self._defended:
             d = self.suite.defenses[v.defense]
-            self._defended[v.name] = apply_defense(base, v.defense, d.use, d.params, self.ls.base_dir)
+            self._defended[v.name] = apply_defense(base, v.defense, d.use, d.params, self.ls.base_dir,
+                                                   calibration=self.calibration_images)
         return self._defended[v.name]
+
+    def calibration_images(self) -> tuple[torch.Tensor, torch.Tensor]:
+        """Held-out images on which a defense chooses its data-dependent settings (DIP's `readout: auto`):
+        `CALIBRATION_IMAGES` training images, half real and half fake, a seeded choice. Training images,
+        because every test image is evaluated (clean cells score them all). The detector has fitted them, so it is
+        more accurate on them than on unseen images; they never enter a score."""
+        labels = self.train_set.labels.numpy()
+        rng = np.random.default_rng([self.suite.seed, 0xCA1])
+        half = CALIBRATION_IMAGES // 2
+        idx = np.sort(np.concatenate([rng.permutation(np.flatnonzero(labels == c))[:half] for c in (0, 1)]))
+        sub = self.train_set.subset([int(i) for i in idx])
+        return sub.images, sub.labels
 
     def adversarial(self, craft: CraftCell) -> torch.Tensor:
         """The stored adversarial examples (uint8 NCHW) of a craft cell that has run."""

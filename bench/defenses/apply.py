@@ -7,6 +7,7 @@ own detector. Either is checked on a sample batch first, and a broken contract i
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -16,6 +17,7 @@ from torch import nn
 from bench.defenses.base import as_detector
 from bench.defenses.contract import check_defense, check_logits
 from bench.defenses.registry import create_defense, defense_kind
+from bench.errors import BenchError
 from bench.models.detector import Detector
 
 
@@ -40,8 +42,17 @@ class _Normalise(nn.Module):
         return (x - self.mean) / self.std
 
 
+Calibration = Callable[[], tuple[torch.Tensor, torch.Tensor]]
+
+
+def preprocessed(base: Detector, defense: Any) -> Detector:
+    """`base` behind a preprocessor defense (ART-style `forward(x, y) -> (x', y)`), as one detector taking [0, 1]
+    images: the preprocessor's declared gradient (exact or straight-through) is what attacks differentiate."""
+    return as_detector(nn.Sequential(_Preprocess(defense), _Normalise(base), base.net), like=base)
+
+
 def apply_defense(base: Detector, name: str, use: str, params: dict, base_dir: Path,
-                  check_contract: bool = False) -> Detector:
+                  check_contract: bool = False, calibration: Calibration | None = None) -> Detector:
     """The defended detector for the suite's defense `name` (`use` + `params`) around `base`.
 
     With `check_contract` (the run's preflight), the defense's full contract is exercised first
@@ -50,12 +61,19 @@ def apply_defense(base: Detector, name: str, use: str, params: dict, base_dir: P
     where = f"defenses.{name}"
     defense = create_defense(use, params, where=where, base_dir=base_dir)
     defense.name = where  # contract errors at run time name it as the suite does
+    needs = getattr(defense, "needs_calibration", None)
+    if callable(needs) and needs():
+        if calibration is None:
+            raise BenchError(where, f"{use} must be calibrated before use (e.g. DIP's readout: auto), and no "
+                                    "calibration images were given")
+        images, labels = calibration()
+        defense.calibrate(images.to(base.device), labels, base)
     probe = torch.rand(2, 3, base.spec.input_size, base.spec.input_size, generator=torch.Generator().manual_seed(0))
     if check_contract:
         check_defense(defense, base, probe)
     kind = defense_kind(defense)
     if kind == "preprocessor":
-        det = as_detector(nn.Sequential(_Preprocess(defense), _Normalise(base), base.net), like=base)
+        det = preprocessed(base, defense)
     else:
         det = defense.wrap(base)
         if not isinstance(det, Detector):

@@ -60,6 +60,16 @@ class PreprocessorDefense(PreprocessorPyTorch):
             check_preprocessor_output(self.name, x, fx)
         return fx.detach() + (x - x.detach()), y
 
+    def needs_calibration(self) -> bool:
+        """Whether `calibrate(images, labels, detector)` must run before the defense is used (a setting the
+        defense chooses on held-out images, like DIP's `readout: auto`); the suite then calls it on its
+        calibration images (`bench.cells.context.RunContext.calibration_images`)."""
+        return False
+
+    def calibrate(self, images: torch.Tensor, labels: torch.Tensor, classifier) -> object:
+        """Choose the defense's data-dependent settings on held-out images; see `needs_calibration`."""
+        return None
+
     def estimate_forward(self, x: torch.Tensor, y: torch.Tensor | None = None) -> torch.Tensor:
         return self.forward(x, y)[0]
 

@@ -2,6 +2,7 @@
 
 The defaults are the paper's (Ulyanov et al.'s denoising network); `levels_for` says how many levels
 of the generator fit an image, `candidates` lists the readouts `readout: auto` chooses among.
+`DIPAdaptiveConfig`: the adaptive attacks through DIP of the suite's `dip.adaptive` (`bench.dip.adaptive`).
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from typing import Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from bench.errors import validation_error
+from bench.suite.types import Integer, Number
 
 
 class DIPConfig(BaseModel):
@@ -98,3 +100,64 @@ class DIPConfig(BaseModel):
         """All fields. `batch_size`, `bmm_max_pixels` and `workers` only choose how the engine runs (they
         change float32 results in the last bits, see `bench.dip.engine`'s notes), the others the method."""
         return self.model_dump(mode="json")
+
+
+class AdaptivePGD(BaseModel):
+    """PGD (L-inf) through DIP: one cell per budget; every parameter explicit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    eps: list[Number] = Field(min_length=1, description="L-inf budgets (the suite's, in [0, 1] pixel units)")
+    steps: Integer = Field(ge=1)
+    step_size: Number = Field(gt=0.0, description="absolute step size")
+    eot: Integer = Field(ge=1, description="DIP purifications (each with another seed) averaged per gradient")
+    restarts: Integer = Field(ge=1, description="restarts from a random start on the images not yet fooled")
+
+    @field_validator("eps")
+    @classmethod
+    def _eps(cls, v: list[float]) -> list[float]:
+        if any(not 0.0 < e <= 1.0 for e in v):
+            raise ValueError(f"eps must lie in (0, 1], got {v}")
+        return v
+
+
+class AdaptiveCW(BaseModel):
+    """CW-L2 (native, Adam) through DIP; every parameter explicit."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    confidence: Number = Field(ge=0.0)
+    c_min: Number = Field(gt=0.0)
+    c_max: Number = Field(gt=0.0)
+    binary_search_steps: Integer = Field(ge=1)
+    max_iterations: Integer = Field(ge=1)
+    learning_rate: Number = Field(gt=0.0)
+    eot: Integer = Field(ge=1, description="DIP purifications (each with another seed) averaged per gradient")
+
+
+class DIPAdaptiveConfig(BaseModel):
+    """Adaptive attacks through the full DIP purifier (BPDA + EOT over DIP's seeds), Table III's adaptive rows."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    images: Integer = Field(32, ge=1, description="attacked fakes the classifier detects (no calibration source)")
+    readout: int | Literal["calibrated"] = Field(
+        "calibrated", description="the iteration the attack's DIP reads out: the evaluation's calibrated one, or an "
+                                  "earlier one (cheaper, a weaker attack; the final images are always scored at the "
+                                  "calibrated readout)")
+    pgd: AdaptivePGD | None = None
+    cw_l2: AdaptiveCW | None = None
+
+    @field_validator("readout")
+    @classmethod
+    def _readout(cls, v: int | str) -> int | str:
+        if isinstance(v, bool) or (isinstance(v, int) and v < 1):
+            raise ValueError(f"readout must be a positive iteration or 'calibrated', got {v!r}")
+        return v
+
+    @classmethod
+    def from_dict(cls, params: dict | None, where: str = "dip.adaptive") -> DIPAdaptiveConfig:
+        try:
+            return cls(**dict(params or {}))
+        except ValidationError as exc:
+            raise validation_error(exc, where) from None

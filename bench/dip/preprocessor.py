@@ -10,6 +10,11 @@ straight-through BPDA estimate: the value is f(x), the gradient is the identity'
 Each image is purified from random streams seeded by (seed, the image's content hash), so its result
 does not depend on the batch it arrives in, and a cache (by content hash) spares repeated work when
 ART presents the same images again (predict after an attack, say).
+
+With `resample: true` the defense is a randomized one for expectation over transformation (EOT): every
+call purifies with fresh random streams, seeded by (seed, the number of calls so far), and nothing is
+cached; an EOT attack (`eot: N`) then averages its gradient over N purifications with different seeds.
+With `readout: auto`, `calibrate` must run first; a suite calls it on its calibration images.
 """
 
 from __future__ import annotations
@@ -22,7 +27,7 @@ import torch
 
 from bench.defenses.preprocessor import PreprocessorDefense
 from bench.dip.config import DIPConfig
-from bench.dip.engine import image_key, purify
+from bench.dip.engine import image_key, image_seed, purify
 from bench.dip.readout import ReadoutChoice, choose_readout
 from bench.errors import BenchError
 
@@ -40,6 +45,7 @@ class DIPPreprocessor(PreprocessorDefense):
         quiet: bool = True,
         cache_size: int = 4096,
         device_type: str = "gpu",
+        resample: bool = False,
     ) -> None:
         super().__init__(device_type=device_type)
         self.config = config if config is not None else DIPConfig()
@@ -50,17 +56,28 @@ class DIPPreprocessor(PreprocessorDefense):
         self._cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.images_purified = 0
         self.seconds = 0.0
+        if not isinstance(resample, bool):
+            raise BenchError(f"{self.name}.resample", f"expected true or false, got {resample!r}")
+        self.resample = resample
+        self.calls = 0  # calls of `transform`; with `resample`, call k purifies with seed `sample_seed(k)`
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> DIPPreprocessor:
-        """From a suite's parameters: the `DIPConfig` fields plus `seed`, `quiet` and `cache_size`."""
+        """From a suite's parameters: the `DIPConfig` fields plus `seed`, `quiet`, `cache_size` and `resample`."""
         params = dict(params or {})
-        extra = {k: params.pop(k) for k in ("seed", "quiet", "cache_size") if k in params}
+        extra = {k: params.pop(k) for k in ("seed", "quiet", "cache_size", "resample") if k in params}
         return cls(DIPConfig.from_dict(params, "dip"), **extra)
 
     @property
     def readout(self) -> int | str:
         return self.config.readout
+
+    def needs_calibration(self) -> bool:
+        return self.config.readout == "auto"
+
+    def sample_seed(self, k: int) -> int:
+        """The seed of the k-th purification when resampling (EOT): a different DIP for every call."""
+        return image_seed(self.seed, f"sample/{k}")
 
     def calibrate(
         self,
@@ -82,6 +99,16 @@ class DIPPreprocessor(PreprocessorDefense):
                 f"{self.name}.readout", "readout is 'auto': call calibrate(images, labels, detector) before use"
             )
         x = x.detach()
+        if self.resample:
+            k, self.calls = self.calls, self.calls + 1
+            if not len(x):
+                return x.clone()
+            res = purify(x.float(), self.config, self.sample_seed(k), quiet=self.quiet, device=self.device)
+            assert res.purified is not None
+            self.images_purified += len(x)
+            self.seconds += res.seconds
+            return res.purified.to(device=x.device, dtype=x.dtype)
+        self.calls += 1
         keys = [image_key(im) for im in x]
         found = {k: self._cache[k] for k in keys if k in self._cache}
         missing = list(dict.fromkeys(k for k in keys if k not in found))  # duplicates purified once
@@ -109,7 +136,8 @@ class DIPPreprocessor(PreprocessorDefense):
             self._cache.popitem(last=False)
 
     def describe(self) -> dict[str, Any]:
-        out: dict[str, Any] = {"class": type(self).__name__, "seed": self.seed, **self.config.describe()}
+        out: dict[str, Any] = {"class": type(self).__name__, "seed": self.seed, "resample": self.resample,
+                               **self.config.describe()}
         if self.readout_choice is not None:
             out["readout_choice"] = self.readout_choice.as_dict()
         return out

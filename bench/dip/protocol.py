@@ -21,7 +21,7 @@ from bench.cells.registry import Record, computes
 from bench.digests import digest
 from bench.dip.config import DIPConfig
 from bench.dip.engine import purify
-from bench.dip.readout import choose_readout
+from bench.dip.readout import ReadoutChoice, choose_readout
 from bench.errors import BenchError
 from bench.metrics import Proportion, classification_metrics
 from bench.suite.load import LoadedSuite
@@ -47,7 +47,9 @@ def dip_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
         return []
     clf = s.dip.classifier
     crafts = sorted({c.craft.key for c in _cells_for(plan, clf)})
-    key = digest(["dip", PLAN_VERSION, s.dip.model_dump(), plan.models[clf].key, crafts, plan.data_key, s.seed])
+    # "disjoint": calibration sources are never evaluated (the sampling's meaning changed, so its key did)
+    key = digest(["dip", PLAN_VERSION, "disjoint", s.dip.model_dump(exclude={"adaptive"}), plan.models[clf].key,
+                  crafts, plan.data_key, s.seed])
     return [SectionCell("dip", key, (plan.models[clf].key, *crafts), {"model": clf, "classifier": clf})]
 
 
@@ -82,15 +84,72 @@ def sample_categories(ctx: RunContext) -> tuple[list[Sampled], list[Sampled]]:
         elif label == REAL and p_clean[i] >= 0.5:
             pools.setdefault(UNPERTURBED_REAL, []).append(
                 Sampled(UNPERTURBED_REAL, image_id, REAL, test.images[i], float(p_clean[i])))
-    rng = np.random.default_rng([ctx.suite.seed, 0xD1B])
-    evaluation, calibration = [], []
-    for cat in sorted(pools):
-        pool = pools[cat]
-        order = rng.permutation(len(pool))
-        k = min(cfg.per_category, len(pool))
-        evaluation += [pool[j] for j in order[:k]]
-        calibration += [pool[j] for j in order[k : k + cfg.calibration_per_category]]
+    return split_pools(pools, cfg.per_category, cfg.calibration_per_category, ctx.suite.seed)
+
+
+def split_pools(pools: dict[str, list[Sampled]], per_category: int, calibration_per_category: int,
+                seed: int) -> tuple[list[Sampled], list[Sampled]]:
+    """(evaluation, calibration) from each category's pool, without overlap of source images.
+
+    One source image (a test fake) stands behind many categories (each attack, each threat). Calibration
+    comes first: per category up to `calibration_per_category` images, preferring sources already held out
+    (so that few are), and taking a new source only while the category keeps more than `per_category`
+    images. Every held-out source is then excluded from evaluation in every category. Evaluation takes up
+    to `per_category` images per category, preferring sources no earlier category used (distinct where the
+    pools allow; the tables state how many distinct sources stand behind each n)."""
+    rng = np.random.default_rng([seed, 0xD1B])
+    shuffled = {cat: [pools[cat][j] for j in rng.permutation(len(pools[cat]))] for cat in sorted(pools)}
+    held: set[str] = set()
+    calibration: list[Sampled] = []
+    for pool in shuffled.values():
+        taken: list[Sampled] = []
+        for s in sorted(pool, key=lambda s: s.image_id not in held):  # stable: held sources first, else random
+            if len(taken) >= calibration_per_category:
+                break
+            if s.image_id in held or len(pool) - len(taken) > per_category:
+                taken.append(s)
+                held.add(s.image_id)
+        calibration += taken
+    used: dict[str, int] = {}
+    evaluation: list[Sampled] = []
+    for pool in shuffled.values():
+        free = [s for s in pool if s.image_id not in held]
+        chosen = sorted(free, key=lambda s: used.get(s.image_id, 0))[:per_category]  # stable: least used first
+        for s in chosen:
+            used[s.image_id] = used.get(s.image_id, 0) + 1
+        evaluation += chosen
     return evaluation, calibration
+
+
+def distinct_sources(samples: list[Sampled]) -> dict[str, int]:
+    """How many distinct source images stand behind the samples: all, perturbed fake-wrong, the others."""
+    wrong = {s.image_id for s in samples if "fake-wrong" in s.category}
+    others = {s.image_id for s in samples if "fake-wrong" not in s.category}
+    return {"all": len(wrong | others), "fake_wrong": len(wrong), "others": len(others)}
+
+
+_CHOICES: dict[str, ReadoutChoice] = {}  # readouts chosen in this process, by DIP cell key (the adaptive cells reuse)
+
+
+def dip_seed(dip_cell_key: str) -> int:
+    """The seed of the DIP cell's purifications (its calibration and its evaluation)."""
+    return int(dip_cell_key[:8], 16)
+
+
+def calibrated(dcfg: DIPConfig, det, calibration: list[Sampled], dip_cell_key: str,
+               quiet: bool = True) -> tuple[DIPConfig, dict | None]:
+    """The DIP configuration with `readout: auto` resolved on the calibration images, as the DIP cell resolves
+    it (same images, keys and seed, so the same choice on the same machine), and the choice as data."""
+    if dcfg.readout != "auto":
+        return dcfg, None
+    if not calibration:
+        raise BenchError("dip.calibration_per_category", "readout: auto needs calibration images (> 0)")
+    if dip_cell_key not in _CHOICES:
+        _CHOICES[dip_cell_key] = choose_readout(
+            torch.stack([s.image for s in calibration]), torch.tensor([s.label for s in calibration]), det, dcfg,
+            seed=dip_seed(dip_cell_key), quiet=quiet, keys=[f"cal/{s.category}/{s.image_id}" for s in calibration])
+    choice = _CHOICES[dip_cell_key]
+    return dcfg.model_copy(update={"readout": choice.iteration}), choice.as_dict()
 
 
 @computes("dip")
@@ -101,16 +160,8 @@ def run_dip(cell: SectionCell, ctx: RunContext) -> Record:
     det = ctx.detector(cfg.classifier)
     evaluation, calibration = sample_categories(ctx)
     dcfg = DIPConfig.from_dict(cfg.params, where="dip.params")
-    seed = int(cell.key[:8], 16)
-    readout_info = None
-    if dcfg.readout == "auto":
-        if not calibration:
-            raise BenchError("dip.calibration_per_category", "readout: auto needs calibration images (> 0)")
-        choice = choose_readout(torch.stack([s.image for s in calibration]),
-                                torch.tensor([s.label for s in calibration]), det, dcfg, seed=seed,
-                                quiet=ctx.quiet, keys=[f"cal/{s.category}/{s.image_id}" for s in calibration])
-        readout_info = choice.as_dict()
-        dcfg = dcfg.model_copy(update={"readout": choice.iteration})
+    seed = dip_seed(cell.key)
+    dcfg, readout_info = calibrated(dcfg, det, calibration, cell.key, ctx.quiet)
     every = max(1, dcfg.iterations // cfg.trajectory_points)
     images = torch.stack([s.image for s in evaluation])
     res = purify(images, dcfg, seed, record_every=every, classifier=det, quiet=ctx.quiet,
@@ -126,6 +177,9 @@ def run_dip(cell: SectionCell, ctx: RunContext) -> Record:
     metrics.update({
         "readout": int(dcfg.readout), "readout_choice": readout_info, "iterations": int(dcfg.iterations),
         "config": dcfg.describe(), "n_images": len(evaluation), "n_calibration": len(calibration),
+        "distinct_sources": distinct_sources(evaluation), "calibration_sources": len({s.image_id for s in calibration}),
+        "source_ids": {"evaluation": sorted({s.image_id for s in evaluation}),
+                       "calibration": sorted({s.image_id for s in calibration})},
         "trajectory_iterations": [int(t) for t in res.iterations],
         "trajectories": {c: [float(v) for v in res.p_real[i]] for c, i in first.items()},
         "psnr_to_input": float(np.mean(res.psnr(images))),

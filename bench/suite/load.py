@@ -20,7 +20,7 @@ from bench.attacks.user import register_user_backend
 from bench.crosscheck.entries import entries
 from bench.defenses.registry import create_defense, defense_kind
 from bench.digests import file_digest
-from bench.dip.config import DIPConfig
+from bench.dip.config import DIPAdaptiveConfig, DIPConfig
 from bench.errors import BenchError, format_validation_error, short
 from bench.models.registry import list_models
 from bench.plugins import is_plugin_spec, plugin_path
@@ -269,6 +269,8 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
         if s.dip.classifier not in ls.models:
             raise BenchError("dip.classifier", f"unknown model {short(s.dip.classifier)}")
         DIPConfig.from_dict(s.dip.params, where="dip.params")
+        if s.dip.adaptive is not None:
+            DIPAdaptiveConfig.from_dict(s.dip.adaptive, where="dip.adaptive")
     for i, (src, dst) in enumerate(s.threat_models.transfer):
         for which, m in (("source", src), ("target", dst)):
             if m not in ls.models:

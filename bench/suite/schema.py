@@ -194,6 +194,8 @@ class DIPProtocol(Strict):
     thresholds: list[Number] = Field(default_factory=lambda: [0.5, 0.25], min_length=1)
     params: dict[str, Any] = Field(default_factory=dict, description="DIP settings (bench.dip.config.DIPConfig)")
     trajectory_points: Integer = Field(100, ge=2, le=MAX_COUNT, description="P(real) recorded at this many iterations")
+    adaptive: dict[str, Any] | None = Field(
+        None, description="adaptive attacks through DIP (bench.dip.config.DIPAdaptiveConfig): images, pgd, cw_l2")
 
     @field_validator("thresholds")
     @classmethod
