@@ -39,7 +39,9 @@ from bench.suite.load import load_suite  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 SUITE = Path(__file__).parent / "suites" / "ray.yaml"
-N_CELLS = 21  # 2 models, 2 clean, 2 gradnorm, 3 attack points x 2 sources, 3 x (2 white-box + 1 transfer)
+# 2 models, 2 clean, 2 gradnorm, 3 attack points x 2 sources, 3 x (2 white-box + 1 transfer); per model 4 controls
+# (storage, noise at eps 0.01 and 0.03, noise at CW's median L2) and 3 check attacks, a craft and a scored cell each
+N_CELLS = 21 + 2 * (4 + 3) * 2
 
 # A user's FGSM backend (the suite loads it on every worker); `{hook}` runs first on every batch.
 PLUGIN = '''
@@ -236,7 +238,7 @@ def test_a_cell_that_fails_on_its_input_fails_alone(tmp_path, capsys, one_thread
                  "--quiet"])
     err = capsys.readouterr().err
     assert code == 1
-    assert "5 of 26 cells failed" in err
+    assert f"5 of {N_CELLS + 5} cells failed" in err
     failed = [li for li in err.splitlines() if li.startswith("  ")]
     crafts = [li for li in failed if li.lstrip().startswith("craft ")]
     assert len(crafts) == 2 and all("attack_key=user" in li and "plugin.py:fgsm" in li for li in crafts), err

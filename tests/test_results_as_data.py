@@ -25,7 +25,9 @@ models:
 attacks:
   fgsm: {{attack: fgsm, backend: native, eps: [0.01, 0.03], table: {{eps: 0.03}}}}
 threat_models: {{white_box: true, transfer: [[a, b]]}}
-evaluation: {{max_attack_images: 12, attack_batch_size: 12, gradient_norm_images: 8}}
+# no controls or check attacks: these tests count the suite's own cells (tests/test_controls.py covers them)
+evaluation: {{max_attack_images: 12, attack_batch_size: 12, gradient_norm_images: 8, controls: false,
+             checks: {{unbounded: null, convergence: null}}}}
 report: {{figures: false}}
 """
 

@@ -47,14 +47,15 @@ def test_grid_expansion_and_keys():
     assert [a.in_table for a in ls.attacks] == [False, True, True, True]
     train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
     plan = plan_for_data(ls, train, test)
-    assert len(plan.attacks) == 4 * 4
-    assert len({c.key for c in plan.attacks}) == 16
+    own = [c for c in plan.attacks if c.attack.role == "attack"]  # the controls and check attacks come on top
+    assert len(own) == 4 * 4
+    assert len({c.key for c in plan.attacks}) == len(plan.attacks) == 16 + 2 * 4 + 2 * 3
     # The same inputs give the same keys; a changed parameter gives new keys.
     again = plan_for_data(load_suite(SUITE), train, test)
     assert [c.key for c in again.attacks] == [c.key for c in plan.attacks]
     other = plan_for_data(load_suite(SUITE, extra={"attacks": {"cw": {"max_iterations": 21}}}), train, test)
     changed = {c.key for c in other.attacks} ^ {c.key for c in plan.attacks}
-    assert len(changed) == 8  # only the four CW cells, old and new
+    assert len(changed) == 12  # only the four CW cells and the two L2-noise controls sized by CW, old and new
 
 
 def test_lipschitz_grid_expands_into_models(tmp_path: Path):

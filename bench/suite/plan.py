@@ -170,6 +170,8 @@ class Plan:
                        for m in self.models.values()],
             "variants": [v.__dict__ for v in self.variants.values()],
             "gradnorm_images": next(iter(self.gradnorms.values())).n if self.gradnorms else None,
+            "defended_gradnorm_images": next((g.n for g in self.gradnorms.values() if g.model not in self.models),
+                                             None),
             "points": [p.as_dict() for p in points],
             "crafts": [{"key": c.key, "point": points.index(c.attack), "source": c.source.name,
                         "deps": list(c.deps)} for c in self.crafts.values()],
@@ -187,7 +189,7 @@ class Plan:
             plan.models[rm.name] = ModelCell(rm, m["key"], tuple(m["deps"]))
         for v in d["variants"]:
             plan.variants[v["name"]] = Variant(**v)
-        _add_scoring_cells(plan, d.get("gradnorm_images"))
+        _add_scoring_cells(plan, d.get("gradnorm_images"), d.get("defended_gradnorm_images"))
         points = [AttackPoint.from_dict(p) for p in d["points"]]
         for c in d["crafts"]:
             src = plan.variants[c["source"]]
@@ -210,17 +212,20 @@ def attacked_indices(test: ImageSet, n_max: int, seed: int) -> np.ndarray:
     return np.sort(chosen)
 
 
-def _add_scoring_cells(plan: Plan, gradnorm_images: int | None) -> None:
+def _add_scoring_cells(plan: Plan, gradnorm_images: int | None, defended_images: int | None = None) -> None:
+    """Clean cells per variant; gradient norms per model on `gradnorm_images` and, through each evaluation-time
+    defense, on `defended_images` (a defense's forward may be costly: at most the checks' `n`)."""
     for v in plan.variants.values():
         plan.cleans[v.name] = CleanCell(v, plan.clean_key(v), plan.variant_deps(v))
     if gradnorm_images:
         for name, mc in plan.models.items():
             plan.gradnorms[name] = GradNormCell(name, gradnorm_images, plan.gradnorm_key(mc, gradnorm_images),
                                                 (mc.key,))
+    if gradnorm_images and defended_images:
         for v in plan.variants.values():  # through each evaluation-time defense's forward too
             if v.defense is not None:
-                key = digest(["gradnorm", PLAN_VERSION, v.key, plan.data_key, gradnorm_images])
-                plan.gradnorms[v.name] = GradNormCell(v.name, gradnorm_images, key, plan.variant_deps(v))
+                key = digest(["gradnorm", PLAN_VERSION, v.key, plan.data_key, defended_images])
+                plan.gradnorms[v.name] = GradNormCell(v.name, defended_images, key, plan.variant_deps(v))
 
 
 def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
@@ -256,7 +261,8 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
             key = digest(["variant", plan.models[m].key, use, d.params, src])
             label = f"{ls.models[m].label} + {d.label or dname}"
             plan.variants[vname] = Variant(vname, m, dname, key, label)
-    _add_scoring_cells(plan, s.evaluation.gradient_norm_images)
+    ev = s.evaluation
+    _add_scoring_cells(plan, ev.gradient_norm_images, min(ev.gradient_norm_images, ev.checks.n))
 
     pairs: list[tuple[str, str, str]] = []  # (source variant, target variant, threat)
     if s.threat_models.white_box:
@@ -271,7 +277,7 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
     for ap in ls.attacks:
         for src, dst, threat in pairs:
             add_attack_cell(plan, ls, ap, src, dst, threat)
-    from bench.suite.controls import add_controls_and_checks  # it builds on this module's cells
+    from bench.suite.controls import add_controls_and_checks  # lazy: it imports this module (its cells)
 
     add_controls_and_checks(plan, ls)
     return plan
