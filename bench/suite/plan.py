@@ -19,7 +19,7 @@ from bench.digests import data_digest, digest, file_digest
 from bench.plugins import plugin_path
 from bench.suite.load import AttackPoint, LoadedSuite, ResolvedModel
 
-PLAN_VERSION = 1  # bump when the meaning of a cell changes, so old results are not reused
+PLAN_VERSION = 2  # bump when the meaning of a cell changes, so old results are not reused
 
 
 @dataclass(frozen=True)
