@@ -39,6 +39,7 @@ SUITE = REPO / "suites" / "paper.yaml"
 # kappa 200, c in [1e2, 1e4], 5 x 1,000 iterations (ResNet-18, 64 px, 32 images a batch); DIP, 10,000 iterations
 # (64 px, 64 images a batch).
 H200_S_PER_IMAGE = {"cw_l2": 1.018, "dip": 1.60}
+DIP_H200_S_PER_IMAGE_ITERATION = 1.60 / 10_000  # the same DIP measurement, per image and DIP iteration
 # Training, scoring and FGSM were not measured on the H200: their CPU times are divided by the speed-up measured
 # for the DIP engine (CPU 2 threads, batch 40: 2.85 ms per image-iteration; H200 batch 256: 0.13), the conv-net
 # forward and backward passes most like theirs. A stated assumption, not a measurement.
@@ -156,6 +157,17 @@ def role(cell) -> tuple:
     return (cell.kind, cell.payload.get("model"), cell.payload.get("attack"))
 
 
+def iterations(attack: str, p: dict) -> int:
+    """Forward and backward passes per image of one run of an attack (EOT excluded)."""
+    if attack == "cw_l2":
+        return p.get("binary_search_steps", 1) * p.get("max_iterations", 1)
+    if attack == "square":
+        return p.get("queries", 1)
+    if attack == "ensemble":
+        return sum(iterations(m["attack"], m.get("params", {})) for m in p.get("members", {}).values())
+    return p.get("steps", 1)
+
+
 def work(cell, ls, plan) -> float:
     """A cell's work in arbitrary units (images x pixels x passes), for scaling one profile's times to another."""
     s = ls.suite
@@ -169,14 +181,20 @@ def work(cell, ls, plan) -> float:
     if cell.kind == "gradnorm":
         return cell.n * px
     if cell.kind == "craft":
-        p = cell.attack.params
-        its = p.get("binary_search_steps", 1) * p.get("max_iterations", 1) if cell.attack.attack == "cw_l2" else 1
-        return n_attacked * px * its
+        images = cell.attack.images or n_attacked  # check attacks run on at most checks.n images
+        return images * px * iterations(cell.attack.attack, cell.attack.params) * (cell.attack.restarts or 1)
     if cell.kind == "attack":
         return n_attacked * px
     if cell.kind == "dip":
         d = s.dip
         return (d.per_category + d.calibration_per_category) * d.params.get("iterations", 10000) * px
+    if cell.kind == "dip-adaptive":  # a purification per step and EOT sample, at the attack's readout
+        pay = cell.payload
+        readout = s.dip.params.get("readout", 10000) if pay.get("readout", "calibrated") == "calibrated" \
+            else pay["readout"]
+        readout = readout if isinstance(readout, int) else s.dip.params.get("iterations", 10000)
+        return (pay["images"] * iterations(pay["attack"], pay["params"]) * (pay.get("restarts") or 1)
+                * (pay["params"].get("eot") or 1) * readout * px)
     if cell.kind == "crosscheck":
         return cell.payload.get("n", 32) * px * len(cell.payload.get("implementations", [1]))
     return px
@@ -269,6 +287,8 @@ def gpu_seconds(c, ls, plan, by_role: dict, by_kind: dict) -> tuple[float, str]:
         return len(plan.attack_ids) * H200_S_PER_IMAGE["cw_l2"], "H200"
     if c.kind == "dip":
         return dip_images(ls, plan) * H200_S_PER_IMAGE["dip"], "H200"
+    if c.kind == "dip-adaptive":  # work() counts image-iterations x pixels; the H200 rate is per image-iteration
+        return work(c, ls, plan) / ls.suite.data.size ** 2 * DIP_H200_S_PER_IMAGE_ITERATION, "H200 (DIP rate)"
     pw = by_role.get(role(c)) or by_kind.get(kind_of(c))
     if pw is None:  # no cell of this kind was stored: priced as a scoring cell (a forward pass)
         pw = by_kind.get("clean") or by_kind.get("model")

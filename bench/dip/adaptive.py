@@ -61,7 +61,8 @@ def adaptive_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
     storage = [ev.storage, ev.jpeg_quality if ev.storage == "jpeg" else None]
     cells = []
     for attack, params, restarts in adaptive_points(ad):
-        key = digest([KIND, PLAN_VERSION, dip.key, attack, params, restarts, ad.images, ad.readout, storage])
+        key = digest([KIND, PLAN_VERSION, "test-fakes", dip.key, attack, params, restarts, ad.images, ad.readout,
+                      storage])
         cells.append(SectionCell(KIND, key, dip.deps, {
             "model": s.dip.classifier, "classifier": s.dip.classifier, "attack": attack, "params": params,
             "restarts": restarts, "images": ad.images, "readout": ad.readout, "dip_cell": dip.key}))
@@ -69,13 +70,15 @@ def adaptive_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
 
 
 def adaptive_images(ctx: RunContext, calibration: list[Sampled], n: int) -> tuple[list[str], torch.Tensor]:
-    """(ids, images) of up to `n` attacked fakes the DIP classifier detects, none a calibration source; a seeded
-    choice, in the attacked set's order."""
+    """(ids, images) of up to `n` test fakes the DIP classifier detects, none a calibration source; a seeded
+    choice, in test-set order. Drawn from every test fake, not only the suite's attacked ones, so that `n` is
+    reached when the attacked set is small."""
     det = ctx.detector(ctx.suite.dip.classifier)
-    data = ctx.attacked
+    data = ctx.test_set
     held = {s.image_id for s in calibration}
     p = det.predict_proba(data.images)[:, 1].numpy()
-    ok = [i for i, image_id in enumerate(data.ids) if p[i] < 0.5 and image_id not in held]
+    labels = data.labels.numpy()
+    ok = [i for i, image_id in enumerate(data.ids) if labels[i] == FAKE and p[i] < 0.5 and image_id not in held]
     rng = np.random.default_rng([ctx.suite.seed, 0xADA])
     chosen = sorted(ok[j] for j in rng.permutation(len(ok))[:n])
     return [data.ids[i] for i in chosen], data.images[chosen]
