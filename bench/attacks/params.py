@@ -42,23 +42,29 @@ class AttackParams(BaseModel):
         return math.inf
 
 
+class GradientAttackParams(AttackParams):
+    """Base of the native gradient attacks that took `eot` (and CW-L2 `step_rule`) after cells were first
+    stored: their dump leaves those out at their defaults, so the points that do not use them keep their keys."""
+
+    @model_serializer(mode="wrap")
+    def _without_defaults(self, handler):
+        return drop_defaults(handler(self))
+
+
 @register_attack(name="fgsm", title="FGSM", family="single-step", norm="linf", budget="eps", deterministic=True)
-class FGSMParams(AttackParams):
+class FGSMParams(GradientAttackParams):
     """FGSM, eq. (1): x + eps * sign(grad_x J), clipped to [0, 1]. Untargeted."""
 
     eps: Number = Field(0.02, ge=0.0, le=1.0, description="L-inf step size per pixel, in [0, 1] pixel units")
     eot: Integer = EOT_FIELD
 
-    @model_serializer(mode="wrap")
-    def _without_defaults(self, handler):
-        return drop_defaults(handler(self))
 
     def passes_per_image(self) -> float:
         return 2.0 * self.eot
 
 
 @register_attack(name="cw_l2", title="CW-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False)
-class CWL2Params(AttackParams):
+class CWL2Params(GradientAttackParams):
     """Carlini-Wagner L2, eqs. (3)-(6). c is binary-searched per image within [c_min, c_max]."""
 
     confidence: Number = Field(0.0, ge=0.0, description="kappa: required logit margin")
@@ -75,9 +81,6 @@ class CWL2Params(AttackParams):
 
     eot: Integer = EOT_FIELD
 
-    @model_serializer(mode="wrap")
-    def _without_defaults(self, handler):
-        return drop_defaults(handler(self))  # the defaults: the dump (and so every stored cell's key) stays as before
 
     def passes_per_image(self) -> float:
         per_iteration = 2.0 * self.eot if self.step_rule == "adam" else 2.0 + 2 * LINE_SEARCH_DOUBLINGS + 1
@@ -93,7 +96,7 @@ class CWL2Params(AttackParams):
 
 
 @register_attack(name="pgd", title="PGD", family="iterative", norm="linf", budget="eps", deterministic=True)
-class PGDParams(AttackParams):
+class PGDParams(GradientAttackParams):
     """Projected gradient descent on the cross-entropy loss, L-inf or L2 ball."""
 
     eps: Number = Field(0.02, ge=0.0, description="radius of the ball, in [0, 1] pixel units (L2: over the image)")
@@ -103,16 +106,13 @@ class PGDParams(AttackParams):
     random_start: Boolean = False
     eot: Integer = EOT_FIELD
 
-    @model_serializer(mode="wrap")
-    def _without_defaults(self, handler):
-        return drop_defaults(handler(self))
 
     def passes_per_image(self) -> float:
         return 2.0 * self.steps * self.eot
 
 
 @register_attack(name="apgd", title="APGD-CE", family="iterative", norm="linf", budget="eps", deterministic=False)
-class APGDParams(AttackParams):
+class APGDParams(GradientAttackParams):
     """Auto-PGD on the cross-entropy loss (Croce and Hein 2020), L-inf or L2 ball.
 
     The step size starts at `step_size` x eps and is halved at the checkpoints of the paper's schedule when
@@ -129,9 +129,6 @@ class APGDParams(AttackParams):
     random_start: Boolean = True
     eot: Integer = EOT_FIELD
 
-    @model_serializer(mode="wrap")
-    def _without_defaults(self, handler):
-        return drop_defaults(handler(self))
 
     def passes_per_image(self) -> float:
         return 2.0 * self.steps * self.restarts * self.eot

@@ -28,7 +28,6 @@ class ControlColumns:
     storage: bool
     noise: dict[str, list[float]] = field(default_factory=dict)  # attack key -> the noise budgets shown after it
     cells: dict[tuple[str, str, float | None], Row] = field(default_factory=dict)  # (target, attack, eps) -> row
-
     replicas: dict[str, list[Row]] = field(default_factory=dict)  # group's variant name -> its replicas' variants
 
     def value(self, v: Row, attack: str, eps: float | None = None) -> dict | None:
@@ -58,21 +57,14 @@ def control_columns(b: Board) -> ControlColumns:
 
 
 def grid_control_rows(b: Board, norm: str, axis: str, values: list) -> list[list]:
-    """Noise rows (one per scored variant) for a per-budget table of an L-inf attack over its budget."""
-    if norm != "linf":
+    """Noise rows (one per model, the mean over its training replicas) for a per-budget table of an L-inf
+    attack over its budget (the noise control's budget is `eps`)."""
+    if norm != "linf" or axis != "eps":
         return []
     rows = []
-    sets = replica_sets(b)
+    ctl = control_columns(b)
     for v in group_rows(b):
-        accs = []
-        for x in values:
-            reps = []
-            for rv in sets.get(v["name"], [v]):
-                r = next((c for c in b.controls if c["attack"] == "noise" and c["target"] == rv["name"]
-                          and c["budget"] == axis and c["budget_value"] == float(x)), None)
-                if r and isinstance(r["metrics"], dict):
-                    reps.append(r["metrics"]["accuracy"])
-            accs.append(replica_mean(reps) if reps else None)
+        accs = [ctl.value(v, "noise", float(x)) for x in values]
         if any(a is not None for a in accs):
             rows.append([f"{v['label']} (noise control, not an attack)"] + [prop(a) for a in accs])
     return rows

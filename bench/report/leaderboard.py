@@ -146,13 +146,6 @@ def _group_label(b: Board, base: str, dname: str, names: list[str]) -> str:
     return f"Average {b.ls.models[names[0]].config.label or base} ({dname}, {len(names)} models)"
 
 
-def _pool(props: list[dict | None]) -> dict | None:
-    ok = [p for p in props if p and p.get("n")]
-    if not ok:
-        return None
-    return Proportion(sum(p["k"] for p in ok), sum(p["n"] for p in ok)).as_dict()
-
-
 def _acc(b: Board, r: Row | None) -> tuple[dict | None, str]:
     """(accuracy for ranking, its text) of an attack cell; a cell whose attack gave up has no value to
     rank by and a double dagger after its text."""
@@ -168,10 +161,6 @@ def _gave_up_note(b: Board) -> str:
     return ("‡ the attack returned most of the fakes it attacked unperturbed (attack-left-images-unchanged: for "
             "CW-L2, kappa out of the model's reach), so the number says the attack gave up, not that the model "
             "is robust; never marked best, left out of averages." if b.gave_up else "")
-
-
-def _label(b: Board, v: Row) -> str:
-    return v["label"] + (" †" if v["name"] in b.degenerate else "")
 
 
 def _best(rows: list[list], values: list[list[dict | None]]) -> None:
