@@ -44,6 +44,8 @@ CREATE TABLE IF NOT EXISTS predictions (
     image_id TEXT NOT NULL,
     label INTEGER NOT NULL,
     p_real REAL NOT NULL,
+    l2 REAL,
+    l2_before REAL,
     PRIMARY KEY (cell_id, image_id)
 );
 """
@@ -53,8 +55,18 @@ CREATE TABLE IF NOT EXISTS predictions (
 # `seed` is the training replica of the cell's model (0 for a one-seed suite), `model_group` replica 0's name.
 DESCRIPTOR_COLUMNS = ("suite", "profile", "model", "variant", "defense", "attack", "attack_key", "backend", "params",
                       "threat", "source", "target", "adaptive", "data_digest", "seed", "model_group")
+# Per-image columns of an attack cell's predictions (NULL for other cells, and for rows stored before them):
+# `l2` the L2 distance between the clean image and the stored adversarial image the cell scored, `l2_before`
+# the attack's own float output's (before storage). Readers treat NULL as "not recorded", never as 0.
+NORM_COLUMNS = ("l2", "l2_before")
 _ADDED_COLUMNS = {"runs": {"plan": "TEXT", "pid": "INTEGER", "host": "TEXT", "machine": "TEXT"},
-                  "cells": {c: ("INTEGER" if c in ("adaptive", "seed") else "TEXT") for c in DESCRIPTOR_COLUMNS}}
+                  "cells": {c: ("INTEGER" if c in ("adaptive", "seed") else "TEXT") for c in DESCRIPTOR_COLUMNS},
+                  "predictions": {c: "REAL" for c in NORM_COLUMNS}}
+
+# A cell's per-image predictions: (image ids, labels, P(real)), and for an attack cell also its per-image
+# L2 after and before storage (arrays, NaN where unknown).
+Predictions = (tuple[list[str], np.ndarray, np.ndarray]
+               | tuple[list[str], np.ndarray, np.ndarray, np.ndarray | None, np.ndarray | None])
 
 
 @dataclass
@@ -150,7 +162,7 @@ class ResultStore:
         duration_s: float,
         device: str | None,
         run_id: int | None,
-        predictions: tuple[list[str], np.ndarray, np.ndarray] | None = None,
+        predictions: Predictions | None = None,
         **descriptor: Any,
     ) -> None:
         """Write one cell and its predictions in one transaction (replacing an earlier result).
@@ -174,10 +186,15 @@ class ResultStore:
                  float(duration_s), device, run_id, time.time(), *typed),
             )
             if predictions is not None:
-                ids, labels, p_real = predictions
+                ids, labels, p_real = predictions[:3]
+                n = len(ids)
+                norms = [*predictions[3:], None, None]  # a clean cell records no norms
+                l2, l2_before = _optional(norms[0], n), _optional(norms[1], n)
                 self.db.executemany(
-                    "INSERT INTO predictions VALUES (?, ?, ?, ?)",
-                    [(cell_id, i, int(label), float(p)) for i, label, p in zip(ids, labels, p_real, strict=True)],
+                    "INSERT INTO predictions (cell_id, image_id, label, p_real, l2, l2_before) "
+                    "VALUES (?, ?, ?, ?, ?, ?)",
+                    [(cell_id, i, int(label), float(p), a, b)
+                     for i, label, p, a, b in zip(ids, labels, p_real, l2, l2_before, strict=True)],
                 )
 
     def rows(self, cell_ids: list[str]) -> list[dict[str, Any]]:
@@ -202,6 +219,13 @@ class ResultStore:
     def predictions(self, cell_id: str) -> dict[str, tuple[int, float]]:
         rows = self.db.execute("SELECT image_id, label, p_real FROM predictions WHERE cell_id=?", (cell_id,))
         return {r[0]: (int(r[1]), float(r[2])) for r in rows}
+
+    def predictions_with_norms(self, cell_id: str) -> dict[str, tuple[int, float, float | None, float | None]]:
+        """image id -> (label, P(real), L2 after storage, L2 before storage); a norm is None where the cell
+        recorded none (not an attack cell, or stored before the norms were recorded)."""
+        rows = self.db.execute("SELECT image_id, label, p_real, l2, l2_before FROM predictions WHERE cell_id=?",
+                               (cell_id,))
+        return {r[0]: (int(r[1]), float(r[2]), r[3], r[4]) for r in rows}
 
     def merge_from(self, other: Path | str) -> tuple[int, int]:
         """Copy every run, cell and prediction of another store (e.g. one shard's) into this one.
@@ -228,7 +252,9 @@ class ResultStore:
                     values = (*row[:at], mapping.get(row[at]), *row[at + 1 :])
                     con.execute(f"INSERT OR REPLACE INTO cells ({', '.join(cell_cols)}) VALUES "
                                 f"({', '.join('?' * len(cell_cols))})", values)
-                con.execute("INSERT OR REPLACE INTO predictions SELECT * FROM other.predictions")
+                pred_cols = ", ".join(_shared_columns(con, "predictions"))  # an older shard lacks the norms
+                con.execute(f"INSERT OR REPLACE INTO predictions ({pred_cols}) "
+                            f"SELECT {pred_cols} FROM other.predictions")
         finally:
             con.execute("DETACH DATABASE other")
         return len(cells), len(runs)
@@ -240,6 +266,13 @@ class ResultStore:
             (suite, profile),
         ).fetchone()
         return self.run(row[0]) if row else None
+
+
+def _optional(values: np.ndarray | None, n: int) -> list[float | None]:
+    """Per-image values as stored: a float, or None (NULL) where absent or not finite."""
+    if values is None:
+        return [None] * n
+    return [float(v) if np.isfinite(v) else None for v in np.asarray(values, dtype=float)]
 
 
 def _shared_columns(con: sqlite3.Connection, table: str) -> list[str]:

@@ -95,7 +95,14 @@ def test_the_query_layer_returns_frames(stored):
         res = load_results(store, "small", None)
         assert list(res.variants["name"]) == ["a", "b"] and res.missing == 0
         assert set(res.attacks["family"]) == {"single-step"} and set(res.attacks["budget"]) == {"eps"}
-        assert res.predictions(list(res.attacks["key"][:1])).shape == (12, 4)
+        first = res.attacks.iloc[0]
+        frame = res.predictions([first["key"]])
+        assert frame.shape == (12, 6)
+        # per image: the L2 of the stored image the cell scored, and of the attack's output before storage
+        assert frame["l2"].mean() == pytest.approx(first["metrics"]["l2"]["mean"], rel=1e-5)
+        assert frame["l2_before"].mean() == pytest.approx(first["craft_metrics"]["l2_before"]["mean"], rel=1e-5)
+        clean = res.predictions([res.variants["clean_key"][0]])
+        assert clean["l2"].isna().all() and clean["l2_before"].isna().all()  # a clean cell records no norms
     finally:
         store.close()
 

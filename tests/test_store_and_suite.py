@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 
 from bench.data.sources import load_data
-from bench.store import ResultStore
+from bench.store import SCHEMA, ResultStore
 from bench.suite.load import deep_merge, load_suite
 from bench.suite.plan import plan_for_data
 
@@ -32,6 +33,33 @@ def test_store_round_trip_and_replace(tmp_path: Path):
     assert store.get("c1").metrics == {"acc": 0.7} and list(store.predictions("c1")) == ["i3"]
     latest = store.latest_run("s", "quick")
     assert latest["git_commit"] == "abc" and latest["overrides"] == {"a": 1} and latest["status"] == "finished"
+
+
+def test_per_image_norms_are_stored_and_an_old_store_reads_null(tmp_path: Path):
+    store = ResultStore(tmp_path / "new.sqlite")
+    store.put("a1", "attack", {}, {}, 1.0, "cpu", None,
+              (["i1", "i2"], np.array([0, 0]), np.array([0.7, 0.1]), np.array([0.5, 1.25]), np.array([0.25, np.nan])))
+    store.put("c1", "clean", {}, {}, 1.0, "cpu", None, (["i1"], np.array([0]), np.array([0.2])))
+    assert store.predictions_with_norms("a1") == {"i1": (0, 0.7, 0.5, 0.25), "i2": (0, 0.1, 1.25, None)}
+    assert store.predictions_with_norms("c1") == {"i1": (0, 0.2, None, None)}
+    assert store.predictions("a1") == {"i1": (0, 0.7), "i2": (0, 0.1)}
+    store.close()
+    # a store made before the norm columns: opening it adds them; its rows read NULL, never 0
+    old = tmp_path / "old.sqlite"
+    con = sqlite3.connect(old)
+    con.executescript(SCHEMA.replace("    l2 REAL,\n    l2_before REAL,\n", ""))
+    con.execute("INSERT INTO cells (cell_id, kind, key, metrics, duration_s, created) "
+                "VALUES ('old', 'attack', '{}', '{}', 1.0, 0.0)")
+    con.execute("INSERT INTO predictions VALUES ('old', 'i1', 0, 0.9)")  # the old table's four columns
+    con.commit()
+    con.close()
+    merged = ResultStore(tmp_path / "merged.sqlite")
+    merged.merge_from(old)  # a shard of an older version: its rows come over with NULL norms
+    assert merged.predictions_with_norms("old") == {"i1": (0, 0.9, None, None)}
+    merged.close()
+    store = ResultStore(old)
+    assert store.predictions_with_norms("old") == {"i1": (0, 0.9, None, None)}
+    store.close()
 
 
 def test_deep_merge_replaces_lists_and_merges_maps():

@@ -6,9 +6,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-import numpy as np
-
 from bench.registry import Registry
+from bench.store import Predictions
 
 if TYPE_CHECKING:  # annotations only: the context imports the plan, which the kinds' modules import too
     from bench.cells.context import RunContext
@@ -19,7 +18,7 @@ class Record:
     """What a cell produces: metrics (plain data) and, optionally, per-image predictions."""
 
     metrics: dict[str, Any]
-    predictions: tuple[list[str], np.ndarray, np.ndarray] | None = None
+    predictions: Predictions | None = None
 
 
 ComputeFn = Callable[[Any, "RunContext"], Record]

@@ -18,7 +18,6 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import torch
 
 import bench.cells  # noqa: F401  (registers the built-in cell kinds)
@@ -30,6 +29,7 @@ from bench.device import resolve_device
 from bench.errors import BenchError
 from bench.executor import seed_everything
 from bench.sections import add_section_cells
+from bench.store import Predictions
 from bench.suite.load import load_suite
 from bench.suite.plan import plan_for_data
 
@@ -60,7 +60,7 @@ class CellOutcome:
 
     key: str
     metrics: dict[str, Any] | None = None
-    predictions: tuple[list[str], np.ndarray, np.ndarray] | None = None
+    predictions: Predictions | None = None
     seconds: float = 0.0
     device: str = ""
     host: str = ""

@@ -4,6 +4,7 @@ craft's adversarial examples on a target variant (Table II)."""
 from __future__ import annotations
 
 import numpy as np
+import torch
 
 from bench.breakdown import attack_breakdown, clean_breakdown
 from bench.cells.context import RunContext
@@ -56,4 +57,14 @@ def score_attack(cell: AttackCell, ctx: RunContext) -> Record:
         "l2_per_image": {"ids": list(data.ids), "l2": [float(f"{v:.5g}") for v in l2]},
     }
     metrics.update(attack_breakdown(correct_adv, data.subsets))  # per subset, when the data has subsets
-    return Record(metrics, (data.ids, data.labels.numpy(), p_adv))
+    # per image: the L2 of what was scored, and of the attack's own output (the minimum-norm ranking axis)
+    return Record(metrics, (data.ids, data.labels.numpy(), p_adv, l2, _l2_before(ctx, cell, len(adv))))
+
+
+def _l2_before(ctx: RunContext, cell: AttackCell, n: int) -> np.ndarray | None:
+    """Per-image L2 of the craft's perturbations before storage (its norms file), None when it is not there."""
+    path = ctx.norms_before_path(cell.craft)
+    if not path.is_file():
+        return None
+    values = torch.load(path, weights_only=True).numpy().astype(float)
+    return values if len(values) == n else None

@@ -10,7 +10,8 @@ data folder, checkpoint or user code. Frames (one row per cell, in plan order):
   adaptive flag, metrics, and its craft cell's metrics (norms before scoring, `unchanged`, time);
 - `models`: each model with its gradient-norm metrics;
 - `sections`: cells of optional sections (DIP, cross-checks) with their payload and metrics;
-- `predictions(keys)`: per-image predictions of cells.
+- `predictions(keys)`: per-image predictions of cells (with, for attack cells, the per-image L2 of the scored
+  image, `l2`, and of the attack's output before storage, `l2_before`; missing where not recorded).
 """
 
 from __future__ import annotations
@@ -45,9 +46,12 @@ class Results:
         return int(self.variants["metrics"].isna().sum() + self.attacks["metrics"].isna().sum())
 
     def predictions(self, keys: list[str]) -> pd.DataFrame:
-        """Per-image predictions of the given cells: cell_key, image_id, label, p_real."""
-        rows = [(k, i, lab, p) for k in keys for i, (lab, p) in self.store.predictions(k).items()]
-        return pd.DataFrame(rows, columns=["cell_key", "image_id", "label", "p_real"])
+        """Per-image predictions of the given cells: cell_key, image_id, label, p_real, l2 and l2_before (the
+        perturbation after and before storage of an attack cell; NaN where the cell recorded none: a clean cell,
+        or one stored before the norms were recorded)."""
+        rows = [(k, i, *row) for k in keys for i, row in self.store.predictions_with_norms(k).items()]
+        frame = pd.DataFrame(rows, columns=["cell_key", "image_id", "label", "p_real", "l2", "l2_before"])
+        return frame.astype({"l2": float, "l2_before": float})
 
 
 def _metrics(r: CellResult | None) -> dict | None:
