@@ -76,24 +76,6 @@ def replica_mean(props: list[dict]) -> dict:
             "seeds": len(ok), "replicas": ok}
 
 
-def tied_ranks(intervals: list[tuple[float, float]]) -> list[tuple[int, bool]]:
-    """Ranks of entries sorted best first, each given as its interval (lo, hi): (rank, tied) per entry.
-
-    The list is cut into ordered blocks only where every interval above the cut lies entirely above every
-    interval below it (min lo above > max hi below); entries of one block share the block's first position as
-    their rank and are `tied` when the block has more than one entry. So every pair the ranking orders has
-    disjoint intervals. A chain A ~ B ~ C (A and C disjoint, B overlapping both) is one tied block: no cut
-    separates A from C without separating B from one of them."""
-    out: list[tuple[int, bool]] = []
-    start = 0
-    for i in range(1, len(intervals) + 1):
-        cut = i == len(intervals) or (min(lo for lo, _ in intervals[:i]) > max(hi for _, hi in intervals[i:]))
-        if cut:
-            out += [(start + 1, i - start > 1)] * (i - start)
-            start = i
-    return out
-
-
 def auroc(labels: np.ndarray, p_real: np.ndarray) -> float:
     """Area under the ROC curve for P(real) against label real = 1 (Mann-Whitney, ties count half)."""
     labels = np.asarray(labels)

@@ -62,23 +62,41 @@ def plugin_run(tmp_path_factory) -> tuple[Path, Path, Path]:
     return experiment, home, out / "plugin.md"
 
 
+def _table(section: str, header_starts: str) -> tuple[list[str], list[list[str]]]:
+    """(header, rows) of the markdown table in `section` whose header line starts with `header_starts`."""
+    lines = section.splitlines()
+    at = next(i for i, li in enumerate(lines) if li.startswith(header_starts))
+    body = []
+    for li in lines[at + 2:]:
+        if not li.startswith("|"):
+            break
+        body.append([c.strip() for c in li.strip().strip("|").split("|")])
+    return [h.strip() for h in lines[at].strip().strip("|").split("|")], body
+
+
 def test_user_defense_is_ranked_in_the_leaderboard(plugin_run):
     _, _, leaderboard = plugin_run
     ranking = _section(leaderboard.read_text(), "Defense ranking")
-    rows = [line for line in ranking.splitlines() if re.match(r"\|\s*\d+( \(tied\))?\s+\|", line)]
-    names = [line.split("|")[2].strip().removesuffix(" †") for line in rows]  # † would flag a degenerate model
+    header, rows = _table(ranking, "| Rank")
+    names = [r[1].removesuffix(" †") for r in rows]  # † would flag a degenerate model
     assert "Tiny A + 3-bit squeezing" in names and "Tiny A" in names and "Tiny B" in names
     defended = rows[names.index("Tiny A + 3-bit squeezing")]
-    assert re.search(r"\d+\.\d% \[\d+\.\d, \d+\.\d\] n=\d+", defended), "accuracies carry an interval and n"
-    # the adaptive column (attacked through the defense, BPDA gradient) is filled for the defended row only
-    header = [h.strip() for h in ranking.splitlines()[4].split("|")]
-    cells = [c.strip() for c in defended.split("|")]
-    adaptive = header.index("FGSM adaptive (through the defense)")
-    assert cells[adaptive] != "n/a" and "n=16" in cells[adaptive]
-    # sorted by worst case, descending (models flagged degenerate, if any, come last)
-    worst = header.index("Worst case (per image, all attacks)")
-    values = [float(line.split("|")[worst].strip().split("%")[0]) for line in rows if "†" not in line]
-    assert values == sorted(values, reverse=True)
+    robust = header.index("Robust accuracy at L-inf eps = 0.03")
+    assert re.search(r"\d+\.\d% \[\d+\.\d, \d+\.\d\] n=\d+", defended[robust]), "accuracies carry an interval and n"
+    # sorted by rank on the robust axis (models flagged degenerate, if any, come last)
+    ranks = [int(r[0].split()[0]) for r in rows if "†" not in r[1]]
+    assert ranks == sorted(ranks)
+    # the adaptive cell (attacked through the defense, BPDA gradient) enters the robust axis of the defended row
+    cells_header, cells = _table(ranking, "| Model")
+    adaptive = cells_header.index("FGSM adaptive (through the defense)")
+    by_name = {r[0].removesuffix(" †"): r for r in cells}
+    assert by_name["Tiny A + 3-bit squeezing"][adaptive] != "n/a" and "n=16" in by_name["Tiny A + 3-bit squeezing"][
+        adaptive]
+    assert by_name["Tiny A"][adaptive] == "n/a"
+    # did the defense help? the defended model against its base model, with a paired interval on both axes
+    _, diffs = _table(ranking, "| Defended model")
+    assert [r[0] for r in diffs] == ["Tiny A + 3-bit squeezing"] and diffs[0][1].startswith("Tiny A (")
+    assert re.search(r"[+-]\d+\.\d pp \[[+-]\d+\.\d, [+-]\d+\.\d\] (separated|tied)", diffs[0][2])
 
 
 def test_user_defense_cells_are_in_the_database(plugin_run):

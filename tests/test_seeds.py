@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.metrics import Proportion, replica_mean, t_quantile, tied_ranks, wilson_interval
+from bench.metrics import Proportion, replica_mean, t_quantile, wilson_interval
 from bench.suite.load import load_suite
 from bench.suite.plan import build_plan
 
@@ -96,14 +96,6 @@ def test_interval_over_seeds_is_wider_than_both_parts():
     same = replica_mean([Proportion(36, 64).as_dict()] * 3)  # identical replicas: test sampling only
     assert (same["lo"], same["hi"]) == pytest.approx(wilson_interval(36, 64))
     assert replica_mean([Proportion(0, 8).as_dict(), Proportion(8, 8).as_dict()])["lo"] == 0.0  # clipped
-
-
-def test_ranks_tie_overlapping_intervals():
-    assert tied_ranks([(0.8, 0.9), (0.5, 0.6), (0.1, 0.2)]) == [(1, False), (2, False), (3, False)]
-    assert tied_ranks([(0.5, 0.9), (0.4, 0.6), (0.1, 0.2)]) == [(1, True), (1, True), (3, False)]
-    # a chain A ~ B ~ C with A and C disjoint is one tied block: no cut orders A and C without B
-    assert tied_ranks([(0.8, 0.9), (0.7, 0.85), (0.6, 0.75)]) == [(1, True)] * 3
-    assert tied_ranks([]) == []
 
 
 @pytest.fixture(scope="module")

@@ -2,8 +2,8 @@
 frames) to markdown, never from memory or the data.
 
 Sections: provenance header, Table I (unperturbed), Table II (perturbed fakes, black-/white-box),
-accuracy against each attack grid (table and PNG, the paper's Fig. 3), defense ranking with
-worst-case robust accuracy, sanity checks, gradient-norm diagnostics, the optional sections (DIP,
+accuracy against each attack grid (table and PNG, the paper's Fig. 3), defense ranking on two axes
+(`bench.report.ranking`), sanity checks, gradient-norm diagnostics, the optional sections (DIP,
 cross-checks), and every cell in full.
 """
 
@@ -21,11 +21,12 @@ import yaml
 from tabulate import tabulate
 
 from bench.atomic import atomic_write_text
-from bench.metrics import Proportion, replica_mean, tied_ranks
+from bench.metrics import replica_mean
 from bench.report.breakdown import breakdown_sections
 from bench.report.controls import control_columns, grid_control_rows, norm_headers, norm_texts, point_params
 from bench.report.figures import plot_accuracy_curves
 from bench.report.format import num, pct, prop
+from bench.report.ranking import axis_text, compute_ranking, diff_text, headline_budget
 from bench.report.replicas import (
     aggregate_cells,
     attack_cells,
@@ -347,91 +348,115 @@ def grid_sections(b: Board, stem: str) -> str:
     return "\n\n".join(parts)
 
 
-def _ranking_columns(b: Board) -> list[tuple[str, bool]]:
-    cols = [("transfer", False), ("white-box", False)]
-    if any(d.adaptive for d in b.s.defenses.values()):
-        cols.append(("white-box", True))
-    return cols
-
-
-def _predictions_by_cell(b: Board, keys: list[str]) -> dict[str, list[tuple[str, int, float]]]:
-    frame = b.results.predictions(keys)
-    out: dict[str, list[tuple[str, int, float]]] = {k: [] for k in keys}
-    for k, i, lab, p in frame.itertuples(index=False):
-        out[k].append((i, int(lab), float(p)))
-    return out
-
-
 def defense_ranking(b: Board) -> str:
-    """Per evaluated model: clean accuracy, accuracy per attack cell, and per-image worst case."""
-    keys = b.attack_keys()
-    attacked = set(b.results.plan.attack_ids)
-    stored = [r for r in b.attack if _none(r["metrics"])]
-    preds = _predictions_by_cell(b, [v["clean_key"] for v in b.variants if b.clean[v["name"]]]
-                                 + [r["key"] for r in stored])
-    rows = []
+    """Both ranking axes with their intervals and ranks, the separated pairs, each defended model against its
+    baseline, and the per-attack cells behind the robust axis (`bench.report.ranking`)."""
+    rk = compute_ranking(b)
+    if not rk.rows:
+        return ""
     sets = replica_sets(b)
-    for v in group_rows(b):
-        members = [rv for rv in sets[v["name"]] if b.clean[rv["name"]] is not None]
-        if not members:
-            continue
-        worsts, ran = [], 0
-        for rv in members:
-            w, n_cells = _worst_case(b, rv, stored, preds, attacked)
-            ran += n_cells
-            if w is not None:
-                worsts.append(w)
-        worst = replica_mean(worsts) if worsts else None
-        cols = [aggregate_cells(b, attack_cells(b, v, k, threat, adaptive=adaptive))[1]
-                for k in keys for threat, adaptive in _ranking_columns(b)]
-        flagged = any(rv["name"] in b.degenerate for rv in sets[v["name"]])
-        rows.append((flagged, worst, [group_label(b, v), prop(clean_metric(b, v, "accuracy"))] + cols
-                     + [prop(worst), ran]))
-    rows.sort(key=lambda t: (t[0], -(t[1]["value"] if t[1] else -1)))  # flagged degenerate models last
-    headers = ["Model", "Clean accuracy (all test images)"]
+    by_name = {v["name"]: v for v in group_rows(b)}
+    k = max((a["robust"].seeds for a in rk.rows.values()), default=1)
+
+    def rank_text(a) -> str:
+        return "n/a" if a.rank is None else f"{a.rank}" + (" (tied)" if a.tied else "")
+
+    body = []
+    for name in rk.order:
+        rob, mn = rk.rows[name]["robust"], rk.rows[name]["min_norm"]
+        body.append([rank_text(rob), rk.labels[name], prop(clean_metric(b, by_name[name], "accuracy")),
+                     axis_text(rob, "robust"), rank_text(mn), axis_text(mn, "min_norm"),
+                     f"{rob.cells} / {mn.cells}"])
+    headers = ["Rank", "Model", "Clean accuracy (all test images)", f"Robust accuracy at {rk.headline}",
+               "Rank (min-norm L2)", "Median min-norm L2", "Attack cells (robust / min-norm)"]
+    seeds = f"each the mean over the {k} training seeds with its 95% interval" if k > 1 else \
+        "each with its 95% interval"
+    sep = "; ".join(f"{AXIS_TITLES[ax]}: {rk.separated[ax][0]} of {rk.separated[ax][1]}" for ax in rk.separated)
+    missing: dict[str, list[str]] = {}
+    for n, row in rk.rows.items():
+        for a in row.values():
+            if a.value is None and a.reason:
+                missing.setdefault(a.reason, []).append(rk.labels[n])
+    reasons = [f"{why} ({', '.join(dict.fromkeys(who))})" for why, who in missing.items()]
+    text = ("## Defense ranking\n\n"
+            f"Two axes, {seeds} ([docs/intervals.md](../docs/intervals.md)):\n\n"
+            f"- **Robust accuracy at {rk.headline}** (the budget: {rk.headline_reason or 'none'}). A fake counts "
+            "as detected only if the model detects it unperturbed and under every bounded attack cell at this "
+            "budget against it (both threat models; adaptive attacks through an evaluation-time defense "
+            "included). Attacks without a budget (minimum-norm attacks, controls, check attacks) never enter it. "
+            "Interval: Wilson over images and Student-t over seeds.\n"
+            "- **Median minimum-norm L2**: per fake, the smallest L2 (of the stored image, as scored) among the "
+            "minimum-norm attacks that fooled the model; a fake none fooled counts as unbroken (+inf: a median "
+            "beyond every perturbation found reads \"> max\", the largest one found), a fake the model misses "
+            "unperturbed as 0. Interval: the two-stage bootstrap (seeds, then images within each seed).\n\n"
+            "Two rows are separated on an axis only when a paired bootstrap (the same images and seeds resampled "
+            f"for both, {rk.replicates} replicates) gives their difference a 95% interval that excludes 0. A "
+            "row's rank is 1 + the number of rows separated above it; rows sharing a rank say \"tied\". "
+            f"**Separated pairs: {sep}.**\n\n"
+            + tabulate(body, headers, tablefmt="github"))
+    if reasons:
+        text += "\n\nn/a: " + "; ".join(reasons) + "."
+    if b.degenerate:
+        text += ("\n\n† flagged by the degenerate-classifier check: it calls most images of one class the other "
+                 "class, so its robust accuracy on fakes is not evidence of robustness; ranked last.")
+    if any(a.gave_up for row in rk.rows.values() for a in row.values()):
+        text += ("\n\n‡ a cell the axis reads comes from an attack that gave up (attack-left-images-unchanged) on "
+                 "that many seeds: on the robust axis one attack fewer counts; a minimum-norm attack that gave up "
+                 "finds no perturbation, so the median may be too high.")
+    return "\n\n".join(p for p in (text, _baseline_table(b, rk), _headline_cells(b, rk, sets)) if p)
+
+
+AXIS_TITLES = {"robust": "robust accuracy", "min_norm": "median minimum-norm L2"}
+
+
+def _baseline_table(b: Board, rk) -> str:
+    """Each defended group against its baseline: the paired difference on both axes."""
+    if not rk.baselines:
+        return ""
+    diffs = {(d.a, d.axis): d for d in rk.baseline_diffs}
+    rows = []
+    for name, (base, rule) in rk.baselines.items():
+        cells = []
+        for axis in ("robust", "min_norm"):
+            d = diffs.get((name, axis))
+            cells.append("n/a" if d is None else diff_text(d) + (" separated" if d.separated else " tied"))
+        rows.append([rk.labels[name], f"{rk.labels[base]} ({rule})", *cells])
+    return ("### Did the defense help? Each defended model against its baseline\n\n"
+            "The baseline of an evaluation-time defense is its base model; of a model with `baseline:` in the "
+            "suite, that model; of a training-time defense, the model it was trained from (`init_from`), else the "
+            "one model of the same architecture without a defense. Difference = defended - baseline, with its "
+            "paired 95% bootstrap interval; \"separated\" when the interval excludes 0.\n\n"
+            + tabulate(rows, ["Defended model", "Baseline", "Robust accuracy: difference",
+                              "Median min-norm L2: difference"], tablefmt="github"))
+
+
+def _headline_cells(b: Board, rk, sets: dict[str, list[Row]]) -> str:
+    """Per group, each attack at the headline budget per threat model: the cells the robust axis combines."""
+    head = headline_budget(b.ls)
+    if head is None:
+        return ""
+    cells = [r for r in b.attack if head.holds(r)]
     names = {("transfer", False): "black-box", ("white-box", False): "white-box",
              ("white-box", True): "adaptive (through the defense)"}
-    for k in keys:
-        headers += [f"{b.attack_title(k)} {names[c]}" for c in _ranking_columns(b)]
-    headers += ["Worst case (per image, all attacks)", "Attack cells"]
-    body = [[rank] + row for rank, (_, _, row) in zip(_rank_texts(rows), rows, strict=True)]
-    return ("## Defense ranking\n\nSorted by worst-case robust accuracy: a fake counts as detected only if the "
-            "model classifies it as fake unperturbed and under every attack cell the suite ran against this "
-            "model (all grid points, both threat models). It is not the minimum of the per-attack means. "
-            "Two rows get different ranks only when their worst-case intervals are disjoint (and so is every "
-            "interval above the cut from every one below it); rows that share a rank say \"tied\" "
-            "(`bench.metrics.tied_ranks`, docs/intervals.md)."
-            + (" Attack cells: summed over training seeds." if b.s.seeds > 1 else "") + "\n\n"
-            + tabulate(body, ["Rank"] + headers, tablefmt="github")
-            + ("\n\n† flagged by the degenerate-classifier check: it calls most images of one class the "
-               "other class, so its robust accuracy on fakes is not evidence of robustness; ranked last."
-               if b.degenerate else "")
-            + ("\n\n" + _gave_up_note(b) if b.gave_up else ""))
-
-
-def _worst_case(b: Board, v: Row, stored: list[Row], preds: dict, attacked: set[str]) -> tuple[dict | None, int]:
-    """Per-image worst case of one variant over every stored attack cell against it: (proportion, cells)."""
-    robust = {i: (lab == 0 and p < 0.5) for i, lab, p in preds[v["clean_key"]] if i in attacked}
-    ran = 0
-    for r in stored:
-        if r["target"] != v["name"]:
-            continue
-        ran += 1
-        for i, _, p in preds[r["key"]]:
-            robust[i] = robust.get(i, False) and p < 0.5
-    return (Proportion(sum(robust.values()), len(robust)).as_dict() if ran else None), ran
-
-
-def _rank_texts(rows: list[tuple[bool, dict | None, list]]) -> list[str]:
-    """Ranks with ties (`tied_ranks`) among unflagged rows, then among flagged ones after them."""
-    out: list[str] = []
-    offset = 0
-    for flagged in (False, True):
-        part = [w for f, w, _ in rows if f == flagged]
-        intervals = [(w["lo"], w["hi"]) if w else (-1.0, -1.0) for w in part]
-        out += [f"{offset + r}" + (" (tied)" if tied else "") for r, tied in tied_ranks(intervals)]
-        offset += len(part)
-    return out
+    cols = [(key, c) for key in b.attack_keys() for c in names
+            if any(r["attack_key"] == key and (r["threat"], bool(r["adaptive"])) == c for r in cells)]
+    if not cols:
+        return ""
+    rows = []
+    for name in rk.order:
+        texts = []
+        for key, (threat, adaptive) in cols:
+            per_seed = []
+            for rv in sets.get(name, []):
+                found = [r for r in cells if r["target"] == rv["name"] and r["attack_key"] == key
+                         and r["threat"] == threat and bool(r["adaptive"]) == adaptive]
+                per_seed += found[:1]  # one per seed (the first transfer source, when several)
+            texts.append(aggregate_cells(b, per_seed)[1] if per_seed else "n/a")
+        rows.append([rk.labels[name], *texts])
+    headers = ["Model"] + [f"{b.attack_title(key)} {names[c]}" for key, c in cols]
+    return (f"### Robust accuracy per attack at {rk.headline}\n\nThe cells the robust axis combines per image "
+            "(accuracy on the attacked fakes, mean over seeds).\n\n" + tabulate(rows, headers, tablefmt="github")
+            + ("\n\n" + _gave_up_note(b) if any(r["craft_key"] in b.gave_up for r in cells) else ""))
 
 
 def gradient_norms(b: Board) -> str:
@@ -508,8 +533,10 @@ COLUMN_GUIDE = """## What the columns mean
 - **Unperturbed fakes** (Table II): fake recall on the test set (all test fakes).
 - **Black-box / white-box** (Table II): accuracy on the attacked test fakes after the attack (the adversary wants
   fakes scored real, so higher is more robust); black-box examples transfer from another model.
-- **Worst case**: per image, detected only if detected clean and under every attack cell (controls and check
-  attacks excluded).
+- **Robust accuracy at the headline budget** (defense ranking): per image, detected only if detected clean and
+  under every bounded attack cell at that budget (controls, check attacks and unbounded attacks excluded).
+- **Median min-norm L2** (defense ranking): per image, the smallest stored perturbation of a minimum-norm attack
+  that fooled the model (+inf if none did, 0 if missed unperturbed); the median over images.
 - **Storage only / noise** (controls): the clean attacked fakes through the suite's storage, or with random noise of
   the attack's budget; an attack should leave clearly fewer fakes detected than its controls.
 - Intervals are Wilson 95% score intervals; averages over a grid of models pool their counts."""

@@ -237,7 +237,7 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
         if name in plan.models:
             return plan.models[name].key
         rm = ls.models[name]
-        cfg = rm.config.model_dump(exclude={"label", "defense"})
+        cfg = rm.config.model_dump(exclude={"label", "defense", "baseline"})  # what training reads
         deps: tuple[str, ...] = ()
         if rm.config.checkpoint:
             cfg["checkpoint"] = file_digest(ls.base_dir / rm.config.checkpoint)

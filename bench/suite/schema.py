@@ -68,6 +68,9 @@ class ModelConfig(Strict):
     recipe: Recipe = Recipe()
     init_from: str | None = Field(None, description="start training from another model of the suite")
     defense: dict[str, dict[str, Any]] | None = None
+    baseline: str | None = Field(
+        None, description="the undefended model this one is compared with in the defense ranking (a model of the "
+                          "suite; default: init_from, else the one model of the same arch without a defense)")
 
     @model_validator(mode="before")
     @classmethod
@@ -175,8 +178,18 @@ class EvaluationConfig(Strict):
     checks: ChecksConfig = ChecksConfig()
 
 
+class HeadlineBudget(Strict):
+    """The budget of the ranking's robust-accuracy axis: bounded attacks of this norm at this budget."""
+
+    norm: Literal["linf", "l2"] = "linf"
+    eps: Number = Field(gt=0.0)
+
+
 class ReportConfig(Strict):
     leaderboard_dir: str = "leaderboard"
+    headline: HeadlineBudget | None = Field(
+        None, description="the robust-accuracy axis's budget (default: the most common table eps of the suite's "
+                          "bounded L-inf attacks)")
     figures: Boolean = True
     l2_budgets: list[Number] = Field(
         default_factory=lambda: [0.25, 0.5, 1.0, 2.0, 4.0], min_length=1,

@@ -189,6 +189,8 @@ def check_loaded(ls: LoadedSuite) -> None:
 def _check_model_references(ls: LoadedSuite) -> None:
     models = ls.suite.models
     for name, m in models.items():
+        if m.baseline is not None:
+            _check_baseline(ls, name, m.baseline)
         if not m.init_from:
             continue
         where = f"models.{name}.init_from"
@@ -206,6 +208,18 @@ def _check_model_references(ls: LoadedSuite) -> None:
             raise BenchError(where, f"{m.init_from!r} is a grid of models; name one of them")
         if src.arch != m.arch:
             raise BenchError(where, f"{m.init_from!r} is a {src.arch}, this model a {m.arch}: the weights do not fit")
+
+
+def _check_baseline(ls: LoadedSuite, name: str, baseline: str) -> None:
+    """A model's `baseline:` names another (single, replica-0) model of the suite."""
+    where = f"models.{name}.baseline"
+    target = ls.models.get(baseline)
+    if target is None or target.replica != 0:
+        grid = baseline in ls.suite.models
+        raise BenchError(where, f"{short(baseline)} is a grid of models; name one of them" if grid
+                         else f"unknown model {short(baseline)}")
+    if target.base == name:
+        raise BenchError(where, f"{short(baseline)} is this model itself; name the undefended model to compare with")
 
 
 def _check_tables(ls: LoadedSuite) -> None:
