@@ -310,3 +310,15 @@ attacks: {}
     # two undefended models of the architecture: no inferred baseline (the suite must say which)
     two = text.replace("attacks: {}", "  b: {arch: tiny, recipe: {lr: 0.04}}\nattacks: {}")
     assert baselines(two)["c"] is None
+
+
+def test_groups_without_results_read_na(tmp_path):
+    path = tmp_path / "s.yaml"
+    path.write_text(SUITE)
+    ls = load_suite(path)
+    b = Board(results_from(ResultStore(tmp_path / "empty.sqlite"), ls, build_plan(ls, "x", FAKES)), tmp_path)
+    rk = compute_ranking(b)
+    assert set(rk.rows) == {"a", "b", "c", "d", "a+jpeg"}
+    assert all(a.value is None and a.rank is None and "no clean result" in a.reason
+               for row in rk.rows.values() for a in row.values())
+    assert rk.separated == {"robust": (0, 0), "min_norm": (0, 0)} and not rk.baseline_diffs

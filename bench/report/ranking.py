@@ -72,7 +72,7 @@ class PairDiff:
 @dataclass(frozen=True)
 class Ranking:
     headline: str  # e.g. "L-inf eps = 0.02", the budget of the robust axis
-    rows: dict[str, dict[str, AxisValue]]  # group name -> {"robust": ..., "min_norm": ...}
+    rows: dict[str, dict[str, AxisValue]]  # group name (every group of the plan) -> {"robust": ..., "min_norm": ...}
     labels: dict[str, str]  # group name -> display label
     order: list[str]  # group names, best first on the robust axis (flagged rows last)
     flagged: dict[str, str]  # group name -> short reason (e.g. "degenerate, 1 of 3 seeds")
@@ -244,7 +244,7 @@ def _compute(b: Board, n_boot: int, seed: int) -> Ranking:
     head = headline_budget(b.ls)
     ids = [str(i) for i in b.results.plan.attack_ids]
     sets = replica_sets(b)
-    reps = [v for v in group_rows(b) if any(b.clean.get(rv["name"]) is not None for rv in sets[v["name"]])]
+    reps = group_rows(b)  # every group: one without results reads n/a on both axes, with the reason
     members = {v["name"]: sets[v["name"]] for v in reps}
     keys = [rv["clean_key"] for ms in members.values() for rv in ms]
     keys += [r["key"] for r in b.attack if _stored(r)]
