@@ -7,27 +7,18 @@ import sqlite3
 import sys
 import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.atomic import writable_or_error
-from bench.attacks.registry import list_attacks
-from bench.crosscheck.cli import add_crosscheck_arguments, main_crosscheck
-from bench.data.faces import print_report
-from bench.data.sources import load_data
-from bench.data.synthetic import write_image_folder
-from bench.defenses.registry import list_defenses
-from bench.device import resolve_device
+# Only what builds the parser and reports errors is imported here: each command imports what it needs (torch,
+# the toolkits, pandas) in its handler, so `bench --help`, `bench list` and `bench validate` start at once
+# (benchmarks/cli_startup.py; tests/test_cli_startup.py checks that `import bench.cli` imports no torch).
+from bench.crosscheck.arguments import add_crosscheck_arguments
 from bench.errors import BenchError
-from bench.executor import RunStats
 from bench.faults import environment_error
-from bench.lock import home_lock
-from bench.models.registry import list_models
-from bench.report.leaderboard import write_leaderboard
-from bench.results.export import export
-from bench.results.query import load_results, results_from
-from bench.runner import prepare, run_suite
 from bench.settings import configure_matplotlib, default_home
-from bench.store import ResultStore
-from bench.suite.load import load_suite, read_yaml
+
+if TYPE_CHECKING:
+    from bench.store import ResultStore  # lazy (see the imports above)
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -123,11 +114,22 @@ def _data_override(path: Path | None) -> dict | None:
 
 
 def _home_and_store(args) -> tuple[Path, ResultStore]:
+    from bench.store import ResultStore  # lazy (see the imports above)
+
     home = args.home or default_home()
     return home, ResultStore(args.db or home / "results.sqlite")
 
 
 def cmd_run(args) -> int:
+    from bench.atomic import writable_or_error  # lazy (see the imports above)
+    from bench.device import resolve_device  # lazy (see the imports above)
+    from bench.executor import RunStats  # lazy (see the imports above)
+    from bench.lock import home_lock  # lazy (see the imports above)
+    from bench.report.leaderboard import write_leaderboard  # lazy (see the imports above)
+    from bench.results.query import results_from  # lazy (see the imports above)
+    from bench.runner import prepare, run_suite  # lazy (see the imports above)
+    from bench.suite.load import load_suite  # lazy (see the imports above)
+
     t0 = time.perf_counter()
     device = resolve_device(args.device)
     shard = _parse_shard(args.shard)
@@ -167,7 +169,7 @@ def _executor(args):
         return None
     try:
         # lazy: Ray is an optional extra, imported only when asked for
-        from bench.distributed.ray_executor import RayExecutor
+        from bench.distributed.ray_executor import RayExecutor  # lazy (see the imports above)
     except ImportError as exc:
         raise BenchError("--executor ray", f"Ray is not installed ({exc}); pip install -e '.[ray]'") from None
     return RayExecutor(address=args.address, num_gpus_per_cell=args.num_gpus_per_cell,
@@ -187,6 +189,8 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def cmd_merge(args) -> int:
+    from bench.store import ResultStore  # lazy (see the imports above)
+
     for src in args.sources:
         if not src.is_file():
             raise BenchError(str(src), "database file does not exist")
@@ -201,8 +205,12 @@ def cmd_merge(args) -> int:
 
 
 def cmd_validate(args) -> int:
+    from bench.suite.load import load_suite  # lazy (see the imports above)
+
     ls = load_suite(args.suite, args.profile, _data_override(args.data), load_plugins=args.load_plugins)
     if ls.suite.data.source != "synthetic-faces":  # the user's images: read them all, as a run would
+        from bench.data.sources import load_data  # lazy (see the imports above)
+
         train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
         print(f"{ls.suite.data.path}: {len(train)} training and {len(test)} test images")
     plugins = "" if args.load_plugins else "; plug-ins checked by name only (--load-plugins imports them)"
@@ -212,6 +220,10 @@ def cmd_validate(args) -> int:
 
 
 def cmd_list(args) -> int:
+    from bench.attacks.registry import list_attacks  # lazy (see the imports above)
+    from bench.defenses.registry import list_defenses  # lazy (see the imports above)
+    from bench.models.registry import list_models  # lazy (see the imports above)
+
     print("models:  ", ", ".join(list_models()))
     print("attacks:")
     for a in list_attacks():
@@ -222,6 +234,8 @@ def cmd_list(args) -> int:
 
 
 def _suite_name(path: Path) -> str:
+    from bench.suite.validate import read_suite_file as read_yaml  # lazy (see the imports above)
+
     """A suite's name: from its file when it exists (only the name is read), else the argument itself."""
     if path.is_file():
         name = read_yaml(path).get("name")
@@ -234,6 +248,9 @@ def _suite_name(path: Path) -> str:
 
 
 def cmd_report(args) -> int:
+    from bench.report.leaderboard import write_leaderboard  # lazy (see the imports above)
+    from bench.results.query import load_results  # lazy (see the imports above)
+
     _, store = _home_and_store(args)
     try:
         path = write_leaderboard(load_results(store, _suite_name(args.suite), args.profile), args.out)
@@ -244,6 +261,9 @@ def cmd_report(args) -> int:
 
 
 def cmd_export(args) -> int:
+    from bench.results.export import export  # lazy (see the imports above)
+    from bench.results.query import load_results  # lazy (see the imports above)
+
     _, store = _home_and_store(args)
     try:
         results = load_results(store, _suite_name(args.suite), args.profile)
@@ -256,6 +276,9 @@ def cmd_export(args) -> int:
 
 
 def cmd_data(args) -> int:
+    from bench.data.faces import print_report  # lazy (see the imports above)
+    from bench.data.synthetic import write_image_folder  # lazy (see the imports above)
+
     if args.data_command == "faces":
         return print_report(args)
     n = write_image_folder(args.out, args.n, args.size, args.seed)
@@ -270,6 +293,8 @@ def main(argv: list[str] | None = None) -> int:
     configure_matplotlib(getattr(args, "home", None))
     try:
         if args.command == "crosscheck":
+            from bench.crosscheck.cli import main_crosscheck  # lazy (see the imports above)
+
             return main_crosscheck(args)
         return handlers[args.command](args)
     except BenchError as exc:

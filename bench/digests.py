@@ -5,11 +5,10 @@ from __future__ import annotations
 import hashlib
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import torch
-
-from bench.data.dataset import ImageSet
+if TYPE_CHECKING:  # a data split holds tensors: torch is imported where one is digested
+    from bench.data.dataset import ImageSet
 
 
 def digest(obj: Any) -> str:
@@ -25,6 +24,8 @@ def file_digest(path: Path) -> str:
 
 
 def data_digest(train: ImageSet, test: ImageSet) -> str:
+    import torch  # lazy: only a data split needs torch
+
     h = hashlib.sha256()
     for part in (train, test):
         h.update((part.images * 255).round().to(torch.uint8).numpy().tobytes())

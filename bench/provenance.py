@@ -11,19 +11,40 @@ from pathlib import Path
 PACKAGES = ("torch", "torchvision", "adversarial-robustness-toolbox", "foolbox", "numpy", "bench")
 
 
+# The checkout bench runs from (the folder above the package): its commit is what a run records, whatever the
+# working directory of the process (a run started elsewhere used to record `unknown`).
+SOURCE_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _git(args: list[str], cwd: Path) -> subprocess.CompletedProcess:
+    # safe.directory: a checkout owned by another user (a container, a shared volume) is still read
+    return subprocess.run(["git", "-c", f"safe.directory={cwd}", *args], cwd=cwd, capture_output=True, text=True,
+                          timeout=10)
+
+
 def git_commit(cwd: Path | None = None) -> str:
+    """The short commit of bench's own checkout (or of `cwd`), `-dirty` when tracked files changed; `unknown`
+    when bench does not run from a git checkout (an installed wheel) or git is missing."""
+    root = Path(cwd) if cwd is not None else SOURCE_ROOT
     try:
-        out = subprocess.run(
-            ["git", "rev-parse", "--short=12", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
-        )
-        commit = out.stdout.strip() or "unknown"
-        dirty = subprocess.run(
-            ["git", "status", "--porcelain", "--untracked-files=no"], cwd=cwd, capture_output=True, text=True,
-            timeout=10,
-        ).stdout.strip()
-        return commit + ("-dirty" if dirty and commit != "unknown" else "")
+        commit = _git(["rev-parse", "--short=12", "HEAD"], root).stdout.strip() or "unknown"
+        if commit == "unknown":
+            return commit
+        dirty = _git(["status", "--porcelain", "--untracked-files=no"], root).stdout.strip()
+        return commit + ("-dirty" if dirty else "")
     except (OSError, subprocess.SubprocessError):
         return "unknown"
+
+
+def is_ancestor(older: str, newer: str, cwd: Path | None = None) -> bool | None:
+    """Whether commit `older` is an ancestor of `newer` in bench's checkout (None when git cannot say)."""
+    root = Path(cwd) if cwd is not None else SOURCE_ROOT
+    a, b = older.removesuffix("-dirty"), newer.removesuffix("-dirty")
+    try:
+        out = _git(["merge-base", "--is-ancestor", a, b], root)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return {0: True, 1: False}.get(out.returncode)
 
 
 def package_versions() -> dict[str, str]:

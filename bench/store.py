@@ -267,6 +267,23 @@ class ResultStore:
         ).fetchone()
         return self.run(row[0]) if row else None
 
+    def computed_by(self, cell_ids: list[str]) -> list[dict[str, Any]]:
+        """Which commits computed these cells: per git commit of the cells' runs (None: not recorded), the number
+        of cells and when the first and last of them were stored; most cells first."""
+        counts: dict[str | None, list] = {}
+        ids = list(dict.fromkeys(cell_ids))
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            for commit, n, first, last in self.db.execute(
+                    "SELECT r.git_commit, COUNT(*), MIN(c.created), MAX(c.created) FROM cells c "
+                    "LEFT JOIN runs r ON c.run_id = r.run_id WHERE c.cell_id IN "
+                    f"({','.join('?' * len(part))}) GROUP BY r.git_commit", part):
+                have = counts.setdefault(commit, [0, first, last])
+                have[0] += n
+                have[1], have[2] = min(have[1], first), max(have[2], last)
+        out = [{"commit": c, "cells": n, "first": f, "last": la} for c, (n, f, la) in counts.items()]
+        return sorted(out, key=lambda d: -d["cells"])
+
 
 def _optional(values: np.ndarray | None, n: int) -> list[float | None]:
     """Per-image values as stored: a float, or None (NULL) where absent or not finite."""

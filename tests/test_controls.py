@@ -82,7 +82,7 @@ def test_controls_equal_a_hand_computation(run):
 def test_controls_are_shown_never_ranked_and_norms_have_both_columns(run):
     path, base = run
     text = (base / "lb" / "controls.md").read_text()
-    assert "Storage only (control)" in text and "noise at eps 0.03 (control)" in text
+    assert "Storage only (control)" in text and "Noise at eps 0.03 (control)" in text
     assert "(noise control, not an attack)" in text  # a noise row in the per-budget table
     assert "Mean L2 before storage" in text and "Mean L2 after png" in text
     assert "c_max=100.0 (not used" not in text  # the native CW uses c_max

@@ -122,10 +122,10 @@ def test_leaderboard_shows_one_row_per_model_with_the_mean_of_seeds(seeded_run):
     rows = [li for li in table_i.splitlines() if li.startswith("| ") and "Model" not in li and "---" not in li]
     names = [re.sub(r"( \(\d of 2 seeds flagged\))? †$", "", li.split("|")[1].strip()) for li in rows]
     assert names == ["a", "b", "a2", "a + jpeg"]
-    assert all("n=40 x2 seeds" in li for li in rows)
+    assert "n = 40 test images (20 fake, 20 real) per seed, each cell the mean over 2 training seeds" in table_i
     table_ii = text.split("## Table II")[1].split("\n## ")[0]
     assert "(seed 1)" not in table_i and "(seed 1)" not in table_ii
-    assert "n=12 x2 seeds" in table_ii
+    assert "n = 12 attacked fakes per seed" in table_ii and "the mean over 2 training seeds" in table_ii
     ranking = text.split("## Defense ranking")[1].split("\n## ")[0]
     assert "(seed 1)" not in ranking and "x2 seeds" in ranking
     assert "Machine-dependent: CPU" in text and "torch threads" in text

@@ -18,45 +18,12 @@ import zlib
 
 import numpy as np
 import torch
-from pydantic import Field
 
-from bench.attacks.params import AttackParams
-from bench.attacks.registry import register_attack, register_backend
+from bench.attacks.control_params import NoiseL2Params, NoiseParams, StorageParams
+from bench.attacks.registry import register_backend
 from bench.models.detector import Detector
-from bench.suite.types import Integer, Number
 
-
-@register_attack(name="storage", title="Storage only", family="control", norm="linf", budget=None,
-                 deterministic=True)
-class StorageParams(AttackParams):
-    """The clean images, unchanged: what storage alone does to them."""
-
-    def passes_per_image(self) -> float:
-        return 0.0
-
-
-@register_attack(name="noise", title="Noise", family="control", norm="linf", budget="eps", deterministic=True)
-class NoiseParams(AttackParams):
-    """Uniform random sign noise: x + eps * s, s in {-1, +1} per pixel and channel, clipped to [0, 1]."""
-
-    eps: Number = Field(0.02, ge=0.0, le=1.0, description="L-inf size of the noise, in [0, 1] pixel units")
-    seed: Integer = Field(0, ge=0, description="with each image's content, seeds its noise")
-
-    def passes_per_image(self) -> float:
-        return 0.0
-
-
-@register_attack(name="noise_l2", title="Noise L2", family="control", norm="l2", budget=None, deterministic=True)
-class NoiseL2Params(AttackParams):
-    """Gaussian noise scaled to L2 norm `l2` per image (before clipping to [0, 1])."""
-
-    of: str = Field("", description="the craft key of the attack whose median L2 (before storage) sets `l2`")
-    of_label: str = Field("", description="that attack's label, for the report")
-    l2: Number | None = Field(None, ge=0.0, description="filled in by the craft cell from the attack `of`")
-    seed: Integer = Field(0, ge=0)
-
-    def passes_per_image(self) -> float:
-        return 0.0
+__all__ = ["NoiseL2Params", "NoiseParams", "StorageParams", "image_rng"]
 
 
 def image_rng(x: torch.Tensor, seed: int) -> np.random.Generator:

@@ -8,24 +8,77 @@ Checks, cross-checks and the leaderboard read these declarations, never attack n
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import importlib
+from collections.abc import Callable, Iterator, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
-import torch
 from pydantic import ValidationError
 
 from bench.errors import BenchError, validation_error
 from bench.registry import Registry
 
 if TYPE_CHECKING:  # annotations only: the parameter models import this module to declare themselves
+    import torch
+
     from bench.attacks.params import AttackParams
     from bench.models.detector import Detector
 
-AttackFn = Callable[["Detector", torch.Tensor, torch.Tensor, "AttackParams"], torch.Tensor]
+AttackFn = Callable[["Detector", "torch.Tensor", "torch.Tensor", "AttackParams"], "torch.Tensor"]
 Family = Literal["single-step", "iterative", "minimum-norm", "control"]
 FAMILIES: tuple[str, ...] = ("single-step", "iterative", "minimum-norm", "control")
 NORMS: tuple[str, ...] = ("linf", "l2")
+
+
+# bench's own backends: attack -> backend -> the module whose import registers it. They are imported when first
+# used, so listing or validating attacks needs neither torch nor the toolkits (tests/test_cli_startup.py checks
+# this table against what the modules register).
+BUILTIN_BACKENDS: dict[str, dict[str, str]] = {
+    "fgsm": {"native": "bench.attacks.native", "art": "bench.attacks.toolkits", "foolbox": "bench.attacks.toolkits"},
+    "cw_l2": {"native": "bench.attacks.native", "art": "bench.attacks.toolkits",
+              "foolbox": "bench.attacks.toolkits"},
+    "pgd": {"native": "bench.attacks.native", "art": "bench.attacks.toolkits", "foolbox": "bench.attacks.toolkits"},
+    "apgd": {"native": "bench.attacks.apgd", "art": "bench.attacks.toolkits"},
+    "square": {"native": "bench.attacks.square", "art": "bench.attacks.toolkits"},
+    "fmn": {"native": "bench.attacks.min_norm", "foolbox": "bench.attacks.toolkits"},
+    "ddn": {"native": "bench.attacks.min_norm", "foolbox": "bench.attacks.toolkits"},
+    "ensemble": {"native": "bench.attacks.ensemble"},
+    "storage": {"native": "bench.attacks.controls"},
+    "noise": {"native": "bench.attacks.controls"},
+    "noise_l2": {"native": "bench.attacks.controls"},
+}
+
+
+class Backends(MutableMapping):
+    """An attack's backends, name -> implementation: the registered ones, and bench's own (`BUILTIN_BACKENDS`)
+    whose module is imported the first time one of them is looked up."""
+
+    def __init__(self, attack: str) -> None:
+        self.attack = attack
+        self._fns: dict[str, AttackFn] = {}
+
+    def _lazy(self) -> dict[str, str]:
+        return BUILTIN_BACKENDS.get(self.attack, {})
+
+    def __getitem__(self, name: str) -> AttackFn:
+        if name not in self._fns and name in self._lazy():
+            importlib.import_module(self._lazy()[name])  # registers its backends (register_backend)
+        return self._fns[name]
+
+    def __setitem__(self, name: str, fn: AttackFn) -> None:
+        self._fns[name] = fn
+
+    def __delitem__(self, name: str) -> None:
+        del self._fns[name]
+
+    def __contains__(self, name: object) -> bool:
+        return name in self._fns or name in self._lazy()
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(dict.fromkeys([*self._lazy(), *self._fns]))
+
+    def __len__(self) -> int:
+        return len(set(self._lazy()) | set(self._fns))
 
 
 @dataclass
@@ -50,7 +103,10 @@ class AttackSpec:
     norm: str
     budget: str | None
     deterministic: bool
-    backends: dict[str, AttackFn] = field(default_factory=dict)
+    backends: Backends = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.backends = Backends(self.name)
 
     def norm_of(self, params: AttackParams | dict[str, Any]) -> str:
         value = _get(params, "norm")

@@ -1,7 +1,6 @@
 """The cell lifecycle: every unit of work is a cell kind with a key, dependencies and `compute(cell, ctx)`.
 
 `bench.cells.registry` maps kinds to their compute functions; the modules here register the kinds of
-Tables I and II (model, clean, gradnorm, craft, attack); optional suite sections register theirs.
+Tables I and II (model, clean, gradnorm, craft, attack); optional suite sections register theirs. Each module is
+imported the first time its kind is computed (`bench.cells.registry.BUILTIN_KINDS`, `Section.computes`).
 """
-
-from bench.cells import craft, model, scoring  # noqa: F401  (imported for their registrations)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
@@ -40,11 +41,32 @@ def computes(kind: str, done: DoneFn | None = None) -> Callable[[ComputeFn], Com
     return deco
 
 
+# The modules that register the built-in kinds; a section's kinds come from its `computes` module. Both are
+# imported on first use, so reading results (reports, exports) imports none of them (nor torch).
+BUILTIN_KINDS = {"model": "bench.cells.model", "clean": "bench.cells.scoring", "gradnorm": "bench.cells.scoring",
+                 "attack": "bench.cells.scoring", "craft": "bench.cells.craft"}
+
+
+def _load(kind: str) -> None:
+    if kind in CELL_KINDS:
+        return
+    module = BUILTIN_KINDS.get(kind)
+    if module is None:
+        from bench.sections import section_of  # lazy: the sections import this module
+
+        sec = section_of(kind)
+        module = sec.computes if sec is not None else None
+    if module is not None:
+        importlib.import_module(module)
+
+
 def is_done(cell: Any, ctx: RunContext) -> bool:
     """Whether a stored cell's artifacts are still there (always, for kinds that leave none)."""
+    _load(cell.kind)
     check = _DONE.get(cell.kind)
     return True if check is None else check(cell, ctx)
 
 
 def compute_fn(kind: str) -> ComputeFn:
+    _load(kind)
     return CELL_KINDS.get(kind, "cell")

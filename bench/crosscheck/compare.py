@@ -33,6 +33,7 @@ from bench.attacks.registry import get_attack, run_attack
 from bench.attacks.user import is_user_spec, load_user_attack, validate_adversarial
 from bench.crosscheck.grade import Grade, curve_budgets, distances, optimality, robust_accuracy
 from bench.crosscheck.report import render_markdown, render_text
+from bench.crosscheck.tolerances import Tolerances
 from bench.diagnostics import REACH_STEP, REACH_STEPS, reachable_margin
 from bench.errors import BenchError, validation_problems
 from bench.models.detector import Detector
@@ -49,30 +50,6 @@ C_SEARCH_NOTE = (
     "starts at c_min, multiplies by 10 until it succeeds, then bisects toward 0, so it can end below c_min. "
     "c_max only binds the native one."
 )
-
-
-@dataclass(frozen=True)
-class Tolerances:
-    """What counts as agreement. Deterministic attacks are compared image by image; the others by strength."""
-
-    max_abs_diff: float = 1e-6
-    success_agreement: float = 1.0
-    success_rate_slack: float = 0.0
-    median_l2_ratio: float = 1.05
-    optimality_slack: float = 0.05
-
-    @staticmethod
-    def describe() -> dict[str, str]:
-        return {
-            "max_abs_diff": "deterministic attacks: max |x_adv(subject) - x_adv(reference)| over all pixels <= tol",
-            "success_agreement": "deterministic attacks: share of images with the same success outcome >= tol",
-            "success_rate_slack": "other attacks: success rate(subject) >= success rate(reference) - tol",
-            "median_l2_ratio": "minimum-norm attacks: median L2(subject) / median L2(reference), over images both "
-                               "broke, <= tol",
-            "optimality_slack": "other attacks: optimality(subject) >= the best reference's optimality - tol "
-                                "(AttackBench's optimality: 1 - (area under the curve - best area) / (worst - best "
-                                "area))",
-        }
 
 
 @dataclass

@@ -14,8 +14,8 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from bench.attacks.registry import get_attack
-from bench.attacks.user import is_user_spec, load_user_attack
 from bench.errors import BenchError, format_validation_error, short
+from bench.plugins import is_plugin_spec as is_user_spec
 
 
 class CrosscheckEntry(BaseModel):
@@ -62,6 +62,8 @@ def entries(raw: list[dict], models: dict, base_dir: Path, load_plugins: bool = 
                     raise BenchError(where, f"{short(impl)} is not an implementation of {e.attack}; use one of "
                                      f"{', '.join(sorted(spec.backends))} or a user attack 'file.py:Name'")
             elif load_plugins:
+                from bench.attacks.user import load_user_attack  # lazy: runs the user's code (torch)
+
                 load_user_attack(impl, where=where)
             elif path.endswith(".py") and not Path(impl.rpartition(":")[0]).is_file():
                 raise BenchError(where, f"attack file {impl.rpartition(':')[0]} does not exist")

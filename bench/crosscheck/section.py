@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
-from bench.crosscheck.compare import crosscheck, crosscheck_records
 from bench.crosscheck.entries import entries
 from bench.crosscheck.report import render_markdown
 from bench.digests import digest
 from bench.sections.registry import Section, register_section
 from bench.suite.load import LoadedSuite
 from bench.suite.plan import PLAN_VERSION, Plan, SectionCell
+
+if TYPE_CHECKING:
+    from bench.cells.context import RunContext
 
 # 2: the cell stores the report as data (rendered at report time), no longer as markdown; version 1 cells
 # (the layout before) are not reused.
@@ -32,6 +34,8 @@ def crosscheck_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
 
 @computes("crosscheck")
 def run_crosscheck(cell: SectionCell, ctx: RunContext) -> Record:
+    from bench.crosscheck.compare import crosscheck, crosscheck_records  # lazy: torch and the toolkits
+
     e = cell.payload
     data = ctx.attacked.subset(range(min(e["n"], len(ctx.attacked))))
     report = crosscheck(ctx.detector(e["model"]), data.images, data.labels, e["attack"], e["params"],
@@ -44,7 +48,7 @@ def crosscheck_section(board, out_dir: Path, stem: str) -> str:
     found = [r for r in board.results.sections.to_dict("records") if r["kind"] == "crosscheck"]
     if not found:
         return ""
-    parts = ["## Cross-checks of attack implementations"]
+    parts = ["## Cross-checks of attack implementations: the reports"]
     for r in found:
         e = r["payload"]
         title = f"### {e['attack']} on {e['model']}: {', '.join(Path(i).name for i in e['implementations'])}"
@@ -59,5 +63,22 @@ def crosscheck_section(board, out_dir: Path, stem: str) -> str:
     return "\n\n".join(parts)
 
 
+def crosscheck_brief(board) -> str:
+    """One line per stored cross-check for the main document: its verdict (the full report is in the appendix)."""
+    found = [r for r in board.results.sections.to_dict("records") if r["kind"] == "crosscheck"]
+    if not found:
+        return ""
+    lines = []
+    for r in found:
+        e, m = r["payload"], r["metrics"]
+        impls = ", ".join(Path(i).name for i in e["implementations"])
+        verdict = ("not run yet" if not isinstance(m, dict) else "all verdicts pass" if m["ok"]
+                   else "**disagreement: at least one verdict fails**")
+        lines.append(f"- {e['attack']} on {e['model']} ({impls}, {e['n']} images): {verdict}.")
+    return ("## Cross-checks of attack implementations\n\n" + "\n".join(lines)
+            + "\n\nThe reports (implementations, pairs, grades, verdicts) are in the appendix.")
+
+
 SECTION = register_section(Section(kind="crosscheck", cells=crosscheck_cells, render=crosscheck_section,
-                                   sharded="never", order=20))
+                                   sharded="never", order=20, appendix=True, brief=crosscheck_brief,
+                                   computes="bench.crosscheck.section"))

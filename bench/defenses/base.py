@@ -20,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 import torch
 
+from bench.defenses.registry import KINDS
 from bench.errors import ContractError
 from bench.models.detector import Detector, ModelSpec
 
@@ -28,7 +29,6 @@ if TYPE_CHECKING:
 
 __all__ = ["KINDS", "PreprocessorDefense", "TrainingDefense", "WrapperDefense", "as_detector", "defense_kind"]
 
-KINDS = ("training", "preprocessor", "wrapper")
 
 
 class TrainingDefense:

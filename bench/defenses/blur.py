@@ -19,7 +19,7 @@ import torch
 from torch.nn import functional as F
 
 from bench.defenses.base import TrainingDefense
-from bench.errors import BenchError
+from bench.defenses.builtin_params import check_blur
 
 PAPER_SIGMA = (3.0, 5.0)
 PAPER_IMAGE_HW = (368, 300)
@@ -86,19 +86,7 @@ class BlurAugmentation(TrainingDefense):
         sigma: tuple[float, float] | list[float] | None = None,
         reference_size: float = PAPER_REFERENCE_SIZE,
     ) -> None:
-        if isinstance(fraction, bool) or not isinstance(fraction, (int, float)) or not 0.0 <= fraction <= 1.0:
-            raise BenchError(self.name, f"fraction must be a number in [0, 1], got {fraction!r}")
-        if sigma is not None:
-            if (
-                not isinstance(sigma, (tuple, list))
-                or len(sigma) != 2
-                or not all(isinstance(s, (int, float)) and not isinstance(s, bool) for s in sigma)
-                or not 0 <= sigma[0] <= sigma[1]
-            ):
-                raise BenchError(self.name, f"sigma must be [lo, hi] with 0 <= lo <= hi (pixels), got {sigma!r}")
-            sigma = (float(sigma[0]), float(sigma[1]))
-        if not isinstance(reference_size, (int, float)) or not reference_size > 0:
-            raise BenchError(self.name, f"reference_size must be > 0, got {reference_size!r}")
+        fraction, sigma, reference_size = check_blur(fraction, sigma, reference_size, self.name)
         self.fraction = float(fraction)
         self.sigma = sigma
         self.reference_size = float(reference_size)

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image
 
+from bench.defenses.builtin_params import check_jpeg
 from bench.defenses.preprocessor import PreprocessorDefense
-from bench.errors import BenchError
 
 SUBSAMPLING = {"4:4:4": 0, "4:2:2": 1, "4:2:0": 2}
 
@@ -57,10 +57,7 @@ class JpegDefense(PreprocessorDefense):
 
     def __init__(self, quality: int = 75, subsampling: str = "4:2:0", device_type: str = "gpu") -> None:
         super().__init__(device_type=device_type)
-        if isinstance(quality, bool) or not isinstance(quality, int) or not 1 <= quality <= 100:
-            raise BenchError(self.name, f"quality must be an integer in [1, 100], got {quality!r}")
-        if subsampling not in SUBSAMPLING:
-            raise BenchError(self.name, f"subsampling must be one of {', '.join(SUBSAMPLING)}, got {subsampling!r}")
+        check_jpeg(quality, subsampling, self.name)
         self.quality = quality
         self.subsampling = subsampling
 

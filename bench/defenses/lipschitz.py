@@ -22,7 +22,7 @@ from typing import Any
 import torch
 
 from bench.defenses.base import TrainingDefense
-from bench.errors import BenchError
+from bench.defenses.builtin_params import check_lambda, lipschitz_params
 from bench.models.detector import Detector
 
 
@@ -48,21 +48,13 @@ class LipschitzRegularisation(TrainingDefense):
     name = "lipschitz"
 
     def __init__(self, lam: float = 50.0) -> None:
-        if isinstance(lam, bool) or not isinstance(lam, (int, float)) or not lam >= 0 or lam == float("inf"):
-            raise BenchError(self.name, f"lambda must be a finite number >= 0, got {lam!r}")
-        self.lam = float(lam)
+        self.lam = check_lambda(lam, self.name)
         self.last_penalty: float | None = None
 
     @classmethod
     def from_params(cls, params: dict[str, Any]) -> LipschitzRegularisation:
         """Suite parameters: `lambda` (alias `lam`)."""
-        p = dict(params)
-        if "lambda" in p and "lam" in p:
-            raise BenchError(cls.name, "give either lambda or lam, not both")
-        lam = p.pop("lambda", p.pop("lam", 50.0))
-        if p:
-            raise BenchError(cls.name, f"unknown parameter(s) {', '.join(sorted(p))}; expected: lambda")
-        return cls(lam)
+        return cls(**lipschitz_params(params, cls.name))
 
     def needs_input_grad(self) -> bool:
         return self.lam > 0

@@ -18,19 +18,29 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from bench.defenses.base import KINDS, defense_kind
+from bench.defenses.builtin_params import BUILTIN_CHECKS
 from bench.errors import BenchError, ContractError, short
 from bench.plugins import is_file_target, load_module, split_spec
 from bench.registry import Registry
 
 __all__ = [
     "KINDS",
+    "check_defense",
     "create_defense",
     "defense_kind",
     "list_defenses",
     "register_defense",
     "resolve_defense_class",
 ]
+
+KINDS = ("training", "preprocessor", "wrapper")  # the three defense kinds (bench.defenses.base)
+
+
+def defense_kind(obj: object) -> str:
+    """The kind of a defense instance or class (`bench.defenses.base.defense_kind`, imported on use: torch)."""
+    from bench.defenses.base import defense_kind as kind  # lazy: the defense classes import torch
+
+    return kind(obj)
 
 DEFENSES: Registry[type] = Registry("defense")
 # Built-ins, imported on first use (the preprocessors import ART). A value without ":" names a module
@@ -127,6 +137,36 @@ def resolve_defense_class(use: str, where: str, base_dir: str | Path | None = No
     return cls
 
 
+def check_defense(
+    use: str,
+    params: dict[str, Any] | None,
+    where: str,
+    *,
+    base_dir: str | Path | None = None,
+    expect: str | tuple[str, ...] | None = None,
+) -> str:
+    """Check a defense as a suite names it and return its kind: a built-in's parameters without importing it
+    (`bench.defenses.builtin_params`: no torch, no ART), any other defense by building it (`create_defense`).
+    Errors as `create_defense`'s."""
+    builtin = BUILTIN_CHECKS.get(use) if isinstance(use, str) and use not in DEFENSES else None
+    if builtin is None:
+        return defense_kind(create_defense(use, params, where, base_dir=base_dir, expect=expect))
+    kind, check = builtin
+    try:
+        check(dict(params or {}))
+    except BenchError as exc:
+        raise type(exc)(where, exc.message) from exc
+    _expect(use, kind, expect, where)
+    return kind
+
+
+def _expect(use: str, kind: str, expect: str | tuple[str, ...] | None, where: str) -> None:
+    if expect is not None:
+        allowed = (expect,) if isinstance(expect, str) else tuple(expect)
+        if kind not in allowed:
+            raise BenchError(where, f"{use} is a {kind} defense; only {' or '.join(allowed)} defenses belong here")
+
+
 def create_defense(
     use: str,
     params: dict[str, Any] | None,
@@ -158,10 +198,7 @@ def create_defense(
         kind = defense_kind(obj)
     except ContractError as exc:
         raise ContractError(where, exc.message) from exc
-    if expect is not None:
-        allowed = (expect,) if isinstance(expect, str) else tuple(expect)
-        if kind not in allowed:
-            raise BenchError(where, f"{use} is a {kind} defense; only {' or '.join(allowed)} defenses belong here")
+    _expect(use, kind, expect, where)
     try:
         obj.name = name or where
     except AttributeError as exc:

@@ -12,22 +12,24 @@
 
 from __future__ import annotations
 
+import importlib
 from typing import TYPE_CHECKING, Any
 
-from bench.dip.config import DIPConfig
-from bench.dip.engine import purify
-from bench.dip.readout import choose_readout
-
 if TYPE_CHECKING:
+    from bench.dip.config import DIPConfig
+    from bench.dip.engine import purify
     from bench.dip.preprocessor import DIPPreprocessor
+    from bench.dip.readout import choose_readout
 
 __all__ = ["DIPConfig", "DIPPreprocessor", "choose_readout", "purify"]
 
+# Imported on first use: the engine imports torch and the preprocessor ART, while a suite's `dip:` settings
+# (`config`) are checked without either.
+_WHERE = {"DIPConfig": "bench.dip.config", "purify": "bench.dip.engine", "choose_readout": "bench.dip.readout",
+          "DIPPreprocessor": "bench.dip.preprocessor"}
+
 
 def __getattr__(name: str) -> Any:
-    if name == "DIPPreprocessor":
-        # Lazy: the preprocessor subclasses ART's, and importing ART is slow (a suite without DIP never needs it).
-        from bench.dip.preprocessor import DIPPreprocessor
-
-        return DIPPreprocessor
+    if name in _WHERE:
+        return getattr(importlib.import_module(_WHERE[name]), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -14,6 +14,10 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from bench.errors import validation_error
 from bench.suite.types import Integer, Number
 
+# The two unperturbed categories of Tables III and IV (the protocol samples them, the report reads them).
+UNPERTURBED_FAKE = "unperturbed fake-correct"
+UNPERTURBED_REAL = "unperturbed real-correct"
+
 
 class DIPConfig(BaseModel):
     """Every parameter of DIP purification; the defaults are the paper's (Ulyanov et al.'s denoising net)."""

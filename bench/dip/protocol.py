@@ -19,16 +19,13 @@ from bench import FAKE, REAL
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
 from bench.digests import digest
-from bench.dip.config import DIPConfig
+from bench.dip.config import UNPERTURBED_FAKE, UNPERTURBED_REAL, DIPConfig
 from bench.dip.engine import purify
 from bench.dip.readout import ReadoutChoice, choose_readout
 from bench.errors import BenchError
 from bench.metrics import Proportion, classification_metrics
 from bench.suite.load import LoadedSuite
 from bench.suite.plan import PLAN_VERSION, AttackCell, Plan, SectionCell
-
-UNPERTURBED_FAKE = "unperturbed fake-correct"
-UNPERTURBED_REAL = "unperturbed real-correct"
 
 
 @dataclass

@@ -7,8 +7,8 @@ from pathlib import Path
 import numpy as np
 from tabulate import tabulate
 
+from bench.dip.config import UNPERTURBED_FAKE, UNPERTURBED_REAL
 from bench.dip.figure import plot_trajectories
-from bench.dip.protocol import UNPERTURBED_FAKE, UNPERTURBED_REAL
 from bench.report.format import num, prop
 
 

@@ -1,43 +1,49 @@
 """The markdown leaderboard: each section is a function from a suite's stored results (`bench.results.query`
 frames) to markdown, never from memory or the data.
 
-Sections: provenance header, Table I (unperturbed), Table II (perturbed fakes, black-/white-box),
-accuracy against each attack grid (table and PNG, the paper's Fig. 3), defense ranking on two axes
-(`bench.report.ranking`), sanity checks, gradient-norm diagnostics, the optional sections (DIP,
-cross-checks), and every cell in full.
+The reading path answers first: title and three-line header (`header`), the summary on both ranking axes with
+sentences generated from it (`summary`), Table I, Table II by attack family (`families`), the optional sections
+(DIP's Tables III and IV, a cross-check's verdict), the figures (`curves`, the per-budget curves), and the sanity
+flags grouped by check and model (`flags`). The appendix holds the details: the suite, profile and provenance,
+the defense ranking in full, every flag, the per-budget tables, gradient norms, the optional sections' full
+reports and every attack cell. `bench.report.layout` checks the reading path's length and table widths.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-from collections import defaultdict
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-import yaml
 from tabulate import tabulate
 
 from bench.atomic import atomic_write_text
 from bench.metrics import replica_mean
 from bench.report.breakdown import breakdown_sections
-from bench.report.controls import control_columns, grid_control_rows, norm_headers, norm_texts, point_params
+from bench.report.controls import grid_control_rows, norm_headers, norm_texts
+from bench.report.curves import figures, headline_budget
+from bench.report.families import family_tables
 from bench.report.figures import plot_accuracy_curves
-from bench.report.format import num, pct, prop
-from bench.report.ranking import axis_text, compute_ranking, diff_text, headline_budget
+from bench.report.flags import checks_run_text, every_flag_table, group_flags, grouped_table
+from bench.report.format import compact, num, pct, prop
+from bench.report.header import provenance, title_and_header
+from bench.report.marks import best_note, gave_up_note, grid_groups, grid_label, mark_best
+from bench.report.ranking import axis_text, compute_ranking, diff_text
+from bench.report.ranking import headline_budget as ranking_headline
 from bench.report.replicas import (
     aggregate_cells,
-    attack_cells,
     clean_auroc,
     clean_metric,
     group_label,
     group_rows,
     pool_groups,
     replica_sets,
+    seeds_of,
 )
-from bench.report.sanity import ALL_CHECKS, attack_gave_up, degenerate_classifier, run_checks
+from bench.report.sanity import ALL_CHECKS, Flag, attack_gave_up, degenerate_classifier, run_checks
+from bench.report.summary import summary
 from bench.results.query import Results
 from bench.sections import sections
 
@@ -134,17 +140,12 @@ def _none(x: Any) -> Any:
     return None if x is None or (isinstance(x, float) and np.isnan(x)) else x
 
 
-def _groups(b: Board) -> dict[tuple[str, str], list[str]]:
-    """Grids of training defenses: (base model, defense) -> model names (more than one)."""
-    out: dict[tuple[str, str], list[str]] = defaultdict(list)
-    for name, rm in b.ls.models.items():
-        if rm.training_defense and rm.replica == 0:  # replicas are averaged inside each model's row
-            out[(rm.base, rm.training_defense[0])].append(name)
-    return {k: v for k, v in out.items() if len(v) > 1}
-
-
-def _group_label(b: Board, base: str, dname: str, names: list[str]) -> str:
-    return f"Average {b.ls.models[names[0]].config.label or base} ({dname}, {len(names)} models)"
+# The tables' shared helpers live in bench.report.marks; these names stay for the sections written against them.
+_groups = grid_groups
+_group_label = grid_label
+_best = mark_best
+_best_note = best_note
+_gave_up_note = gave_up_note
 
 
 def _acc(b: Board, r: Row | None) -> tuple[dict | None, str]:
@@ -158,86 +159,7 @@ def _acc(b: Board, r: Row | None) -> tuple[dict | None, str]:
     return acc, prop(acc)
 
 
-def _gave_up_note(b: Board) -> str:
-    return ("‡ the attack returned most of the fakes it attacked unperturbed (attack-left-images-unchanged: for "
-            "CW-L2, kappa out of the model's reach), so the number says the attack gave up, not that the model "
-            "is robust; never marked best, left out of averages." if b.gave_up else "")
-
-
-def _best(rows: list[list], values: list[list[dict | None]]) -> None:
-    """Mark the best value in each column (highest accuracy) among rows that are not averages and not
-    flagged degenerate (labels ending in a dagger)."""
-    if not values:
-        return
-    eligible = [not str(r[0]).startswith("Average") and not str(r[0]).endswith("†") for r in rows]
-    for j in range(len(values[0])):
-        col = [(v[j]["value"] if v[j] and v[j].get("n") and ok else -1.0)
-               for v, ok in zip(values, eligible, strict=True)]
-        best = max(col)
-        if best < 0 or len(values) < 2 or all(c == best for c in col):
-            continue
-        for i, v in enumerate(values):
-            if col[i] == best and eligible[i]:
-                rows[i][j + 1] = prop(v[j], mark=True)
-
-
-def _best_note(b: Board) -> str:
-    note = "*Best in each column (among single models)"
-    if b.degenerate:
-        note += ("; † marks a model the degenerate-classifier check flags (it calls most images of one class the "
-                 "other class), never marked best: see Sanity checks")
-    return note + ".*"
-
-
 # ---------------------------------------------------------------------- sections
-def header(b: Board) -> str:
-    run = b.results.run
-    s, ls = b.s, b.ls
-    lines = [f"# Leaderboard: `{s.name}`" + (f" (profile `{ls.profile}`)" if ls.profile else "")]
-    if s.description:
-        lines += ["", s.description.strip()]
-    lines += [""]
-    if run:
-        when = dt.datetime.fromtimestamp(run["finished"] or run["started"], dt.timezone.utc)
-        vers = ", ".join(f"{k} {v}" for k, v in run["versions"].items())
-        lines += [
-            f"- Last run: {when:%Y-%m-%d %H:%M} UTC, git `{run['git_commit']}`, device `{run['device']}`, "
-            f"seed {run['seed']}; {run['cells_computed']} cells computed, {run['cells_reused']} from the store.",
-            f"- Versions: {vers}.",
-        ]
-        lines += [machine_line(run.get("machine") or {})]
-    d = s.data
-    lines += [
-        f"- Data: `{d.source}`" + (f" at `{d.path}`" if d.path else f", n={d.n}") +
-        f", {d.size}x{d.size} px, {len(b.results.plan.attack_ids)} test fakes attacked; "
-        f"adversarial images stored as {s.evaluation.storage}"
-        + (f" (quality {s.evaluation.jpeg_quality})" if s.evaluation.storage == "jpeg" else "") + ".",
-        "- Classes: fake = 0, real = 1; AUROC scores P(real); threshold 0.5. "
-        "Every accuracy: value [95% Wilson interval] n=images.",
-    ]
-    if s.seeds > 1:
-        lines += [f"- Training seeds: every model trained {s.seeds} times (seeds {s.seed}..{s.seed + s.seeds - 1}); "
-                  f"tables show the mean of the {s.seeds} seeds, its interval covering seeds and test images "
-                  "([docs/intervals.md](../docs/intervals.md)); per-seed values: `bench export` (column `seed`)."]
-    if ls.overrides:
-        dumped = yaml.safe_dump(ls.overrides, sort_keys=False).strip()
-        lines += ["", f"Profile `{ls.profile}` overrides the suite with:", "", "```yaml", dumped, "```"]
-    if b.results.missing:
-        lines += ["", f"> {b.results.missing} cells of this suite have no result in the store yet: run `bench run`."]
-    return "\n".join(lines)
-
-
-def machine_line(m: dict[str, Any]) -> str:
-    """The header's line on what makes numbers machine-dependent (`bench.provenance.machine`)."""
-    if not m:
-        return ("- Machine-dependent: this run stored no machine description (made before it was recorded); "
-                "numbers reproduce exactly only on the same CPU, thread count and package versions.")
-    return (f"- Machine-dependent: CPU {m.get('cpu', 'unknown')} ({m.get('cpu_capability', '?')}), torch threads "
-            f"{m.get('torch_threads', '?')}, torch {m.get('torch', '?')}, BLAS {m.get('blas', '?')}; numbers "
-            "reproduce exactly only on the same machine and thread count (float rounding differs between CPUs "
-            "and thread counts, and training amplifies it; deterministic algorithms are on where torch has them).")
-
-
 def table_i(b: Board) -> str:
     rows, vals = [], []
     by_name: dict[str, list[dict | None]] = {}
@@ -245,67 +167,27 @@ def table_i(b: Board) -> str:
         m = [clean_metric(b, v, c) for c, _ in TABLE_I_COLUMNS]
         by_name[v["name"]] = m
         vals.append(m)
-        rows.append([group_label(b, v)] + [prop(x) for x in m] + [num(clean_auroc(b, v))])
+        rows.append([group_label(b, v)] + [compact(x) for x in m] + [num(clean_auroc(b, v))])
     for (base, dname), names in _groups(b).items():
         pooled = [pool_groups([by_name[n][j] for n in names]) for j in range(len(TABLE_I_COLUMNS))]
         aucs = [a for a in (clean_auroc(b, {"name": n}) for n in names) if a is not None]
         auc = float(np.mean(aucs)) if aucs else None
-        rows.append([_group_label(b, base, dname, names)] + [prop(p) for p in pooled] + [num(auc)])
+        rows.append([_group_label(b, base, dname, names)] + [compact(p) for p in pooled] + [num(auc)])
         vals.append(pooled)
-    _best(rows, vals)
+    _best(rows, vals, fmt=compact)
     headers = ["Model"] + [h for _, h in TABLE_I_COLUMNS] + ["AUROC"]
-    return "## Table I: unperturbed test images\n\n" + tabulate(rows, headers, tablefmt="github") + \
-        "\n\n" + _best_note(b)
+    m = next((x for x in b.clean.values() if x), None)
+    n = (f"n = {m['accuracy']['n']} test images ({m['fake_recall']['n']} fake, {m['real_recall']['n']} real)"
+         + (f" per seed, each cell the mean over {b.s.seeds} training seeds" if b.s.seeds > 1 else "")
+         + "; a precision's n is the number of images called that class") if m else "no clean cell stored"
+    return ("## Table I: unperturbed test images\n\n" + f"Cells: % (95% interval); {n}.\n\n"
+            + tabulate(rows, headers, tablefmt="github") + "\n\n" + _best_note(b))
 
 
-def table_ii(b: Board) -> str:
-    keys = b.attack_keys()
-    ctl = control_columns(b)  # storage only after the unperturbed fakes; noise after each L-inf white-box column
-    headers = ["Model", "Unperturbed fakes"] + (["Storage only (control)"] if ctl.storage else [])
-    for k in keys:
-        headers += [f"{b.attack_title(k)} black-box", f"{b.attack_title(k)} white-box"]
-        headers += [f"{b.attack_title(k)} white-box: noise at eps {e:g} (control)" for e in ctl.noise.get(k, [])]
-    rows, vals = [], []
-    per_variant: dict[str, list[dict | None]] = {}
-    for v in group_rows(b):
-        cols: list[dict | None] = [clean_metric(b, v, "fake_recall")]
-        texts = [prop(cols[0])]
-        if ctl.storage:  # controls are shown, never marked best (None in the values _best compares)
-            cols.append(None)
-            texts.append(prop(ctl.value(v, "storage")))
-        for k in keys:
-            for threat in ("transfer", "white-box"):
-                acc, text = aggregate_cells(b, attack_cells(b, v, k, threat))
-                cols.append(acc)
-                texts.append(text)
-            for e in ctl.noise.get(k, []):
-                cols.append(None)
-                texts.append(prop(ctl.value(v, "noise", e)))
-        per_variant[v["name"]] = cols
-        rows.append([group_label(b, v)] + texts)
-        vals.append(cols)
-    for (base, dname), names in _groups(b).items():
-        pooled = [pool_groups([per_variant[n][j] for n in names]) for j in range(len(headers) - 1)]
-        rows.append([_group_label(b, base, dname, names)] + [prop(p) if p else "" for p in pooled])
-        vals.append(pooled)
-    _best(rows, vals)
-    sources = sorted({f"{r['source']} -> {r['target']}" for r in b.attack if r["threat"] == "transfer"})
-    note = ("Black-box = transfer: examples made on the source model, scored on the target"
-            + (f" ({', '.join(sources)})" if sources else " (none declared)") + ". "
-            "White-box examples are made on the scored model itself (for a defended model: on its undefended "
-            "base, then passed through the defense, as in the paper). Controls (never ranked or marked best): "
-            "storage only = the clean attacked fakes through the suite's storage; noise = uniform random sign "
-            "noise of the attack's L-inf budget (seeded), both scored on the model. Attack parameters, as the "
-            "backend ran them: " + "; ".join(f"{a.key}: {a.backend}, {point_params(b, a)}"
-                                               for a in b.ls.attacks if a.in_table) + ".")
-    gave_up = _gave_up_note(b)
-    return "## Table II: accuracy on perturbed fake test images\n\n" + \
-        tabulate(rows, headers, tablefmt="github") + "\n\n" + _best_note(b) + "\n\n" + \
-        (gave_up + "\n\n" if gave_up else "") + note
-
-
-def grid_sections(b: Board, stem: str) -> str:
-    parts = []
+def grid_sections(b: Board, stem: str) -> tuple[str, list[str]]:
+    """Accuracy against each attack grid (the paper's Fig. 3): (the tables, for the appendix; the figures'
+    markdown, for the main document)."""
+    parts, figs = [], []
     for key in b.attack_keys():
         points = [a for a in b.ls.attacks if a.key == key]
         if len(points) < 2 or len(points[0].varying) != 1:
@@ -338,14 +220,22 @@ def grid_sections(b: Board, stem: str) -> str:
         rows += grid_control_rows(b, points[0].norm, axis, values)
         title = b.attack_title(key)
         headers = ["Model"] + [f"{axis}={x}" for x in values]
-        text = f"## Accuracy against {title} {axis}\n\n" + tabulate(rows, headers, tablefmt="github")
+        parts.append(f"## Accuracy against {title} {axis}\n\n" + tabulate(rows, headers, tablefmt="github"))
         if b.s.report.figures and series:
             fig = b.out_dir / f"{stem}-{key}-{axis}.png"
             plot_accuracy_curves(series, axis, f"{title}: accuracy on perturbed fakes", fig)
             b.figures.append(fig)
-            text += f"\n\n![{title} accuracy against {axis}]({fig.name})"
-        parts.append(text)
-    return "\n\n".join(parts)
+            figs.append(f"**{title}: accuracy against {axis}** per model and threat (the paper's Fig. 3; the "
+                        f"table is in the appendix).\n\n![{title} accuracy against {axis}]({fig.name})")
+    return "\n\n".join(parts), figs
+
+
+def figures_section(b: Board, stem: str, grid_figures: list[str]) -> str:
+    if not b.s.report.figures:
+        return ""
+    hb = headline_budget(b)
+    drawn = figures(b, stem, hb[0] if hb else None) + grid_figures
+    return "## Figures\n\n" + "\n\n".join(drawn) if drawn else ""
 
 
 def defense_ranking(b: Board) -> str:
@@ -432,7 +322,7 @@ def _baseline_table(b: Board, rk) -> str:
 
 def _headline_cells(b: Board, rk, sets: dict[str, list[Row]]) -> str:
     """Per group, each attack at the headline budget per threat model: the cells the robust axis combines."""
-    head = headline_budget(b.ls)
+    head = ranking_headline(b.ls)
     if head is None:
         return ""
     cells = [r for r in b.attack if head.holds(r)]
@@ -503,26 +393,55 @@ def all_cells(b: Board) -> str:
             + ("\n\n" + _gave_up_note(b) if b.gave_up else ""))
 
 
-def sanity(b: Board) -> str:
-    flags = run_checks(b.every_cell, b.clean, b.gradnorms)
-    names = ", ".join(f"[{c.__name__.replace('_', '-')}](../docs/checks/{c.__name__.replace('_', '-')}.md)"
-                      for c in ALL_CHECKS)
+def _flag_groups(b: Board, flags: list[Flag]):
+    """Flags grouped by (check, model group): each variant's group is its replica 0's variant."""
+    group_of, seeds, labels = {}, {}, {}
+    for g, members in replica_sets(b).items():
+        v = members[0]
+        labels[g] = v["label"]
+        seeds[g] = seeds_of(b, v)
+        for rv in members:
+            group_of[rv["name"]] = g
+    return group_flags(flags, group_of, seeds, labels)
+
+
+def sanity(b: Board, flags: list[Flag], grouped) -> str:
     if not flags:
-        return f"## Sanity checks\n\nNo flags raised. Checks run: {names}."
-    rows = [[f.model, f"[{f.check}](../{f.doc})", f.message] for f in flags]
-    return (f"## Sanity checks\n\n{len(flags)} flag(s): each is a reason to look, not a verdict. "
-            f"Checks run: {names}.\n\n" + tabulate(rows, ["Model", "Check", "What fired"], tablefmt="github"))
+        return f"## Sanity checks\n\nNo flags raised ({len(ALL_CHECKS)} checks run; listed in the appendix)."
+    return (f"## Sanity checks\n\n{len(flags)} flag(s) in {len(grouped)} row(s): one per check and model (a check "
+            "that fires on many models is one row), with the seeds it fired on and its worst instance; each is a "
+            "reason to look, not a verdict. Every flag is listed in the appendix.\n\n" + grouped_table(grouped))
+
+
+def every_flag(b: Board, flags: list[Flag]) -> str:
+    head = f"## Every sanity flag\n\nChecks run: {checks_run_text()}."
+    return head + ("\n\n" + every_flag_table(flags) if flags else "\n\nNo flags raised.")
+
+
+APPENDIX_INTRO = ("## Appendix\n\nThe details behind the tables above: the suite, profile and provenance; the "
+                  "defense ranking in full; every sanity flag; the per-budget tables; input-gradient norms; the "
+                  "optional sections' full reports; every attack cell. For machines: `bench export` (one row per "
+                  "cell; `--predictions` for per-image predictions).")
 
 
 def render(results: Results, out_dir: Path) -> tuple[str, list[Path]]:
     """The leaderboard's markdown and the figures drawn for it (into `out_dir`)."""
     b = Board(results, Path(out_dir))
     stem = results.ls.tag
-    parts = [header(b), table_i(b), table_ii(b), breakdown_sections(b), grid_sections(b, stem), defense_ranking(b),
-             sanity(b), gradient_norms(b)]
-    parts += [sec.render(b, b.out_dir, stem) for sec in sections()]
-    parts += [all_cells(b), COLUMN_GUIDE]
-    return "\n\n".join(p for p in parts if p) + "\n", b.figures
+    flags = run_checks(b.every_cell, b.clean, b.gradnorms)
+    grouped = _flag_groups(b, flags)
+    grid_tables, grid_figures = grid_sections(b, stem)
+    secs = sections()
+    main = [title_and_header(b), summary(b, compute_ranking(b), grouped, len(ALL_CHECKS)), table_i(b),
+            family_tables(b), breakdown_sections(b)]
+    main += [sec.render(b, b.out_dir, stem) for sec in secs if not sec.appendix]
+    main += [figures_section(b, stem, grid_figures), sanity(b, flags, grouped)]
+    main += [sec.brief(b) for sec in secs if sec.appendix and sec.brief]
+    appendix = [APPENDIX_INTRO, provenance(b), defense_ranking(b), every_flag(b, flags), grid_tables,
+                gradient_norms(b)]
+    appendix += [sec.render(b, b.out_dir, stem) for sec in secs if sec.appendix]
+    appendix += [all_cells(b), COLUMN_GUIDE]
+    return "\n\n".join(p for p in main + appendix if p) + "\n", b.figures
 
 
 COLUMN_GUIDE = """## What the columns mean

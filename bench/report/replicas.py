@@ -6,6 +6,7 @@ unchanged apart from the ranking's ties."""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from bench.metrics import Proportion, replica_mean
@@ -78,17 +79,17 @@ def attack_cells(b: Board, v: Row, key: str, threat: str, in_table: bool = True,
     return [c for c in cells if c is not None]
 
 
-def aggregate_cells(b: Board, cells: list[Row]) -> tuple[dict | None, str]:
-    """(accuracy for ranking and averages, its text) over a group's replica cells. A cell whose attack gave up
-    flags the group's cell with a double dagger (and how many of k seeds) and leaves it out of ranking."""
+def aggregate_cells(b: Board, cells: list[Row], fmt: Callable[[dict | None], str] = prop) -> tuple[dict | None, str]:
+    """(accuracy for ranking and averages, its text in `fmt`) over a group's replica cells. A cell whose attack
+    gave up flags the group's cell with a double dagger (and how many of k seeds) and leaves it out of ranking."""
     stored = [c for c in cells if isinstance(c["metrics"], dict)]
     if not stored:
         return None, "n/a"
     agg = replica_mean([c["metrics"]["accuracy"] for c in stored])
     gave = sum(c["craft_key"] in b.gave_up for c in stored)
     if gave:
-        return None, prop(agg) + " ‡" + (f" ({gave} of {len(stored)} seeds)" if len(stored) > 1 else "")
-    return agg, prop(agg)
+        return None, fmt(agg) + " ‡" + (f" ({gave} of {len(stored)} seeds)" if len(stored) > 1 else "")
+    return agg, fmt(agg)
 
 
 def pool_groups(aggs: list[dict | None]) -> dict | None:

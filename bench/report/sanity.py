@@ -25,6 +25,8 @@ class Flag:
     check: str
     model: str
     message: str
+    severity: float = 0.0  # how far past its threshold it fired (a share of images): the worst instance leads
+
 
     @property
     def doc(self) -> str:
@@ -51,7 +53,7 @@ def transfer_beats_white_box(cells: list[Row]) -> Iterator[Flag]:
         if w and _clearly_higher(_acc(w), _acc(r)):
             yield Flag("transfer-beats-white-box", r["target"],
                        f"{r['label']}: white-box accuracy {_acc(w)['value']:.1%} > transfer from "
-                       f"{r['source']} {_acc(r)['value']:.1%}")
+                       f"{r['source']} {_acc(r)['value']:.1%}", _acc(w)["value"] - _acc(r)["value"])
 
 
 def not_monotone_in_budget(cells: list[Row]) -> Iterator[Flag]:
@@ -68,7 +70,7 @@ def not_monotone_in_budget(cells: list[Row]) -> Iterator[Flag]:
             if _clearly_higher(a2, a1):
                 yield Flag("not-monotone-in-budget", dst,
                            f"{key} from {src}: {budget}={e2} leaves {a2['value']:.1%} detected, {budget}={e1} only "
-                           f"{a1['value']:.1%}")
+                           f"{a1['value']:.1%}", a2["value"] - a1["value"])
 
 
 def single_step_beats_iterative(cells: list[Row]) -> Iterator[Flag]:
@@ -87,7 +89,7 @@ def single_step_beats_iterative(cells: list[Row]) -> Iterator[Flag]:
             if _clearly_higher(_acc(ri), _acc(rf)):
                 yield Flag("single-step-beats-iterative", rf["target"],
                            f"{ri['label']} leaves {_acc(ri)['value']:.1%} detected, "
-                           f"{rf['label']} only {_acc(rf)['value']:.1%}")
+                           f"{rf['label']} only {_acc(rf)['value']:.1%}", _acc(ri)["value"] - _acc(rf)["value"])
 
 
 def defense_only_non_adaptive(cells: list[Row]) -> Iterator[Flag]:
@@ -108,14 +110,14 @@ def defense_only_non_adaptive(cells: list[Row]) -> Iterator[Flag]:
             if s > 0.5:
                 yield Flag("defense-only-non-adaptive", v,
                            f"{strongest['label']}: {s:.1%} detected, but no attack went through the defense "
-                           "itself; set `adaptive: true` on the defense to add a BPDA attack")
+                           "itself; set `adaptive: true` on the defense to add a BPDA attack", s)
             continue
         best = min(adaptive, key=lambda r: _acc(r)["value"])
         if _acc(best)["value"] > s:
             yield Flag("defense-only-non-adaptive", v,
                        f"the strongest adaptive attack ({best['label']}) leaves {_acc(best)['value']:.1%} detected, "
                        f"the strongest non-adaptive one ({strongest['label']}) only {s:.1%}: no attack through "
-                       "the defense is as strong as attacking around it")
+                       "the defense is as strong as attacking around it", _acc(best)["value"] - s)
 
 
 # An adaptive attack counts as weaker than its non-adaptive twin when it leaves this much more detected.
@@ -134,7 +136,8 @@ def adaptive_weaker_than_non_adaptive(cells: list[Row]) -> Iterator[Flag]:
         if p and _acc(r)["value"] - _acc(p)["value"] > ADAPTIVE_MARGIN:
             yield Flag("adaptive-weaker-than-non-adaptive", r["target"],
                        f"{r['label']} through the defense leaves {_acc(r)['value']:.1%} detected, made on "
-                       f"{p['source']} and passed through it only {_acc(p)['value']:.1%}")
+                       f"{p['source']} and passed through it only {_acc(p)['value']:.1%}",
+                       _acc(r)["value"] - _acc(p)["value"])
 
 
 # An attack that returns at least this share of the fakes the model detects unperturbed (to 8-bit precision)
@@ -164,7 +167,7 @@ def attack_left_images_unchanged(cells: list[Row]) -> Iterator[Flag]:
             yield Flag("attack-left-images-unchanged", r["target"],
                        f"{r['label']} ({r['backend']}) returned {u['k']} of the {u['n']} attacked fakes "
                        f"it detected unperturbed{hint}; its {_acc(r)['value']:.1%} detected measures the attack "
-                       "giving up, not robustness")
+                       "giving up, not robustness", u["value"])
 
 
 # A class recall below this on unperturbed images marks a classifier that mostly answers one class.
@@ -183,7 +186,7 @@ def degenerate_classifier(clean: dict[str, dict | None]) -> Iterator[Flag]:
             yield Flag("degenerate-classifier", name,
                        f"on unperturbed test images it leans to '{leans}': fake recall {fake:.1%}, real recall "
                        f"{real:.1%} (below {MIN_RECALL:.0%}); its robust accuracy on fakes is not evidence of "
-                       f"robustness")
+                       f"robustness", MIN_RECALL - min(fake, real))
 
 
 def auroc_text(m: dict | None) -> str:
@@ -242,7 +245,7 @@ def unbounded_attack_fails(cells: list[Row]) -> Iterator[Flag]:
             yield Flag("unbounded-attack-fails", r["target"],
                        f"{r['title']} ({r['backend']}, {', '.join(f'{k}={v}' for k, v in r['params'].items())}) "
                        f"leaves {a['k']} of {a['n']} fakes detected ({a['value']:.1%} > "
-                       f"{MAX_UNBOUNDED_DETECTED:.0%}); an unbounded attack should fool every model")
+                       f"{MAX_UNBOUNDED_DETECTED:.0%}); an unbounded attack should fool every model", a["value"])
 
 
 def _matching_controls(r: Row, controls: list[Row]) -> list[Row]:
@@ -273,7 +276,8 @@ def noise_as_strong_as_attack(cells: list[Row]) -> Iterator[Flag]:
             if _acc(c)["value"] <= _acc(r)["value"] + CONTROL_TOLERANCE:
                 yield Flag("noise-as-strong-as-attack", r["target"],
                            f"{c['label']} leaves {_acc(c)['value']:.1%} detected, {r['label']} "
-                           f"{_acc(r)['value']:.1%}: the attack does no better than its control")
+                           f"{_acc(r)['value']:.1%}: the attack does no better than its control",
+                           _acc(c)["value"] - _acc(r)["value"])
                 break
 
 
@@ -288,7 +292,8 @@ def not_converged(cells: list[Row]) -> Iterator[Flag]:
         if b and _acc(b)["value"] - _acc(r)["value"] > MAX_CONVERGENCE_GAIN:
             yield Flag("not-converged", r["target"],
                        f"{r['title']} with steps={r['params'].get('steps')} leaves {_acc(r)['value']:.1%} detected, "
-                       f"with steps={b['params'].get('steps')} {_acc(b)['value']:.1%} (n={_acc(r)['n']})")
+                       f"with steps={b['params'].get('steps')} {_acc(b)['value']:.1%} (n={_acc(r)['n']})",
+                       _acc(b)["value"] - _acc(r)["value"])
 
 
 def gradient_masked(gradnorms: dict[str, dict | None]) -> Iterator[Flag]:
@@ -300,7 +305,8 @@ def gradient_masked(gradnorms: dict[str, dict | None]) -> Iterator[Flag]:
         n, zero, bad = g["n"], g["zero"], g["non_finite"]
         if bad or (n and zero / n > MAX_ZERO_GRADIENTS):
             yield Flag("gradient-masked", name,
-                       f"input gradients are zero on {zero} and non-finite on {bad} of {n} test images")
+                       f"input gradients are zero on {zero} and non-finite on {bad} of {n} test images",
+                       (zero + bad) / n if n else 1.0)
 
 
 CHECKS = (transfer_beats_white_box, not_monotone_in_budget, single_step_beats_iterative, defense_only_non_adaptive,

@@ -89,4 +89,4 @@ def security_curves(b, out_dir: Path, stem: str) -> str:
 
 
 SECTION = register_section(Section(kind="security_curves", cells=lambda ls, plan: [], render=security_curves,
-                                   sharded="never", order=5))
+                                   sharded="never", order=5, appendix=True))  # per seed: the summary has the median

@@ -16,15 +16,21 @@ if TYPE_CHECKING:  # annotations only: sections import the plan and the report f
 
 @dataclass(frozen=True)
 class Section:
-    """`cells(ls, plan)` lists the section's cells (kind = `kind`); `render(results, out_dir, stem)` writes its
+    """`cells(ls, plan)` lists the section's cells (kind = `kind`); `render(board, out_dir, stem)` writes its
     leaderboard part from stored results; `sharded` says which shard of a `--shard` run computes them
-    ("first": shard 0; "never": unsharded runs only)."""
+    ("first": shard 0; "never": unsharded runs only). With `appendix`, the part goes to the leaderboard's
+    appendix and `brief(board)` (when given) says in a few lines in the main document what it found. `computes`
+    names the module that registers the kind's compute function (`bench.cells.registry.computes`): imported
+    when a cell of the kind is first computed, so reading results needs none of it."""
 
     kind: str
     cells: Callable[[LoadedSuite, Plan], list[SectionCell]]
     render: Callable[[Any, Any, str], str]
     sharded: str = "first"
     order: int = 0
+    appendix: bool = False
+    brief: Callable[[Any], str] | None = None
+    computes: str | None = None  # the module registering the compute function of `kind` (imported when needed)
 
 
 SECTIONS: Registry[Section] = Registry("section")

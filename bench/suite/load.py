@@ -16,9 +16,8 @@ from pydantic import ValidationError
 
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack
-from bench.attacks.user import register_user_backend
 from bench.crosscheck.entries import entries
-from bench.defenses.registry import create_defense, defense_kind
+from bench.defenses.registry import check_defense
 from bench.digests import file_digest
 from bench.dip.config import DIPAdaptiveConfig, DIPConfig
 from bench.errors import BenchError, format_validation_error, short
@@ -240,11 +239,11 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
         varying = [k for k, v in (dparams or {}).items() if isinstance(v, list)]
         for p in points:
             if load_plugins or not is_plugin_spec(dname):
-                obj = create_defense(dname, p, where=f"{where}.defense.{dname}", base_dir=ls.base_dir)
+                kind = check_defense(dname, p, where=f"{where}.defense.{dname}", base_dir=ls.base_dir)
             else:
                 _check_plugin_name(dname, f"{where}.defense", ls.base_dir)
-                obj = None
-            if obj is not None and defense_kind(obj) != "training":
+                kind = None
+            if kind is not None and kind != "training":
                 raise BenchError(f"{where}.defense.{dname}", "models take training-time defenses only; "
                                  "list preprocessors and wrappers under `defenses:`")
             suffix = "".join(f"-{k}{p[k]}" for k in varying)
@@ -258,8 +257,7 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
         if not load_plugins and is_plugin_spec(d.use):
             _check_plugin_name(d.use, f"defenses.{name}.use", ls.base_dir)
             continue
-        obj = create_defense(d.use, d.params, where=f"defenses.{name}", base_dir=ls.base_dir)
-        if defense_kind(obj) == "training":
+        if check_defense(d.use, d.params, where=f"defenses.{name}", base_dir=ls.base_dir) == "training":
             raise BenchError(f"defenses.{name}", "training-time defenses belong under a model's `defense:`")
     for key, a in s.attacks.items():
         _resolve_attack(ls, key, a, load_plugins)
@@ -285,6 +283,8 @@ def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig, load_plugins: bo
         _check_plugin_name(a.backend, f"{where}.backend", ls.base_dir)
         return
     if is_plugin_spec(a.backend):
+        from bench.attacks.user import register_user_backend  # lazy: the user's code, and torch
+
         spec = register_user_backend(a.attack, a.backend, ls.base_dir, where=f"{where}.backend")
         path = plugin_path(a.backend, ls.base_dir)
         src = file_digest(path) if path is not None else a.backend.rpartition(":")[0]

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from bench import FAKE
-from bench.data.dataset import ImageSet
 from bench.digests import data_digest, digest, file_digest
 from bench.plugins import plugin_path
 from bench.suite.load import AttackPoint, LoadedSuite, ResolvedModel
+
+if TYPE_CHECKING:  # a data split holds tensors; the plan is read without torch
+    from bench.data.dataset import ImageSet
 
 PLAN_VERSION = 2  # bump when the meaning of a cell changes, so old results are not reused
 
