@@ -30,7 +30,7 @@ from bench.report.flags import checks_run_text, every_flag_table, group_flags, g
 from bench.report.format import compact, num, pct, prop
 from bench.report.header import provenance, title_and_header
 from bench.report.marks import best_note, gave_up_note, grid_groups, grid_label, mark_best
-from bench.report.ranking import axis_text, compute_ranking, diff_text
+from bench.report.ranking import axis_text, compute_ranking, diff_text, display_label
 from bench.report.ranking import headline_budget as ranking_headline
 from bench.report.replicas import (
     aggregate_cells,
@@ -254,7 +254,7 @@ def defense_ranking(b: Board) -> str:
     body = []
     for name in rk.order:
         rob, mn = rk.rows[name]["robust"], rk.rows[name]["min_norm"]
-        body.append([rank_text(rob), rk.labels[name], prop(clean_metric(b, by_name[name], "accuracy")),
+        body.append([rank_text(rob), display_label(b, rk, name), prop(clean_metric(b, by_name[name], "accuracy")),
                      axis_text(rob, "robust"), rank_text(mn), axis_text(mn, "min_norm"),
                      f"{rob.cells} / {mn.cells}"])
     headers = ["Rank", "Model", "Clean accuracy (all test images)", f"Robust accuracy at {rk.headline}",
@@ -266,7 +266,7 @@ def defense_ranking(b: Board) -> str:
     for n, row in rk.rows.items():
         for a in row.values():
             if a.value is None and a.reason:
-                missing.setdefault(a.reason, []).append(rk.labels[n])
+                missing.setdefault(a.reason, []).append(display_label(b, rk, n))
     reasons = [f"{why} ({', '.join(dict.fromkeys(who))})" for why, who in missing.items()]
     text = ("## Defense ranking\n\n"
             f"Two axes, {seeds} ([docs/intervals.md](../docs/intervals.md)):\n\n"
@@ -310,7 +310,7 @@ def _baseline_table(b: Board, rk) -> str:
         for axis in ("robust", "min_norm"):
             d = diffs.get((name, axis))
             cells.append("n/a" if d is None else diff_text(d) + (" separated" if d.separated else " tied"))
-        rows.append([rk.labels[name], f"{rk.labels[base]} ({rule})", *cells])
+        rows.append([display_label(b, rk, name), f"{display_label(b, rk, base)} ({rule})", *cells])
     return ("### Did the defense help? Each defended model against its baseline\n\n"
             "The baseline of an evaluation-time defense is its base model; of a model with `baseline:` in the "
             "suite, that model; of a training-time defense, the model it was trained from (`init_from`), else the "
@@ -342,7 +342,7 @@ def _headline_cells(b: Board, rk, sets: dict[str, list[Row]]) -> str:
                          and r["threat"] == threat and bool(r["adaptive"]) == adaptive]
                 per_seed += found[:1]  # one per seed (the first transfer source, when several)
             texts.append(aggregate_cells(b, per_seed)[1] if per_seed else "n/a")
-        rows.append([rk.labels[name], *texts])
+        rows.append([display_label(b, rk, name), *texts])
     headers = ["Model"] + [f"{b.attack_title(key)} {names[c]}" for key, c in cols]
     return (f"### Robust accuracy per attack at {rk.headline}\n\nThe cells the robust axis combines per image "
             "(accuracy on the attacked fakes, mean over seeds).\n\n" + tabulate(rows, headers, tablefmt="github")

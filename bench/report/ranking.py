@@ -73,7 +73,7 @@ class PairDiff:
 class Ranking:
     headline: str  # e.g. "L-inf eps = 0.02", the budget of the robust axis
     rows: dict[str, dict[str, AxisValue]]  # group name (every group of the plan) -> {"robust": ..., "min_norm": ...}
-    labels: dict[str, str]  # group name -> display label
+    labels: dict[str, str]  # group name -> display label (plain; `display_label` adds the degenerate flag)
     order: list[str]  # group names, best first on the robust axis (flagged rows last)
     flagged: dict[str, str]  # group name -> short reason (e.g. "degenerate, 1 of 3 seeds")
     separated: dict[str, tuple[int, int]]  # axis -> (pairs the paired comparison separates, pairs)
@@ -319,7 +319,7 @@ def _compute(b: Board, n_boot: int, seed: int) -> Ranking:
             c = paired.compare(xa, xb, AXIS_STAT[axis], paired.draw(*xa.shape, n_boot, seed))
             diffs.append(PairDiff(axis, v["name"], found[0], c.diff, c.lo, c.hi, c.separated))
     return Ranking(head.text if head else "none (the suite has no bounded attack)", rows,
-                   {v["name"]: group_label(b, v) for v in reps}, order, flagged, separated, diffs,
+                   {v["name"]: v["label"] for v in reps}, order, flagged, separated, diffs,
                    head.reason if head else "", baselines, pairs, n_boot)
 
 
@@ -355,3 +355,9 @@ def diff_text(d: PairDiff) -> str:
 
     unit = " pp" if d.axis == "robust" else ""
     return f"{one(d.diff)}{unit} [{one(d.lo)}, {one(d.hi)}]"
+
+
+def display_label(b: Board, rk: Ranking, name: str) -> str:
+    """A group's label with its degenerate flag (a dagger, and how many seeds) as the appendix tables print it."""
+    v = next((v for v in group_rows(b) if v["name"] == name), None)
+    return group_label(b, v) if v is not None else rk.labels.get(name, name)
