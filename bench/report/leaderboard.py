@@ -107,10 +107,13 @@ class Board:
         return frozenset(r["craft_key"] for r in self.attack if attack_gave_up(r))
 
     def attack_title(self, key: str) -> str:
-        """The column title of a suite's attack entry (its declared title, with the key when titles repeat)."""
+        """The column title of a suite's attack entry (its declared title, storage-unaware ones labelled, with the
+        key when titles repeat)."""
         first = next(a for a in self.ls.attacks if a.key == key)
-        sharing = {a.key for a in self.ls.attacks if a.attack == first.attack}
-        return first.title if len(sharing) == 1 else f"{first.title} ({key})"
+        title = first.title if first.storage_aware else f"{first.title}, {UNAWARE}"
+        sharing = {a.key for a in self.ls.attacks
+                   if a.attack == first.attack and a.storage_aware == first.storage_aware}
+        return title if len(sharing) == 1 else f"{title} ({key})"
 
     def attack_keys(self) -> list[str]:
         return list(dict.fromkeys(a.key for a in self.ls.attacks))
@@ -126,6 +129,21 @@ class Board:
                 continue
             return r
         return None
+
+
+UNAWARE = "storage-unaware (the paper's setting)"
+
+
+def _storage_note(b: Board) -> str:
+    """How the attacks were made with respect to the storage (Table II's note)."""
+    aware = [a.key for a in b.ls.attacks if a.storage_aware]
+    unaware = list(dict.fromkeys(a.key for a in b.ls.attacks if not a.storage_aware))
+    text = ("Attacks are made through the suite's storage (gradients through it, every success judged on the "
+            "stored image) and deliver 8-bit images within their budget" if aware else "")
+    if unaware:
+        text += ("; " if text else "") + (f"{', '.join(unaware)}: {UNAWARE}, made on the bare detector and then "
+                                          "stored and scored the same way")
+    return text + ". " if text else ""
 
 
 def _none(x: Any) -> Any:
@@ -294,7 +312,8 @@ def table_ii(b: Board) -> str:
             "White-box examples are made on the scored model itself (for a defended model: on its undefended "
             "base, then passed through the defense, as in the paper). Controls (never ranked or marked best): "
             "storage only = the clean attacked fakes through the suite's storage; noise = uniform random sign "
-            "noise of the attack's L-inf budget (seeded), both scored on the model. Attack parameters, as the "
+            "noise of the attack's L-inf budget (seeded), both scored on the model. " + _storage_note(b)
+            + "Attack parameters, as the "
             "backend ran them: " + "; ".join(f"{a.key}: {a.backend}, {point_params(b, a)}"
                                                for a in b.ls.attacks if a.in_table) + ".")
     gave_up = _gave_up_note(b)
@@ -457,22 +476,25 @@ def all_cells(b: Board) -> str:
     for r in b.every_cell:
         who = f"{r['source']} -> {r['target']}"
         role = r.get("role") or "attack"
+        label = r["label"] + ("" if r.get("storage_aware", True) or role == "control" else " (storage-unaware)")
         m = _none(r["metrics"])
         if m is None:
-            rows.append([r["label"], role, r["backend"], r["threat"], who, "not run", "", "", "", "", "", "", ""])
+            rows.append([label, role, r["backend"], r["threat"], who, "not run", "", "", "", "", "", "", ""])
             continue
         craft = _none(r["craft_metrics"])
         rows.append([
-            r["label"], role, r["backend"], r["threat"], who, _acc(b, r)[1] if role == "attack" else prop(
+            label, role, r["backend"], r["threat"], who, _acc(b, r)[1] if role == "attack" else prop(
                 m["accuracy"]), prop(m["success_rate"]), *norm_texts(craft, m),
             num(craft["seconds_per_image"], 3) if craft else "n/a",
         ])
     headers = ["Attack", "Role", "Backend", "Threat", "Source -> target", "Accuracy on perturbed fakes",
                "Attack success rate", *norm_headers(b), "Craft s/img"]
     return ("## Every attack cell\n\nSuccess rate: share of the fakes the target detected unperturbed that the "
-            "attack turned into 'real'. L2 and Linf: the perturbation before storage (the attack's own float "
-            "output) and after storage (what is scored), pixel values in [0, 1]; the storage-only control shows "
-            "what storage alone adds. Role: the suite's attack, a control (never ranked) or a check attack "
+            "attack turned into 'real'. L2 and Linf: the perturbation before storage (the delivered 8-bit image, "
+            "within the attack's budget) and after storage (what is scored), pixel values in [0, 1]; the "
+            "storage-only control shows what storage alone adds. Attacks are made through the storage unless "
+            "marked storage-unaware (the paper's setting: made on the bare detector). Role: the suite's attack, a "
+            "control (never ranked) or a check attack "
             "(docs/checks/, on at most `evaluation.checks.n` fakes).\n\n"
             + tabulate(rows, headers, tablefmt="github")
             + ("\n\n" + _gave_up_note(b) if b.gave_up else ""))
