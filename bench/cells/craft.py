@@ -30,6 +30,7 @@ from bench.cells.registry import Record, computes
 from bench.errors import BenchError
 from bench.metrics import Proportion, perturbation_norms, summary
 from bench.models.detector import Detector
+from bench.settings import configure_art
 from bench.suite.load import AttackPoint
 from bench.suite.plan import CraftCell
 
@@ -75,6 +76,16 @@ def make_examples(ap: AttackPoint, params, det: Detector, images: torch.Tensor, 
     return torch.cat(outs) if outs else images.clone()
 
 
+def import_toolkit(backend: str) -> None:
+    """Import a toolkit before an attack of it is timed: importing ART takes seconds, once per process, and is
+    not the attack's cost."""
+    if backend == "art":
+        configure_art()
+        import art.attacks.evasion  # noqa: F401  (lazy: heavy, and only ART backends need it)
+    elif backend == "foolbox":
+        import foolbox  # noqa: F401  (lazy: only Foolbox backends need it)
+
+
 @dataclass
 class Crafted:
     """An attack point's examples: its float output, the delivered 8-bit images, their budget, the cost."""
@@ -93,6 +104,7 @@ def craft(ap: AttackPoint, params, source: Detector, storage: Storage, images: t
     at its L-inf budget on the 8-bit grid) and deliver them within its budget: what the craft cell stores."""
     effective = effective_params(ap.attack, ap.backend, params.model_dump())
     det = attack_detector(ap, source, storage)
+    import_toolkit(ap.backend)
     t0 = time.perf_counter()
     with count_passes(det) as passes:  # the attack's cost (a score-based attack's queries are its forward passes)
         raw = make_examples(ap, on_grid(ap.attack, params), det, images, labels, batch_size, torch.device(device))
