@@ -109,7 +109,7 @@ def main(argv: list[str] | None = None) -> int:
     header = (f"{'attack':7} {'unaware s/img':>13} {'aware s/img':>11} {'ratio':>6} {'per pass':>8} "
               f"{'passes f/b unaware':>19} {'passes f/b aware':>17} {'detected after storage u/a':>27}")
     print(header)
-    worst = 0.0
+    worst, worst_pass = 0.0, 0.0
     for name in args.attack or list(ATTACKS):
         best: dict[bool, tuple[float, object]] = {}
         for r in range(args.repeat):
@@ -126,13 +126,14 @@ def main(argv: list[str] | None = None) -> int:
                 for m in (mu, ma)]
         ratio = ta / tu
         per_pass = (ta / max(pa, 1e-9)) / (tu / max(pu, 1e-9))
-        worst = max(worst, ratio)
+        worst, worst_pass = max(worst, ratio), max(worst_pass, per_pass)
         print(f"{name:7} {tu / n:13.4f} {ta / n:11.4f} {ratio:5.2f}x {per_pass:7.2f}x "
               f"{mu.passes.forward / n:9.1f}/{mu.passes.backward / n:<9.1f} "
               f"{ma.passes.forward / n:8.1f}/{ma.passes.backward / n:<8.1f} {left[0]:>13}/{left[1]:<13}")
         sys.stdout.flush()
-    print(f"\nworst ratio aware / unaware: {worst:.2f}x (target: at most {TARGET}x): "
-          f"{'met' if worst <= TARGET else 'NOT met'}")
+    print(f"\nworst ratio aware / unaware per image: {worst:.2f}x, per pass: {worst_pass:.2f}x (target: at most "
+          f"{TARGET}x per image: {'met' if worst <= TARGET else 'NOT met'}). An attack that stops once every image is "
+          "broken runs more passes through the storage, where fewer break.")
     return 0
 
 
