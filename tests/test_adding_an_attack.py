@@ -106,7 +106,9 @@ def test_a_user_attack_in_a_suite_reaches_the_leaderboard_and_the_checks(suite_d
     board = (lb / "guide.md").read_text()
     table_ii = board.split("## Table II")[1].split("\n## ")[0]
     assert "MI-FGSM black-box" in table_ii and "MI-FGSM white-box" in table_ii
-    assert "mi: attacks/mi_fgsm.py:MomentumFGSM, eps=0.03, steps=5, decay=1.0" in table_ii
+    # the budget as run: the largest 8-bit step within eps (bench.attacks.delivery)
+    assert ("mi: attacks/mi_fgsm.py:MomentumFGSM, eps=0.03 (run at 0.027451, on the 8-bit grid), steps=5, "
+            "decay=1.0") in table_ii
     sanity = board.split("## Every sanity flag")[1].split("\n## ")[0]  # one row per flag (the appendix)
     fired = [li for li in sanity.splitlines() if li.startswith("| ") and "noop" in li]
     # declared iterative, weaker than one FGSM step of the same budget: flagged by its family

@@ -32,7 +32,7 @@ def _suite(unbounded: dict) -> dict:
     return {
         "name": "masked", "seed": 1,
         "data": {"source": "synthetic-faces", "n": 120, "size": 32},
-        "models": {"m": {"arch": "tiny", "recipe": {"epochs": 3, "lr": 0.05, "batch_size": 16}}},
+        "models": {"m": {"arch": "tiny", "recipe": {"epochs": 6, "lr": 0.05, "batch_size": 16}}},
         "defenses": {"rounding": {"use": "rounding.py:Rounding", "applies_to": ["m"], "adaptive": True}},
         "attacks": {"fgsm": {"attack": "fgsm", "backend": "native", "eps": 0.03}},
         "evaluation": {"max_attack_images": 12, "attack_batch_size": 12, "gradient_norm_images": 8,

@@ -42,13 +42,14 @@ def run(tmp_path_factory, one_thread):
 
 
 def _by_hand(det, x: torch.Tensor, seed: int, eps: float | None) -> np.ndarray:
-    """Detected (P(real) < 0.5) after sign noise of size eps (none: the image itself) and 8-bit PNG storage."""
+    """Detected (P(real) < 0.5) after sign noise of size eps (none: the image itself) and 8-bit PNG storage. The
+    noise runs at eps on the 8-bit grid, floor(eps 255) / 255, so that its 8-bit image stays within eps."""
     out = []
     for xi in x:
         if eps is not None:
             rng = np.random.default_rng([seed, zlib.crc32(xi.numpy().tobytes())])
             sign = rng.integers(0, 2, size=tuple(xi.shape)).astype(np.float32) * 2 - 1
-            xi = (xi + eps * torch.from_numpy(sign)).clamp(0, 1)
+            xi = (xi + np.floor(eps * 255 + 1e-4) / 255 * torch.from_numpy(sign)).clamp(0, 1)
         out.append(torch.round(xi * 255).clamp(0, 255) / 255)
     with torch.no_grad():
         p_real = det.predict_proba(torch.stack(out))[:, 1].numpy()
@@ -71,11 +72,12 @@ def test_controls_equal_a_hand_computation(run):
         acc = store.get(controls[label].key).metrics["accuracy"]
         detected = _by_hand(det, x, ls.suite.seed, eps)
         assert (acc["k"], acc["n"]) == (int(detected.sum()), len(x)), label
-    # the L2 noise has the median L2, before storage, of CW's examples on the same model (before clipping)
+    # the L2 noise has the median L2, before storage, of CW's examples on the same model (before clipping and
+    # the 8-bit rounding of the delivered image, which adds an L2 of about 0.06 at 32 px)
     cw = next(c for c in plan.attacks if c.attack.key == "cw" and c.threat == "white-box")
     cw_before = store.get(cw.craft.key).metrics["l2_before"]
     noise_l2 = store.get(controls["noise_l2[of_label=cw]"].craft.key).metrics
-    assert noise_l2["l2_before"]["median"] <= cw_before["median"] + 1e-4
+    assert noise_l2["l2_before"]["median"] <= np.hypot(cw_before["median"], 0.08)
     assert noise_l2["l2_before"]["median"] > 0.5 * cw_before["median"]
 
 

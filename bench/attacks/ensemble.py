@@ -1,17 +1,20 @@
 """The ensemble (`attack: ensemble, backend: native`): per image, the worst case over its member attacks.
 
 Members run cheapest first (`EnsembleParams.ordered`), each on the images that the detector still
-classifies correctly; an image counts as broken by a member when the detector misclassifies the member's
-output and the perturbation is within the ensemble's eps (in its norm). Broken images return the breaking
-member's output; the others the first in-budget output a member returned for them (else x unchanged), so
-their robust accuracy is never above any member's on the same images (for members whose per-image
-result does not depend on the other images in the batch or on the random state).
+classifies correctly. A member's output is judged as it will be delivered: rounded to 8 bits and projected
+onto the ensemble's eps ball (in its norm) on the 8-bit grid (`bench.attacks.delivery.deliver`), and scored by
+the detector, which, made through the suite's storage, scores the stored image (`bench.attacks.storage`). An
+image counts as broken by a member when the detector misclassifies that delivered image; broken images return
+it, the others the first delivered output a member returned for them (else x unchanged). So on every image
+the ensemble is broken wherever a member's output, as it ran inside the ensemble, was; and the craft cell's own
+delivery leaves its output as it is (delivery is idempotent).
 """
 
 from __future__ import annotations
 
 import torch
 
+from bench.attacks.delivery import deliver
 from bench.attacks.params import EnsembleParams
 from bench.attacks.registry import register_backend, run_attack
 from bench.models.detector import Detector
@@ -29,6 +32,13 @@ def within(delta: torch.Tensor, eps: float, norm: str) -> torch.Tensor:
 @register_backend("ensemble", "native")
 def ensemble(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: EnsembleParams) -> torch.Tensor:
     """The worst case over the members, per image (see the module doc)."""
+    return worst_case(detector, x, y, p)
+
+
+def worst_case(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: EnsembleParams,
+               trace: dict[str, tuple[torch.Tensor, torch.Tensor]] | None = None) -> torch.Tensor:
+    """The ensemble's output; `trace`, when given, receives per member (images it ran on, their delivered
+    outputs as [0, 1] floats), so that a test can hold the worst case against every member as it ran."""
     detector.eval()
     x = x.detach().to("cpu", torch.float32)
     y = y.detach().to("cpu", torch.int64)
@@ -36,11 +46,14 @@ def ensemble(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: EnsemblePa
     broken = detector.predict_proba(x).argmax(1) != y
     fallback = torch.zeros(len(x), dtype=torch.bool)
     dev = detector.device
-    for _key, attack, backend, params in p.ordered():
+    for key, attack, backend, params in p.ordered():
         idx = torch.nonzero(~broken).flatten()
         if len(idx) == 0:
             break
-        xa = run_attack(attack, backend, detector, x[idx].to(dev), y[idx].to(dev), params).cpu().float()
+        raw = run_attack(attack, backend, detector, x[idx].to(dev), y[idx].to(dev), params)
+        xa = deliver(raw, x[idx], p.eps, p.norm).float() / 255.0
+        if trace is not None:
+            trace[key] = (idx, xa)
         ok = within(xa - x[idx], p.eps, p.norm)
         hit = ok & (detector.predict_proba(xa).argmax(1) != y[idx])
         first = ok & ~fallback[idx] & ~hit

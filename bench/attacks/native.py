@@ -42,6 +42,7 @@ from bench.attacks.counting import add_passes
 from bench.attacks.eot import expected_grad, loss_and_grad
 from bench.attacks.params import LINE_SEARCH_DOUBLINGS, CWL2Params, FGSMParams, PGDParams
 from bench.attacks.registry import register_backend
+from bench.attacks.storage import has_host_step
 from bench.models.detector import Detector
 from bench.settings import cuda_graphs_enabled
 
@@ -232,11 +233,12 @@ class _CWLineSearchStep:
             self.step = torch.where(moved, best_len, self.step / 2.0**LINE_SEARCH_DOUBLINGS)
 
 
-def _use_cuda_graphs(x: torch.Tensor, p: CWL2Params) -> bool:
-    """Replay iterations as a CUDA graph: on a GPU, unless BENCH_CUDA_GRAPHS=0, for long enough runs."""
+def _use_cuda_graphs(x: torch.Tensor, p: CWL2Params, detector: Detector) -> bool:
+    """Replay iterations as a CUDA graph: on a GPU, unless BENCH_CUDA_GRAPHS=0, for long enough runs, through a
+    detector whose forward stays on the device (not one behind the suite's storage, whose codec runs on the CPU)."""
     return x.device.type == "cuda" and cuda_graphs_enabled() and p.step_rule == "adam" and (
         p.max_iterations > 2 * GRAPH_WARMUP
-    )
+    ) and not has_host_step(detector)
 
 
 def _capture(step: _CWStep) -> torch.cuda.CUDAGraph | None:
@@ -272,7 +274,7 @@ def _cw_optimise(
     step = (_CWStep if p.step_rule == "adam" else _CWLineSearchStep)(detector, x, w0, y, c, p, best_l2, best_adv)
     check_every = max(1, math.ceil(p.max_iterations / 10))
     shift = float((c * p.confidence).sum())
-    graphs = _use_cuda_graphs(x, p)
+    graphs = _use_cuda_graphs(x, p, detector)
     side = torch.cuda.Stream(x.device) if graphs else None
     if side is not None:
         side.wait_stream(torch.cuda.current_stream(x.device))

@@ -23,8 +23,8 @@ from bench import FAKE
 from bench.attacks.counting import count_passes
 from bench.attacks.registry import get_attack, run_attack
 from bench.attacks.restarts import with_restarts
+from bench.attacks.storage import quantise, storage_key
 from bench.cells.context import RunContext
-from bench.cells.craft import quantise
 from bench.cells.registry import Record, computes
 from bench.defenses.apply import preprocessed
 from bench.digests import digest
@@ -58,7 +58,7 @@ def adaptive_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
     dip = plan.section("dip")[0]
     ad = DIPAdaptiveConfig.from_dict(s.dip.adaptive)
     ev = s.evaluation
-    storage = [ev.storage, ev.jpeg_quality if ev.storage == "jpeg" else None]
+    storage = storage_key(ev)
     cells = []
     for attack, params, restarts in adaptive_points(ad):
         key = digest([KIND, PLAN_VERSION, "test-fakes", dip.key, attack, params, restarts, ad.images, ad.readout,

@@ -80,7 +80,7 @@ def family_tables(b: Board) -> str:
         params = "; ".join(f"{a.key}: {a.backend}, {point_params(b, a)}" for a in b.ls.attacks
                            if a.in_table and a.key in keys)
         parts.append(f"Parameters, as the backend ran them: {params}.")
-    notes = [best_note(b), gave_up_note(b), _sources_note(b)]
+    notes = [best_note(b), gave_up_note(b), _sources_note(b), storage_note(b)]
     parts.append("\n\n".join(n for n in notes if n))
     return "\n\n".join(parts)
 
@@ -117,6 +117,21 @@ def _family_table(b: Board, keys: list[str], ctl, noise: list[float]) -> str:
     mark_best(rows, vals, fmt=compact)
     keep = [0] + [j for j in range(1, len(headers)) if any(r[j] not in ("n/a", "", NOT_APPLICABLE) for r in rows)]
     return tabulate([[r[j] for j in keep] for r in rows], [headers[j] for j in keep], tablefmt="github")
+
+
+UNAWARE = "storage-unaware (the paper's setting)"
+
+
+def storage_note(b: Board) -> str:
+    """How the attacks were made with respect to the storage (Table II's note)."""
+    aware = [a.key for a in b.ls.attacks if a.storage_aware]
+    unaware = list(dict.fromkeys(a.key for a in b.ls.attacks if not a.storage_aware))
+    text = ("Attacks are made through the suite's storage (gradients through it, every success judged on the "
+            "stored image) and deliver 8-bit images within their budget" if aware else "")
+    if unaware:
+        text += ("; " if text else "") + (f"{', '.join(unaware)}: {UNAWARE}, made on the bare detector and then "
+                                          "stored and scored the same way")
+    return text + ". " if text else ""
 
 
 def _sources_note(b: Board) -> str:

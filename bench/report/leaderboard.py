@@ -24,7 +24,7 @@ from bench.metrics import replica_mean
 from bench.report.breakdown import breakdown_sections
 from bench.report.controls import grid_control_rows, norm_headers, norm_texts
 from bench.report.curves import figures, headline_budget
-from bench.report.families import family_tables
+from bench.report.families import UNAWARE, family_tables
 from bench.report.figures import plot_accuracy_curves
 from bench.report.flags import checks_run_text, every_flag_table, group_flags, grouped_table
 from bench.report.format import compact, num, pct, prop
@@ -114,10 +114,13 @@ class Board:
         return frozenset(r["craft_key"] for r in self.attack if attack_gave_up(r))
 
     def attack_title(self, key: str) -> str:
-        """The column title of a suite's attack entry (its declared title, with the key when titles repeat)."""
+        """The column title of a suite's attack entry (its declared title, storage-unaware ones labelled, with the
+        key when titles repeat)."""
         first = next(a for a in self.ls.attacks if a.key == key)
-        sharing = {a.key for a in self.ls.attacks if a.attack == first.attack}
-        return first.title if len(sharing) == 1 else f"{first.title} ({key})"
+        title = first.title if first.storage_aware else f"{first.title}, {UNAWARE}"
+        sharing = {a.key for a in self.ls.attacks
+                   if a.attack == first.attack and a.storage_aware == first.storage_aware}
+        return title if len(sharing) == 1 else f"{title} ({key})"
 
     def attack_keys(self) -> list[str]:
         return list(dict.fromkeys(a.key for a in self.ls.attacks))
@@ -372,22 +375,25 @@ def all_cells(b: Board) -> str:
     for r in b.every_cell:
         who = f"{r['source']} -> {r['target']}"
         role = r.get("role") or "attack"
+        label = r["label"] + ("" if r.get("storage_aware", True) or role == "control" else " (storage-unaware)")
         m = _none(r["metrics"])
         if m is None:
-            rows.append([r["label"], role, r["backend"], r["threat"], who, "not run", "", "", "", "", "", "", ""])
+            rows.append([label, role, r["backend"], r["threat"], who, "not run", "", "", "", "", "", "", ""])
             continue
         craft = _none(r["craft_metrics"])
         rows.append([
-            r["label"], role, r["backend"], r["threat"], who, _acc(b, r)[1] if role == "attack" else prop(
+            label, role, r["backend"], r["threat"], who, _acc(b, r)[1] if role == "attack" else prop(
                 m["accuracy"]), prop(m["success_rate"]), *norm_texts(craft, m),
             num(craft["seconds_per_image"], 3) if craft else "n/a",
         ])
     headers = ["Attack", "Role", "Backend", "Threat", "Source -> target", "Accuracy on perturbed fakes",
                "Attack success rate", *norm_headers(b), "Craft s/img"]
     return ("## Every attack cell\n\nSuccess rate: share of the fakes the target detected unperturbed that the "
-            "attack turned into 'real'. L2 and Linf: the perturbation before storage (the attack's own float "
-            "output) and after storage (what is scored), pixel values in [0, 1]; the storage-only control shows "
-            "what storage alone adds. Role: the suite's attack, a control (never ranked) or a check attack "
+            "attack turned into 'real'. L2 and Linf: the perturbation before storage (the delivered 8-bit image, "
+            "within the attack's budget) and after storage (what is scored), pixel values in [0, 1]; the "
+            "storage-only control shows what storage alone adds. Attacks are made through the storage unless "
+            "marked storage-unaware (the paper's setting: made on the bare detector). Role: the suite's attack, a "
+            "control (never ranked) or a check attack "
             "(docs/checks/, on at most `evaluation.checks.n` fakes).\n\n"
             + tabulate(rows, headers, tablefmt="github")
             + ("\n\n" + _gave_up_note(b) if b.gave_up else ""))

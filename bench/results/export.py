@@ -37,7 +37,8 @@ def cell_frame(results: Results) -> pd.DataFrame:
         r = stored.get(cell.key)
         d = {**cell.describe(), **replica_columns(plan, cell.describe().get("model")), "data_digest": plan.data_key}
         row: dict[str, Any] = {"suite": results.ls.suite.name, "profile": results.ls.profile, "kind": cell.kind,
-                               "cell_key": cell.key, "stored": r is not None, "label": d.get("label")}
+                               "cell_key": cell.key, "stored": r is not None, "label": d.get("label"),
+                               "storage_aware": d.get("storage_aware")}
         if r is None:  # not computed yet: what the plan says it will be
             row.update({k: d.get(k) for k in DESCRIPTOR_COLUMNS if k not in ("suite", "profile")})
         else:

@@ -27,6 +27,7 @@ from bench.suite.schema import CheckAttack
 
 
 def control_point(key: str, attack: str, params: dict[str, Any], varying: tuple[str, ...] = ()) -> AttackPoint:
+    """A control: it reads no detector, so being made through the storage or not changes nothing (marked aware)."""
     spec = get_attack(attack)
     return AttackPoint(key, attack, "native", spec.params.model_validate(params).model_dump(), False, varying,
                        spec.title, spec.family, spec.norm, spec.budget, spec.deterministic, role="control")
@@ -44,7 +45,8 @@ def check_point(ls: LoadedSuite, key: str, cfg: CheckAttack, where: str, update:
         raise validation_error(exc, f"{where}.params") from None
     return AttackPoint(key, cfg.attack, cfg.backend, params, False, (), spec.title, spec.family_of(params),
                        spec.norm_of(params), spec.budget, spec.deterministic_for(params), role="check",
-                       images=ls.suite.evaluation.checks.n, restarts=restarts)
+                       images=ls.suite.evaluation.checks.n, restarts=restarts,
+                       storage_aware=ls.suite.evaluation.storage_aware)
 
 
 def linf_budgets(ls: LoadedSuite) -> list[float]:

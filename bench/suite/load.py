@@ -48,6 +48,7 @@ class AttackPoint:
     role: str = "attack"  # "attack" (the suite's), "control" or "check" (added by the plan: never ranked)
     images: int | None = None  # a check attacks only the first `images` attacked fakes (None: all of them)
     restarts: int = 1  # a check attack's random restarts, each on the images no earlier one broke
+    storage_aware: bool = True  # made through the suite's storage (bench.attacks.storage); False: the paper's setting
 
     @property
     def label(self) -> str:
@@ -67,7 +68,8 @@ class AttackPoint:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> AttackPoint:
-        return cls(**{**d, "varying": tuple(d.get("varying", ()))})
+        # a plan stored before attacks were made through the storage has no flag: its attacks ignored storage
+        return cls(**{**d, "varying": tuple(d.get("varying", ())), "storage_aware": d.get("storage_aware", False)})
 
 
 @dataclass(frozen=True)
@@ -307,6 +309,7 @@ def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig, load_plugins: bo
             raise BenchError("", format_validation_error(exc, (*where.split("."),))) from None
         in_table = all(p.get(k) == v for k, v in table.items()) if table else i == 0
         decl = spec.declaration()
+        aware = ls.suite.evaluation.storage_aware if a.storage_aware is None else a.storage_aware
         ls.attacks.append(AttackPoint(key, a.attack, a.backend, params.model_dump(), in_table, varying,
                                       decl["title"], spec.family_of(params), spec.norm_of(params), decl["budget"],
-                                      spec.deterministic_for(params), src))
+                                      spec.deterministic_for(params), src, storage_aware=aware))

@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from bench import FAKE
+from bench.attacks.storage_spec import storage_key
 from bench.digests import data_digest, digest, file_digest
 from bench.plugins import plugin_path
 from bench.suite.load import AttackPoint, LoadedSuite, ResolvedModel
@@ -21,7 +22,7 @@ from bench.suite.load import AttackPoint, LoadedSuite, ResolvedModel
 if TYPE_CHECKING:  # a data split holds tensors; the plan is read without torch
     from bench.data.dataset import ImageSet
 
-PLAN_VERSION = 2  # bump when the meaning of a cell changes, so old results are not reused
+PLAN_VERSION = 3  # bump when the meaning of a cell changes, so old results are not reused
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ class CraftCell:
     def describe(self) -> dict[str, Any]:
         return {"attack": self.attack.attack, "attack_key": self.attack.key, "label": self.attack.label,
                 "backend": self.attack.backend, "params": self.attack.params, "source": self.source.name,
-                "model": self.source.model, "defense": self.source.defense}
+                "model": self.source.model, "defense": self.source.defense, "storage_aware": self.attack.storage_aware}
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ class AttackCell:
         return {"attack": self.attack.attack, "attack_key": self.attack.key, "label": self.attack.label,
                 "backend": self.attack.backend, "params": self.attack.params, "threat": self.threat,
                 "source": self.source.name, "target": self.target.name, "model": self.target.model,
-                "defense": self.target.defense, "adaptive": self.adaptive}
+                "defense": self.target.defense, "adaptive": self.adaptive, "storage_aware": self.attack.storage_aware}
 
 
 @dataclass(frozen=True)
@@ -289,8 +290,8 @@ def add_attack_cell(plan: Plan, ls: LoadedSuite, ap: AttackPoint, src: str, dst:
                     extra_deps: tuple[str, ...] = ()) -> AttackCell:
     """The craft cell of `ap` on variant `src` (shared when it exists) and its attack cell scored on `dst`."""
     s = ls.suite
-    storage = [s.evaluation.storage, s.evaluation.jpeg_quality if s.evaluation.storage == "jpeg" else None]
-    pkey: list[Any] = [ap.attack, ap.backend, ap.params]
+    storage = storage_key(s.evaluation)
+    pkey: list[Any] = [ap.attack, ap.backend, ap.params, "storage-aware" if ap.storage_aware else "storage-unaware"]
     if ap.source_digest is not None:
         pkey.append(ap.source_digest)
     if ap.role != "attack":  # a control or check never shares a key with a suite attack of the same parameters

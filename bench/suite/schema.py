@@ -125,6 +125,9 @@ class AttackConfig(BaseModel):
     table: dict[str, Any] | None = Field(
         None, description="which grid point the paper's Table II shows (default: the first)"
     )
+    storage_aware: Boolean | None = Field(
+        None, description="made through the suite's storage (default: evaluation.storage_aware); false: on the bare "
+                          "detector, as in the paper (its output is still stored and scored after storage)")
 
     def param_items(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -173,6 +176,9 @@ class EvaluationConfig(Strict):
     attack_batch_size: Integer = Field(64, ge=1, le=MAX_COUNT)
     storage: Literal["png", "jpeg"] = Field("png", description="8-bit quantisation, or a JPEG round trip")
     jpeg_quality: Integer = Field(95, ge=1, le=100)
+    storage_aware: Boolean = Field(
+        True, description="attacks are made through the storage (the scored image); an attack entry's "
+                          "`storage_aware: false` makes it on the bare detector (the paper's setting)")
     gradient_norm_images: Integer = Field(128, ge=1, le=MAX_COUNT)
     controls: Boolean = Field(True, description="add the storage-only and random-noise controls (never ranked)")
     checks: ChecksConfig = ChecksConfig()
