@@ -18,7 +18,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from bench.defenses.base import KINDS, defense_kind
+from bench.defenses.base import KINDS, defense_kind, defense_kinds
 from bench.errors import BenchError, ContractError, short
 from bench.plugins import is_file_target, load_module, split_spec
 from bench.registry import Registry
@@ -27,6 +27,7 @@ __all__ = [
     "KINDS",
     "create_defense",
     "defense_kind",
+    "defense_kinds",
     "list_defenses",
     "register_defense",
     "resolve_defense_class",
@@ -39,6 +40,7 @@ _BUILTINS: dict[str, str] = {
     "lipschitz": "bench.defenses.lipschitz:LipschitzRegularisation",
     "blur": "bench.defenses.blur:BlurAugmentation",
     "jpeg": "bench.defenses.jpeg:JpegDefense",
+    "smoothing": "bench.smoothing.defense:RandomizedSmoothing",
     "dip": "bench.dip.preprocessor:DIPPreprocessor",
 }
 
@@ -155,13 +157,14 @@ def create_defense(
     except Exception as exc:  # noqa: BLE001 - user code: report, naming the defense
         raise BenchError(where, f"{use} failed to construct: {type(exc).__name__}: {exc}") from exc
     try:
-        kind = defense_kind(obj)
+        kinds = defense_kinds(obj)
     except ContractError as exc:
         raise ContractError(where, exc.message) from exc
     if expect is not None:
         allowed = (expect,) if isinstance(expect, str) else tuple(expect)
-        if kind not in allowed:
-            raise BenchError(where, f"{use} is a {kind} defense; only {' or '.join(allowed)} defenses belong here")
+        if not set(kinds) & set(allowed):
+            raise BenchError(where, f"{use} is a {kinds[0]} defense; only {' or '.join(allowed)} defenses belong "
+                                    "here")
     try:
         obj.name = name or where
     except AttributeError as exc:
