@@ -17,7 +17,7 @@ from bench import FAKE
 from bench.data.dataset import ImageSet
 from bench.digests import data_digest, digest, file_digest
 from bench.plugins import plugin_path
-from bench.suite.load import AttackPoint, LoadedSuite, ResolvedModel
+from bench.suite.load import AttackPoint, LoadedSuite, ResolvedModel, runs_against
 
 PLAN_VERSION = 2  # bump when the meaning of a cell changes, so old results are not reused
 
@@ -237,7 +237,7 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
         if name in plan.models:
             return plan.models[name].key
         rm = ls.models[name]
-        cfg = rm.config.model_dump(exclude={"label", "defense"})
+        cfg = rm.config.model_dump(exclude={"label", "defense", "seeds", "attacks"})  # what changes the weights
         deps: tuple[str, ...] = ()
         if rm.config.checkpoint:
             cfg["checkpoint"] = file_digest(ls.base_dir / rm.config.checkpoint)
@@ -275,8 +275,10 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
             if v.model == dst:
                 pairs.append((src, v.name, "transfer"))
     for ap in ls.attacks:
-        for src, dst, threat in pairs:
-            add_attack_cell(plan, ls, ap, src, dst, threat)
+        for src, dst, threat in pairs:  # a model's `attacks` and an entry's `models` may restrict who meets whom
+            if runs_against(ls, ap.key, plan.variants[src].model) and runs_against(ls, ap.key,
+                                                                                   plan.variants[dst].model):
+                add_attack_cell(plan, ls, ap, src, dst, threat)
     from bench.suite.controls import add_controls_and_checks  # lazy: it imports this module (its cells)
 
     add_controls_and_checks(plan, ls)

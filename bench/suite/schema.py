@@ -68,6 +68,10 @@ class ModelConfig(Strict):
     recipe: Recipe = Recipe()
     init_from: str | None = Field(None, description="start training from another model of the suite")
     defense: dict[str, dict[str, Any]] | None = None
+    seeds: Integer | None = Field(None, ge=1, le=MAX_SEEDS, description="this model's training replicas (default: "
+                                  "the suite's `seeds`): an expensive model may have fewer")
+    attacks: list[str] | None = Field(None, description="the suite's attack entries run against this model and its "
+                                      "defended variants (crafted on or scored by them); default: every one")
 
     @model_validator(mode="before")
     @classmethod
@@ -121,6 +125,9 @@ class AttackConfig(BaseModel):
                          "'module:Name' (docs/adding-an-attack.md)")
     table: dict[str, Any] | None = Field(
         None, description="which grid point the paper's Table II shows (default: the first)"
+    )
+    models: list[str] | None = Field(
+        None, description="run only against these models of the suite (and their defended variants); default: all"
     )
 
     def param_items(self) -> dict[str, Any]:
@@ -184,6 +191,15 @@ class ReportConfig(Strict):
                     "with a larger perturbation than the largest is not counted, and is flagged")
 
 
+class CertifyConfig(Strict):
+    """CERTIFY of Cohen et al. (2019) on every attacked fake, for each variant behind a `smoothing` defense: the top
+    class of `n0` selection samples, its probability bounded below from `n` estimation samples at level `alpha`."""
+
+    n0: Integer = Field(100, ge=1, le=MAX_COUNT, description="selection samples per image")
+    n: Integer = Field(100_000, ge=1, le=100 * MAX_COUNT, description="estimation samples per image")
+    alpha: Number = Field(0.001, gt=0.0, lt=0.5, description="failure probability of each image's certificate")
+
+
 class DIPProtocol(Strict):
     """The paper's DIP experiment (section V-C): purify sampled test images and score them."""
 
@@ -220,4 +236,6 @@ class Suite(Strict):
     report: ReportConfig = ReportConfig()
     crosscheck: list[dict[str, Any]] = Field(default_factory=list)
     dip: DIPProtocol | None = None
+    certify: CertifyConfig | None = Field(default_factory=CertifyConfig,
+                                          description="certified radii of the smoothed variants (null: none)")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
