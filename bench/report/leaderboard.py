@@ -33,12 +33,14 @@ from bench.report.replicas import (
     clean_metric,
     group_label,
     group_rows,
+    own_seeds_line,
     pool_groups,
     replica_sets,
 )
 from bench.report.sanity import ALL_CHECKS, attack_gave_up, degenerate_classifier, run_checks
 from bench.results.query import Results
 from bench.sections import sections
+from bench.smoothing.report import certificates
 
 TABLE_I_COLUMNS = [
     ("accuracy", "Accuracy"),
@@ -218,6 +220,7 @@ def header(b: Board) -> str:
         lines += [f"- Training seeds: every model trained {s.seeds} times (seeds {s.seed}..{s.seed + s.seeds - 1}); "
                   f"tables show the mean of the {s.seeds} seeds, its interval covering seeds and test images "
                   "([docs/intervals.md](../docs/intervals.md)); per-seed values: `bench export` (column `seed`)."]
+    lines += own_seeds_line(b)
     if ls.overrides:
         dumped = yaml.safe_dump(ls.overrides, sort_keys=False).strip()
         lines += ["", f"Profile `{ls.profile}` overrides the suite with:", "", "```yaml", dumped, "```"]
@@ -479,7 +482,7 @@ def all_cells(b: Board) -> str:
 
 
 def sanity(b: Board) -> str:
-    flags = run_checks(b.every_cell, b.clean, b.gradnorms)
+    flags = run_checks(b.every_cell, b.clean, b.gradnorms, certificates(b.results))
     names = ", ".join(f"[{c.__name__.replace('_', '-')}](../docs/checks/{c.__name__.replace('_', '-')}.md)"
                       for c in ALL_CHECKS)
     if not flags:
