@@ -50,6 +50,7 @@ class CertifiedGroup:
     median_min_norm_l2: float | None = None  # smallest L2 a minimum-norm attack flipped at (inf: never)
     attacks: list[str] = field(default_factory=list)  # the attack cells behind `attacked`
     seeds: int = 1
+    inverted: list[int] = field(default_factory=list)  # per budget: certified there, yet counted attacked (sum)
 
     @property
     def width(self) -> list[float]:
@@ -99,7 +100,7 @@ def _replica(b, cert: Row) -> dict[str, Any]:
     clean_ok = {i: p == "fake" for i, p in zip(im["ids"], im["predict"], strict=True)}
     cells = _smoothed_cells(b, variant, ATTACK_ROLES)
     per_attack: dict[str, list[dict]] = {}
-    worst = []
+    worst, inverted = [], []
     for e in budgets:
         robust = dict(clean_ok)
         for c in cells:
@@ -108,6 +109,8 @@ def _replica(b, cert: Row) -> dict[str, Any]:
             for i, ok in r.items():
                 robust[i] = robust.get(i, False) and ok
         worst.append(Proportion(sum(robust.values()), len(robust)).as_dict())
+        inverted.append(sum(c == "fake" and r is not None and r >= e and not robust.get(i, False)
+                            for i, c, r in zip(im["ids"], im["class"], im["radius"], strict=True)))
     flips: dict[str, float] = {i: (math.inf if ok else 0.0) for i, ok in clean_ok.items()}
     min_norm = [c for c in cells if c["family"] == "minimum-norm"]
     for c in min_norm:
@@ -116,7 +119,7 @@ def _replica(b, cert: Row) -> dict[str, Any]:
             if v != "fake":
                 flips[i] = min(flips.get(i, math.inf), float(d))
     return {"budgets": budgets, "certified": m["certified"], "worst": worst, "per_attack": per_attack,
-            "median_radius": m["median_radius"], "attacks": [_attack_name(c) for c in cells],
+            "median_radius": m["median_radius"], "attacks": [_attack_name(c) for c in cells], "inverted": inverted,
             "median_min_norm": float(np.median(list(flips.values()))) if min_norm and flips else None}
 
 
@@ -142,7 +145,8 @@ def certified_numbers(b) -> dict[str, CertifiedGroup]:
                             for j in range(len(budgets))] for k in labels},
             median_radius=float(np.mean([rp["median_radius"] for rp in reps])),
             median_min_norm_l2=float(np.mean(medians)) if medians else None,
-            attacks=labels, seeds=len(reps))
+            attacks=labels, seeds=len(reps),
+            inverted=[sum(rp["inverted"][j] for rp in reps) for j in range(len(budgets))])
     return out
 
 
@@ -198,6 +202,15 @@ def certified_section(b, out_dir: Path, stem: str) -> str:
                 + f"\n\nMedian certified radius {num(g.median_radius)} (abstentions and wrong classes count as 0) "
                 f"beside the median minimum-norm L2 {_l2(g.median_min_norm_l2)} (the smallest L2 at which a "
                 "minimum-norm attack's stored example was not voted 'fake'; a fake PREDICT misses counts as 0).")
+        if any(g.inverted):
+            where = ", ".join(f"{k} at L2 {'= 0' if e == 0 else f'<= {e:g}'}" for e, k in zip(g.budgets, g.inverted,
+                                                                                                 strict=True) if k)
+            text += (f"\n\nFakes certified at a budget yet counted as attacked there ({where}): PREDICT (n = "
+                     f"{s['predict_n']}) abstained on the stored fake or on an example within its radius, where "
+                     f"CERTIFY (n = {s['n']}) had certified 'fake'. Two Monte Carlo procedures disagree near the "
+                     "smoothed detector's threshold (an abstention counts as not detected); a 'real' vote within a "
+                     "radius would be the attack-beats-certificate flag. Where they count, the width is smaller, or "
+                     "negative.")
         if b.s.report.figures:
             fig = Path(out_dir) / f"{stem}-{name.replace('+', '-')}-certified.png"
             series = {"certified (lower bound)": g.certified, "attacked, worst case (upper bound)": g.attacked}
