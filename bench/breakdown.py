@@ -38,16 +38,18 @@ def with_auroc_interval(metrics: dict, labels: np.ndarray, p_real: np.ndarray) -
 
 
 def clean_breakdown(labels: np.ndarray, p_real: np.ndarray, subsets: list[str] | None,
-                    groups: list[str] | None) -> dict:
-    """Extra metrics for a clean cell: the AUROC interval, `by_subset` and `video` where the data allows."""
+                    groups: list[str] | None, abstain: np.ndarray | None = None) -> dict:
+    """Extra metrics for a clean cell: the AUROC interval, `by_subset` and `video` where the data allows
+    (`abstain`: see `classification_metrics`)."""
     labels, p_real = np.asarray(labels), np.asarray(p_real, dtype=np.float64)
     lo, hi = auroc_interval(labels, p_real)
     out: dict = {"auroc_lo": lo, "auroc_hi": hi}
     if subsets is not None:
         arr = np.asarray(subsets)
         out["by_subset"] = {
-            s: with_auroc_interval(classification_metrics(labels[arr == s], p_real[arr == s]), labels[arr == s],
-                                   p_real[arr == s])
+            s: with_auroc_interval(classification_metrics(labels[arr == s], p_real[arr == s], abstain=None if
+                                                          abstain is None else np.asarray(abstain)[arr == s]),
+                                   labels[arr == s], p_real[arr == s])
             for s in sorted(set(subsets))}
     if groups is not None:
         video = video_metrics(labels, p_real, groups)

@@ -96,10 +96,17 @@ def auroc(labels: np.ndarray, p_real: np.ndarray) -> float:
     return float((ranks[: len(pos)].sum() - len(pos) * (len(pos) + 1) / 2) / (len(pos) * len(neg)))
 
 
-def classification_metrics(labels: np.ndarray, p_real: np.ndarray, threshold: float = 0.5) -> dict:
-    """Table I: accuracy, AUROC, and precision/recall for each class, each proportion with n and CI."""
+def classification_metrics(labels: np.ndarray, p_real: np.ndarray, threshold: float = 0.5,
+                           abstain: np.ndarray | None = None) -> dict:
+    """Table I: accuracy, AUROC, and precision/recall for each class, each proportion with n and CI.
+
+    `abstain` marks images on which the detector gave no answer (a smoothed detector's PREDICT): wrong for
+    accuracy and recall whatever their class, predicted as neither class for precision; `abstained` says how many.
+    """
     labels = np.asarray(labels)
     pred = np.where(np.asarray(p_real) >= threshold, REAL, FAKE)
+    if abstain is not None:
+        pred = np.where(np.asarray(abstain, dtype=bool), -1, pred)
     out: dict = {
         "accuracy": Proportion(int((pred == labels).sum()), len(labels)).as_dict(),
         "auroc": auroc(labels, p_real),
@@ -109,6 +116,8 @@ def classification_metrics(labels: np.ndarray, p_real: np.ndarray, threshold: fl
         tp = int(((pred == cls) & (labels == cls)).sum())
         out[f"{name}_precision"] = Proportion(tp, int((pred == cls).sum())).as_dict()
         out[f"{name}_recall"] = Proportion(tp, int((labels == cls).sum())).as_dict()
+    if abstain is not None:
+        out["abstained"] = Proportion(int((pred == -1).sum()), len(labels)).as_dict()
     return out
 
 

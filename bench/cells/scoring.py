@@ -11,6 +11,7 @@ from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
 from bench.diagnostics import input_gradient_norm
 from bench.metrics import Proportion, classification_metrics, perturbation_norms, summary
+from bench.smoothing.scoring import abstentions, smoothed_attack_metrics
 from bench.suite.plan import AttackCell, CleanCell, GradNormCell
 
 
@@ -20,8 +21,9 @@ def score_clean(cell: CleanCell, ctx: RunContext) -> Record:
     test = ctx.test_set
     p_real = det.predict_proba(test.images)[:, 1].numpy()
     labels = test.labels.numpy()
-    metrics = classification_metrics(labels, p_real)
-    metrics.update(clean_breakdown(labels, p_real, test.subsets, test.groups))  # AUROC interval, per subset, video
+    abstain = abstentions(det, p_real)  # a smoothed detector's PREDICT may abstain: wrong for either class
+    metrics = classification_metrics(labels, p_real, abstain=abstain)
+    metrics.update(clean_breakdown(labels, p_real, test.subsets, test.groups, abstain))  # AUROC CI, subsets, video
     return Record(metrics, (test.ids, labels, p_real))
 
 
@@ -57,6 +59,7 @@ def score_attack(cell: AttackCell, ctx: RunContext) -> Record:
         "l2_per_image": {"ids": list(data.ids), "l2": [float(f"{v:.5g}") for v in l2]},
     }
     metrics.update(attack_breakdown(correct_adv, data.subsets))  # per subset, when the data has subsets
+    metrics.update(smoothed_attack_metrics(det, data.ids, data.images, adv, p_adv, ctx.suite.evaluation))
     # per image: the L2 of what was scored, and of the attack's own output (the minimum-norm ranking axis)
     return Record(metrics, (data.ids, data.labels.numpy(), p_adv, l2, _l2_before(ctx, cell, len(adv))))
 

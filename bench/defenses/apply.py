@@ -14,9 +14,9 @@ from typing import Any
 import torch
 from torch import nn
 
-from bench.defenses.base import as_detector
+from bench.defenses.base import as_detector, evaluation_kind
 from bench.defenses.contract import check_defense, check_logits
-from bench.defenses.registry import create_defense, defense_kind
+from bench.defenses.registry import create_defense
 from bench.errors import BenchError
 from bench.models.detector import Detector
 
@@ -69,9 +69,9 @@ def apply_defense(base: Detector, name: str, use: str, params: dict, base_dir: P
         images, labels = calibration()
         defense.calibrate(images.to(base.device), labels, base)
     probe = torch.rand(2, 3, base.spec.input_size, base.spec.input_size, generator=torch.Generator().manual_seed(0))
+    kind = evaluation_kind(defense)  # a defense of two kinds (smoothing) acts here as its evaluation-time kind
     if check_contract:
-        check_defense(defense, base, probe)
-    kind = defense_kind(defense)
+        check_defense(defense, base, probe, kind=kind)
     if kind == "preprocessor":
         det = preprocessed(base, defense)
     else:

@@ -27,7 +27,8 @@ from bench.models.detector import Detector, ModelSpec
 if TYPE_CHECKING:
     from bench.defenses.preprocessor import PreprocessorDefense
 
-__all__ = ["KINDS", "PreprocessorDefense", "TrainingDefense", "WrapperDefense", "as_detector", "defense_kind"]
+__all__ = ["KINDS", "PreprocessorDefense", "TrainingDefense", "WrapperDefense", "as_detector", "defense_kind",
+           "defense_kinds", "evaluation_kind"]
 
 
 
@@ -83,19 +84,21 @@ def as_detector(module: torch.nn.Module, like: Detector) -> Detector:
     return Detector(module, spec).to(like.device)
 
 
-def defense_kind(obj: object) -> str:
-    """The kind of a defense instance (or class): "training", "preprocessor" or "wrapper"; else ContractError.
+def defense_kinds(obj: object) -> tuple[str, ...]:
+    """Every kind a defense instance (or class) acts as; else ContractError.
 
-    Any ART `PreprocessorPyTorch` counts as a preprocessor, so ART's own defences can be named too.
+    Most defenses have one kind. A class that subclasses both `TrainingDefense` and `WrapperDefense` acts as
+    either, by where the suite names it (randomized smoothing: noise augmentation under a model's `defense:`,
+    the smoothed detector under `defenses:`). Any ART `PreprocessorPyTorch` counts as a preprocessor, so ART's
+    own defences can be named too.
     """
     cls = obj if inspect.isclass(obj) else type(obj)
-    if issubclass(cls, TrainingDefense):
-        return "training"
-    if issubclass(cls, WrapperDefense):
-        return "wrapper"
+    kinds = [k for k, base in (("training", TrainingDefense), ("wrapper", WrapperDefense)) if issubclass(cls, base)]
     art_pre = sys.modules.get("art.defences.preprocessor.preprocessor")
-    if art_pre is not None and issubclass(cls, art_pre.PreprocessorPyTorch):
-        return "preprocessor"
+    if not kinds and art_pre is not None and issubclass(cls, art_pre.PreprocessorPyTorch):
+        kinds.append("preprocessor")
+    if kinds:
+        return tuple(kinds)
     name = getattr(obj, "name", None) if not inspect.isclass(obj) else None
     raise ContractError(
         str(name or cls.__name__),
@@ -103,6 +106,20 @@ def defense_kind(obj: object) -> str:
         "TrainingDefense, PreprocessorDefense or WrapperDefense",
     )
 
+
+def defense_kind(obj: object) -> str:
+    """The kind of a defense instance (or class): "training", "preprocessor" or "wrapper" (the first of
+    `defense_kinds`); else ContractError."""
+    return defense_kinds(obj)[0]
+
+
+def evaluation_kind(obj: object) -> str:
+    """The kind a defense acts as under `defenses:` (evaluation time): its kind other than "training"."""
+    kinds = [k for k in defense_kinds(obj) if k != "training"]
+    if not kinds:
+        raise ContractError(str(getattr(obj, "name", type(obj).__name__)),
+                            "is a training-time defense; it belongs under a model's `defense:`")
+    return kinds[0]
 
 
 def __getattr__(name: str) -> Any:

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import torch
 
-from bench.defenses.base import TrainingDefense, defense_kind
+from bench.defenses.base import TrainingDefense, defense_kinds
 from bench.errors import ContractError
 from bench.image_contract import check_images
 from bench.models.detector import Detector
@@ -79,14 +79,19 @@ def wrap_detector(defense: object, detector: Detector, images: torch.Tensor | No
 
 
 def check_defense(
-    defense: object, detector: Detector, images: torch.Tensor, labels: torch.Tensor | None = None
+    defense: object, detector: Detector, images: torch.Tensor, labels: torch.Tensor | None = None,
+    kind: str | None = None,
 ) -> None:
-    """Run the defense once on `images` (a few [0, 1] images) and check its contract (see module doc).
+    """Run the defense once on `images` (a few [0, 1] images) and check its contract (see module doc), as
+    `kind` (default: its first kind; a defense of two kinds, such as smoothing, is checked as the one asked).
 
     The detector is put in eval mode and not changed (no optimiser step, no BatchNorm update).
     """
     name = _name(defense)
-    kind = defense_kind(defense)
+    kinds = defense_kinds(defense)
+    if kind is not None and kind not in kinds:
+        raise ContractError(name, f"is a {' and '.join(kinds)} defense, not a {kind} defense")
+    kind = kind or kinds[0]
     images = images.detach().float()
     detector.eval()
     try:

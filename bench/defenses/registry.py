@@ -18,6 +18,7 @@ import inspect
 from pathlib import Path
 from typing import Any
 
+from bench.defenses.base import KINDS, defense_kind, defense_kinds
 from bench.defenses.builtin_params import BUILTIN_CHECKS
 from bench.errors import BenchError, ContractError, short
 from bench.plugins import is_file_target, load_module, split_spec
@@ -28,6 +29,7 @@ __all__ = [
     "check_defense",
     "create_defense",
     "defense_kind",
+    "defense_kinds",
     "list_defenses",
     "register_defense",
     "resolve_defense_class",
@@ -49,6 +51,7 @@ _BUILTINS: dict[str, str] = {
     "lipschitz": "bench.defenses.lipschitz:LipschitzRegularisation",
     "blur": "bench.defenses.blur:BlurAugmentation",
     "jpeg": "bench.defenses.jpeg:JpegDefense",
+    "smoothing": "bench.smoothing.defense:RandomizedSmoothing",
     "dip": "bench.dip.preprocessor:DIPPreprocessor",
 }
 
@@ -144,27 +147,28 @@ def check_defense(
     *,
     base_dir: str | Path | None = None,
     expect: str | tuple[str, ...] | None = None,
-) -> str:
-    """Check a defense as a suite names it and return its kind: a built-in's parameters without importing it
+) -> tuple[str, ...]:
+    """Check a defense as a suite names it and return its kinds (`defense_kinds`): a built-in's parameters without importing it
     (`bench.defenses.builtin_params`: no torch, no ART), any other defense by building it (`create_defense`).
     Errors as `create_defense`'s."""
     builtin = BUILTIN_CHECKS.get(use) if isinstance(use, str) and use not in DEFENSES else None
     if builtin is None:
-        return defense_kind(create_defense(use, params, where, base_dir=base_dir, expect=expect))
+        return defense_kinds(create_defense(use, params, where, base_dir=base_dir, expect=expect))
     kind, check = builtin
     try:
         check(dict(params or {}))
     except BenchError as exc:
         raise type(exc)(where, exc.message) from exc
-    _expect(use, kind, expect, where)
-    return kind
+    _expect(use, (kind,), expect, where)
+    return (kind,)
 
 
-def _expect(use: str, kind: str, expect: str | tuple[str, ...] | None, where: str) -> None:
+def _expect(use: str, kinds: tuple[str, ...], expect: str | tuple[str, ...] | None, where: str) -> None:
+    """Refuse a defense none of whose kinds is among the `expect`ed ones."""
     if expect is not None:
         allowed = (expect,) if isinstance(expect, str) else tuple(expect)
-        if kind not in allowed:
-            raise BenchError(where, f"{use} is a {kind} defense; only {' or '.join(allowed)} defenses belong here")
+        if not set(kinds) & set(allowed):
+            raise BenchError(where, f"{use} is a {kinds[0]} defense; only {' or '.join(allowed)} defenses belong here")
 
 
 def create_defense(
@@ -195,10 +199,10 @@ def create_defense(
     except Exception as exc:  # noqa: BLE001 - user code: report, naming the defense
         raise BenchError(where, f"{use} failed to construct: {type(exc).__name__}: {exc}") from exc
     try:
-        kind = defense_kind(obj)
+        kinds = defense_kinds(obj)
     except ContractError as exc:
         raise ContractError(where, exc.message) from exc
-    _expect(use, kind, expect, where)
+    _expect(use, kinds, expect, where)
     try:
         obj.name = name or where
     except AttributeError as exc:

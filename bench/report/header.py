@@ -124,6 +124,7 @@ def provenance(b: Board) -> str:
         lines += [f"- Training seeds: every model trained {s.seeds} times (seeds {s.seed}..{s.seed + s.seeds - 1}); "
                   f"tables show the mean of the {s.seeds} seeds, its interval covering seeds and test images "
                   "([docs/intervals.md](../docs/intervals.md)); per-seed values: `bench export` (column `seed`)."]
+    lines += own_seeds_line(b)
     if ls.overrides:
         dumped = yaml.safe_dump(ls.overrides, sort_keys=False).strip()
         lines += ["", f"Profile `{ls.profile}` overrides the suite with:", "", "```yaml", dumped, "```"]

@@ -46,6 +46,7 @@ from bench.report.sanity import ALL_CHECKS, Flag, attack_gave_up, degenerate_cla
 from bench.report.summary import summary
 from bench.results.query import Results
 from bench.sections import sections
+from bench.smoothing.report import certificates
 
 TABLE_I_COLUMNS = [
     ("accuracy", "Accuracy"),
@@ -434,7 +435,7 @@ def render(results: Results, out_dir: Path) -> tuple[str, list[Path]]:
     """The leaderboard's markdown and the figures drawn for it (into `out_dir`)."""
     b = Board(results, Path(out_dir))
     stem = results.ls.tag
-    flags = run_checks(b.every_cell, b.clean, b.gradnorms)
+    flags = run_checks(b.every_cell, b.clean, b.gradnorms, certificates(b.results))
     grouped = _flag_groups(b, flags)
     grid_tables, grid_figures = grid_sections(b, stem)
     secs = sections()

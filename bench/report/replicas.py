@@ -36,6 +36,16 @@ def replica_sets(b: Board) -> dict[str, list[Row]]:
     return out
 
 
+def own_seeds_line(b: Board) -> list[str]:
+    """The header's line naming the models whose own `seeds` differ from the suite's (none: no line)."""
+    own = {rm.group_name: rm.config.seeds for rm in b.ls.models.values()
+           if rm.config.seeds is not None and rm.config.seeds != b.s.seeds}
+    if not own:
+        return []
+    return ["- Models with their own number of training seeds: "
+            + ", ".join(f"{name} ({k} seed{'s' if k > 1 else ''})" for name, k in own.items()) + "."]
+
+
 def group_rows(b: Board) -> list[Row]:
     """The variants that stand for their group in tables (replica 0 of each model, in plan order)."""
     sets = replica_sets(b)

@@ -309,21 +309,54 @@ def gradient_masked(gradnorms: dict[str, dict | None]) -> Iterator[Flag]:
                        (zero + bad) / n if n else 1.0)
 
 
+# ------------------------------------------------------------------ randomized smoothing's certificates
+Certificates = dict[str, dict[str, tuple[str, float | None]]]  # variant -> image id -> (class, radius or None)
+
+
+def attack_beats_certificate(cells: list[Row], certificates: Certificates) -> Iterator[Flag]:
+    """An attack's stored example lies closer (L2, from the stored clean fake: the certified input) than the radius
+    CERTIFY certified for that fake, and PREDICT votes it another class than the certified one (an abstention
+    contradicts nothing). Below its radius the smoothed detector cannot change its answer, except with probability
+    at most alpha per image: a bug in the attack's norm accounting, the certificate or the storage. Every cell
+    scored on a smoothed variant counts, whatever its role (a control's random noise is bound by it too)."""
+    for r in cells:
+        m = r["metrics"]
+        sm = m.get("smoothed") if isinstance(m, dict) else None
+        certs = certificates.get(r["target"])
+        if not sm or not certs:
+            continue
+        beaten = []
+        for i, d, vote in zip(sm["ids"], sm["l2_from_stored"], sm["vote"], strict=True):
+            cls, radius = certs.get(i, ("abstain", None))
+            if radius is not None and vote not in ("abstain", cls) and d < radius:
+                beaten.append((i, d, radius, vote))
+        if beaten:
+            i, d, radius, vote = min(beaten, key=lambda t: t[1] / t[2])
+            yield Flag("attack-beats-certificate", r["target"],
+                       f"{r['label']} ({r.get('role') or 'attack'}, from {r['source']}): {len(beaten)} of "
+                       f"{len(sm['ids'])} stored examples voted otherwise than certified at an L2 below the "
+                       f"certified radius (e.g. {i}: voted {vote} at L2 {d:.4f} < radius {radius:.4f})")
+
+
 CHECKS = (transfer_beats_white_box, not_monotone_in_budget, single_step_beats_iterative, defense_only_non_adaptive,
           attack_left_images_unchanged, adaptive_weaker_than_non_adaptive)
 RUN_CHECKS = (unbounded_attack_fails, noise_as_strong_as_attack, not_converged)  # read controls and check cells
 CLEAN_CHECKS = (degenerate_classifier, near_chance_on_subset)
 GRADIENT_CHECKS = (gradient_masked,)
-ALL_CHECKS = CHECKS + RUN_CHECKS + CLEAN_CHECKS + GRADIENT_CHECKS
+CERTIFICATE_CHECKS = (attack_beats_certificate,)
+ALL_CHECKS = CHECKS + RUN_CHECKS + CLEAN_CHECKS + GRADIENT_CHECKS + CERTIFICATE_CHECKS
 
 
 def run_checks(cells: list[Row], clean: dict[str, dict | None] | None = None,
-               gradnorms: dict[str, dict | None] | None = None) -> list[Flag]:
+               gradnorms: dict[str, dict | None] | None = None,
+               certificates: Certificates | None = None) -> list[Flag]:
     """Every flag: the attack-cell checks on the suite's attacks among `cells` (attack-frame rows), the run
     checks on its controls and check attacks, the clean-data checks on `clean` (clean metrics per variant
-    name), the gradient checks on `gradnorms` (gradient-norm metrics per variant name)."""
+    name), the gradient checks on `gradnorms` (gradient-norm metrics per variant name), the certificate checks
+    on every cell against `certificates` (`bench.smoothing.report.certificates`)."""
     attacks = [r for r in cells if _role(r) == "attack"]
     flags = [flag for check in CHECKS for flag in check(attacks)]
     flags += [flag for check in RUN_CHECKS for flag in check(cells)]
     flags += [flag for check in CLEAN_CHECKS for flag in check(clean or {})]
-    return flags + [flag for check in GRADIENT_CHECKS for flag in check(gradnorms or {})]
+    flags += [flag for check in GRADIENT_CHECKS for flag in check(gradnorms or {})]
+    return flags + [flag for check in CERTIFICATE_CHECKS for flag in check(cells, certificates or {})]

@@ -1,10 +1,12 @@
 """Optional suite sections, registered: the DIP protocol (`bench.dip.section`), cross-checks
-(`bench.crosscheck.section`) and minimum-norm security-evaluation curves (`bench.report.security_curves`).
-Importing this package registers the built-in ones."""
+(`bench.crosscheck.section`), minimum-norm security-evaluation curves (`bench.report.security_curves`) and
+randomized smoothing's certificates (`bench.smoothing.section`). Importing this package registers the built-in
+ones."""
 
 from bench.crosscheck import section as _crosscheck_section  # noqa: F401  (registers the section)
 from bench.dip import section as _dip_section  # noqa: F401  (registers the section)
 from bench.report import security_curves as _security_curves  # noqa: F401  (registers the section)
 from bench.sections.registry import Section, add_section_cells, register_section, section_of, sections
+from bench.smoothing import section as _smoothing_section  # noqa: F401  (registers the section)
 
 __all__ = ["Section", "add_section_cells", "register_section", "section_of", "sections"]

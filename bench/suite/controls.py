@@ -21,7 +21,7 @@ from pydantic import ValidationError
 
 from bench.attacks.registry import get_attack
 from bench.errors import BenchError, validation_error
-from bench.suite.load import AttackPoint, LoadedSuite
+from bench.suite.load import AttackPoint, LoadedSuite, runs_against
 from bench.suite.plan import Plan, add_attack_cell
 from bench.suite.schema import CheckAttack
 
@@ -49,10 +49,11 @@ def check_point(ls: LoadedSuite, key: str, cfg: CheckAttack, where: str, update:
                        storage_aware=ls.suite.evaluation.storage_aware)
 
 
-def linf_budgets(ls: LoadedSuite) -> list[float]:
-    """Every distinct L-inf budget of the suite's attack points, in order."""
+def linf_budgets(ls: LoadedSuite, model: str | None = None) -> list[float]:
+    """Every distinct L-inf budget of the suite's attack points (that run against `model`, when given), in order."""
     return sorted({float(ap.budget_value) for ap in ls.attacks
-                   if ap.budget is not None and ap.norm == "linf" and ap.family != "control"})
+                   if ap.budget is not None and ap.norm == "linf" and ap.family != "control"
+                   and (model is None or runs_against(ls, ap.key, model))})
 
 
 def add_controls(plan: Plan, ls: LoadedSuite) -> None:
@@ -62,6 +63,8 @@ def add_controls(plan: Plan, ls: LoadedSuite) -> None:
     points += [control_point("noise", "noise", {"eps": e, "seed": seed}, ("eps",)) for e in linf_budgets(ls)]
     for ap in points:
         for m in models:
+            if ap.attack == "noise" and ap.params["eps"] not in linf_budgets(ls, m.name):
+                continue  # noise only at the L-inf budgets of the attacks this model meets
             for v in plan.variants.values():
                 if v.model == m.name:
                     add_attack_cell(plan, ls, ap, m.name, v.name, "white-box")

@@ -241,11 +241,11 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
         varying = [k for k, v in (dparams or {}).items() if isinstance(v, list)]
         for p in points:
             if load_plugins or not is_plugin_spec(dname):
-                kind = check_defense(dname, p, where=f"{where}.defense.{dname}", base_dir=ls.base_dir)
+                kinds = check_defense(dname, p, where=f"{where}.defense.{dname}", base_dir=ls.base_dir)
             else:
                 _check_plugin_name(dname, f"{where}.defense", ls.base_dir)
-                kind = None
-            if kind is not None and kind != "training":
+                kinds = None
+            if kinds is not None and "training" not in kinds:
                 raise BenchError(f"{where}.defense.{dname}", "models take training-time defenses only; "
                                  "list preprocessors and wrappers under `defenses:`")
             suffix = "".join(f"-{k}{p[k]}" for k in varying)
@@ -259,7 +259,7 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
         if not load_plugins and is_plugin_spec(d.use):
             _check_plugin_name(d.use, f"defenses.{name}.use", ls.base_dir)
             continue
-        if check_defense(d.use, d.params, where=f"defenses.{name}", base_dir=ls.base_dir) == "training":
+        if check_defense(d.use, d.params, where=f"defenses.{name}", base_dir=ls.base_dir) == ("training",):
             raise BenchError(f"defenses.{name}", "training-time defenses belong under a model's `defense:`")
     for key, a in s.attacks.items():
         _resolve_attack(ls, key, a, load_plugins)
@@ -275,7 +275,36 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
         for which, m in (("source", src), ("target", dst)):
             if m not in ls.models:
                 raise BenchError(f"threat_models.transfer[{i}]", f"unknown {which} model {short(m)}")
+    _check_attack_restrictions(ls)
     expand_replicas(ls)  # after every reference is checked against the suite's own model names
+
+
+def _check_attack_restrictions(ls: LoadedSuite) -> None:
+    """A model's `attacks` names attack entries of the suite; an attack entry's `models` names models (as the suite
+    names them, or a grid's expanded names)."""
+    s = ls.suite
+    for name, m in s.models.items():
+        for key in m.attacks or []:
+            if key not in s.attacks:
+                raise BenchError(f"models.{name}.attacks", f"unknown attack entry {short(key)}; the suite's: "
+                                 f"{', '.join(s.attacks) or 'none'}")
+    known = set(s.models) | set(ls.models)
+    for key, a in s.attacks.items():
+        for name in a.models or []:
+            if name not in known:
+                raise BenchError(f"attacks.{key}.models", f"unknown model {short(name)}")
+
+
+def runs_against(ls: LoadedSuite, attack_key: str, model: str) -> bool:
+    """Whether the suite's attack entry `attack_key` runs against resolved model `model` (and its variants): the
+    model's `attacks` and the entry's `models` both allow it (either left out allows everything)."""
+    rm = ls.models[model]
+    allowed = rm.config.attacks
+    if allowed is not None and attack_key not in allowed:
+        return False
+    entry = ls.suite.attacks.get(attack_key)
+    targets = entry.models if entry is not None else None
+    return targets is None or rm.base in targets or rm.group_name in targets
 
 
 def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig, load_plugins: bool = True) -> None:

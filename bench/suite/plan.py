@@ -17,7 +17,7 @@ from bench import FAKE
 from bench.attacks.storage_spec import storage_key
 from bench.digests import data_digest, digest, file_digest
 from bench.plugins import plugin_path
-from bench.suite.load import AttackPoint, LoadedSuite, ResolvedModel
+from bench.suite.load import AttackPoint, LoadedSuite, ResolvedModel, runs_against
 
 if TYPE_CHECKING:  # a data split holds tensors; the plan is read without torch
     from bench.data.dataset import ImageSet
@@ -240,7 +240,7 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
         if name in plan.models:
             return plan.models[name].key
         rm = ls.models[name]
-        cfg = rm.config.model_dump(exclude={"label", "defense", "baseline"})  # what training reads
+        cfg = rm.config.model_dump(exclude={"label", "defense", "baseline", "seeds", "attacks"})  # what training reads
         deps: tuple[str, ...] = ()
         if rm.config.checkpoint:
             cfg["checkpoint"] = file_digest(ls.base_dir / rm.config.checkpoint)
@@ -278,8 +278,10 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
             if v.model == dst:
                 pairs.append((src, v.name, "transfer"))
     for ap in ls.attacks:
-        for src, dst, threat in pairs:
-            add_attack_cell(plan, ls, ap, src, dst, threat)
+        for src, dst, threat in pairs:  # a model's `attacks` and an entry's `models` may restrict who meets whom
+            if runs_against(ls, ap.key, plan.variants[src].model) and runs_against(ls, ap.key,
+                                                                                   plan.variants[dst].model):
+                add_attack_cell(plan, ls, ap, src, dst, threat)
     from bench.suite.controls import add_controls_and_checks  # lazy: it imports this module (its cells)
 
     add_controls_and_checks(plan, ls)

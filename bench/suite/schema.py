@@ -71,6 +71,10 @@ class ModelConfig(Strict):
     baseline: str | None = Field(
         None, description="the undefended model this one is compared with in the defense ranking (a model of the "
                           "suite; default: init_from, else the one model of the same arch without a defense)")
+    seeds: Integer | None = Field(None, ge=1, le=MAX_SEEDS, description="this model's training replicas (default: "
+                                  "the suite's `seeds`): an expensive model may have fewer")
+    attacks: list[str] | None = Field(None, description="the suite's attack entries run against this model and its "
+                                      "defended variants (crafted on or scored by them); default: every one")
 
     @model_validator(mode="before")
     @classmethod
@@ -128,6 +132,9 @@ class AttackConfig(BaseModel):
     storage_aware: Boolean | None = Field(
         None, description="made through the suite's storage (default: evaluation.storage_aware); false: on the bare "
                           "detector, as in the paper (its output is still stored and scored after storage)")
+    models: list[str] | None = Field(
+        None, description="run only against these models of the suite (and their defended variants); default: all"
+    )
 
     def param_items(self) -> dict[str, Any]:
         return dict(self.model_extra or {})
@@ -203,6 +210,15 @@ class ReportConfig(Strict):
                     "with a larger perturbation than the largest is not counted, and is flagged")
 
 
+class CertifyConfig(Strict):
+    """CERTIFY of Cohen et al. (2019) on every attacked fake, for each variant behind a `smoothing` defense: the top
+    class of `n0` selection samples, its probability bounded below from `n` estimation samples at level `alpha`."""
+
+    n0: Integer = Field(100, ge=1, le=MAX_COUNT, description="selection samples per image")
+    n: Integer = Field(100_000, ge=1, le=100 * MAX_COUNT, description="estimation samples per image")
+    alpha: Number = Field(0.001, gt=0.0, lt=0.5, description="failure probability of each image's certificate")
+
+
 class DIPProtocol(Strict):
     """The paper's DIP experiment (section V-C): purify sampled test images and score them."""
 
@@ -239,4 +255,6 @@ class Suite(Strict):
     report: ReportConfig = ReportConfig()
     crosscheck: list[dict[str, Any]] = Field(default_factory=list)
     dip: DIPProtocol | None = None
+    certify: CertifyConfig | None = Field(default_factory=CertifyConfig,
+                                          description="certified radii of the smoothed variants (null: none)")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
