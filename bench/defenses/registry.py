@@ -18,7 +18,6 @@ import inspect
 from pathlib import Path
 from typing import Any
 
-from bench.defenses.base import KINDS, defense_kind, defense_kinds
 from bench.defenses.builtin_params import BUILTIN_CHECKS
 from bench.errors import BenchError, ContractError, short
 from bench.plugins import is_file_target, load_module, split_spec
@@ -43,6 +42,13 @@ def defense_kind(obj: object) -> str:
     from bench.defenses.base import defense_kind as kind  # lazy: the defense classes import torch
 
     return kind(obj)
+
+
+def defense_kinds(obj: object) -> tuple[str, ...]:
+    """Every kind a defense instance or class acts as (`bench.defenses.base.defense_kinds`, imported on use)."""
+    from bench.defenses.base import defense_kinds as kinds  # lazy: the defense classes import torch
+
+    return kinds(obj)
 
 DEFENSES: Registry[type] = Registry("defense")
 # Built-ins, imported on first use (the preprocessors import ART). A value without ":" names a module
@@ -148,9 +154,9 @@ def check_defense(
     base_dir: str | Path | None = None,
     expect: str | tuple[str, ...] | None = None,
 ) -> tuple[str, ...]:
-    """Check a defense as a suite names it and return its kinds (`defense_kinds`): a built-in's parameters without importing it
-    (`bench.defenses.builtin_params`: no torch, no ART), any other defense by building it (`create_defense`).
-    Errors as `create_defense`'s."""
+    """Check a defense as a suite names it and return its kinds (`defense_kinds`): a built-in's parameters
+    without importing it (`bench.defenses.builtin_params`: no torch, no ART), any other defense by building it
+    (`create_defense`). Errors as `create_defense`'s."""
     builtin = BUILTIN_CHECKS.get(use) if isinstance(use, str) and use not in DEFENSES else None
     if builtin is None:
         return defense_kinds(create_defense(use, params, where, base_dir=base_dir, expect=expect))

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from bench.provenance import git_commit, is_ancestor
+from bench.report.replicas import own_seeds_line
 
 if TYPE_CHECKING:
     from bench.report.leaderboard import Board
