@@ -78,7 +78,7 @@ def test_the_lazy_model_and_cell_kind_tables_resolve():
 ])
 def test_built_in_defenses_are_checked_as_building_them_would(use, params):
     """`bench validate` checks a built-in's parameters without building it: the same verdict and kind."""
-    from bench.defenses.registry import check_defense, create_defense, defense_kind
+    from bench.defenses.registry import check_defense, create_defense, defense_kinds
 
     def outcome(fn):
         try:
@@ -86,5 +86,5 @@ def test_built_in_defenses_are_checked_as_building_them_would(use, params):
         except BenchError as exc:
             return "error", exc.where
     light = outcome(lambda: check_defense(use, params, where=f"defenses.{use}"))
-    built = outcome(lambda: defense_kind(create_defense(use, params, where=f"defenses.{use}")))
+    built = outcome(lambda: defense_kinds(create_defense(use, params, where=f"defenses.{use}")))
     assert light == built

@@ -93,10 +93,38 @@ def _dip(params: dict[str, Any]) -> None:
         raise BenchError("dip.resample", f"expected true or false, got {extra['resample']!r}")
 
 
-# built-in name -> (kind, check of the suite's parameters)
-BUILTIN_CHECKS: dict[str, tuple[str, Callable[[dict[str, Any]], Any]]] = {
-    "lipschitz": ("training", lipschitz_params),
-    "blur": ("training", _blur),
-    "jpeg": ("preprocessor", _jpeg),
-    "dip": ("preprocessor", _dip),
+MAX_SMOOTHING_SAMPLES = 10_000_000
+
+
+def _bounded(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float | int:
+    kind = int if integer else (int, float)
+    if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi or value != value:
+        what = "an integer" if integer else "a number"
+        raise BenchError("smoothing", f"{name} must be {what} in [{lo:g}, {hi:g}], got {value!r}")
+    return value
+
+
+def smoothing_params(sigma: Any = 0.25, n: Any = 1000, alpha: Any = 0.001, eot: Any = 8, batch: Any = 256,
+                     seed: Any = 0) -> dict[str, Any]:
+    """Randomized smoothing's parameters, checked (`bench.smoothing.defense.RandomizedSmoothing`)."""
+    return {"sigma": float(_bounded("sigma", sigma, 1e-6, 10.0)),
+            "n": int(_bounded("n", n, 1, MAX_SMOOTHING_SAMPLES, integer=True)),
+            "alpha": float(_bounded("alpha", alpha, 1e-12, 0.5)),
+            "eot": int(_bounded("eot", eot, 1, 100_000, integer=True)),
+            "batch": int(_bounded("batch", batch, 1, 1_000_000, integer=True)),
+            "seed": int(_bounded("seed", seed, 0, 2**32 - 1, integer=True))}
+
+
+def _smoothing(params: dict[str, Any]) -> None:
+    _keywords(smoothing_params, "smoothing", params)
+    smoothing_params(**params)
+
+
+# built-in name -> (its kinds, check of the suite's parameters)
+BUILTIN_CHECKS: dict[str, tuple[tuple[str, ...], Callable[[dict[str, Any]], Any]]] = {
+    "lipschitz": (("training",), lipschitz_params),
+    "blur": (("training",), _blur),
+    "jpeg": (("preprocessor",), _jpeg),
+    "dip": (("preprocessor",), _dip),
+    "smoothing": (("training", "wrapper"), _smoothing),
 }

@@ -160,13 +160,13 @@ def check_defense(
     builtin = BUILTIN_CHECKS.get(use) if isinstance(use, str) and use not in DEFENSES else None
     if builtin is None:
         return defense_kinds(create_defense(use, params, where, base_dir=base_dir, expect=expect))
-    kind, check = builtin
+    kinds, check = builtin
     try:
         check(dict(params or {}))
     except BenchError as exc:
         raise type(exc)(where, exc.message) from exc
-    _expect(use, (kind,), expect, where)
-    return (kind,)
+    _expect(use, kinds, expect, where)
+    return kinds
 
 
 def _expect(use: str, kinds: tuple[str, ...], expect: str | tuple[str, ...] | None, where: str) -> None:

@@ -21,20 +21,10 @@ import torch
 
 from bench import FAKE, REAL
 from bench.defenses.base import TrainingDefense, WrapperDefense
-from bench.errors import BenchError
+from bench.defenses.builtin_params import smoothing_params
 from bench.models.detector import Detector, ModelSpec
 from bench.smoothing.sampling import SoftSmoothed, image_seeds, vote_counts
 from bench.smoothing.stats import ABSTAIN, certify_from_counts, predict_from_counts
-
-MAX_SAMPLES = 10_000_000
-
-
-def _number(name: str, value: Any, lo: float, hi: float, integer: bool = False) -> float | int:
-    kind = int if integer else (int, float)
-    if isinstance(value, bool) or not isinstance(value, kind) or not lo <= value <= hi or value != value:
-        what = "an integer" if integer else "a number"
-        raise BenchError("smoothing", f"{name} must be {what} in [{lo:g}, {hi:g}], got {value!r}")
-    return value
 
 
 class RandomizedSmoothing(TrainingDefense, WrapperDefense):
@@ -46,12 +36,9 @@ class RandomizedSmoothing(TrainingDefense, WrapperDefense):
 
     def __init__(self, sigma: float = 0.25, n: int = 1000, alpha: float = 0.001, eot: int = 8, batch: int = 256,
                  seed: int = 0) -> None:
-        self.sigma = float(_number("sigma", sigma, 1e-6, 10.0))
-        self.n = int(_number("n", n, 1, MAX_SAMPLES, integer=True))
-        self.alpha = float(_number("alpha", alpha, 1e-12, 0.5))
-        self.eot = int(_number("eot", eot, 1, 100_000, integer=True))
-        self.batch = int(_number("batch", batch, 1, 1_000_000, integer=True))
-        self.seed = int(_number("seed", seed, 0, 2**32 - 1, integer=True))
+        p = smoothing_params(sigma, n, alpha, eot, batch, seed)  # the checks `bench validate` runs without torch
+        self.sigma, self.n, self.alpha, self.eot, self.batch, self.seed = (
+            p["sigma"], p["n"], p["alpha"], p["eot"], p["batch"], p["seed"])
 
     # ------------------------------------------------------------------ training
     def augment(self, x: torch.Tensor, y: torch.Tensor, generator: torch.Generator) -> torch.Tensor:

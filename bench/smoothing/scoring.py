@@ -14,7 +14,7 @@ from typing import Any
 import numpy as np
 import torch
 
-from bench.cells.craft import quantise
+from bench.attacks.storage import quantise
 from bench.models.detector import Detector
 from bench.smoothing.defense import SmoothedDetector, abstained
 
