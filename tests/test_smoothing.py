@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import sqlite3
 import textwrap
 from pathlib import Path
@@ -326,6 +327,8 @@ def test_the_leaderboard_shows_the_bracket_and_no_attack_beats_a_certificate(tin
     assert "Median certified radius" in section and (out / "smooth-n-smooth-certified.png").stat().st_size > 1000
     sanity = text.split("## Sanity checks")[1].split("\n## ")[0]
     assert "attack-beats-certificate.md)" in text  # it ran ...
+    first_screen = text.split("## Table I")[0]  # the summary row shows both ends of the bracket
+    assert re.search(r"certified \d+\.\d\d", first_screen) and "median certified L2 radius" in first_screen
     assert "| [attack-beats-certificate]" not in sanity  # ... and did not fire on the real attacks
     b = Board(load_results(ResultStore(home / "results.sqlite"), "smooth", None), out)
     g = certified_numbers(b)["n+smooth"]

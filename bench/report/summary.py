@@ -15,6 +15,7 @@ from bench.report.families import NOT_APPLICABLE, defended, families
 from bench.report.flags import FlagGroup
 from bench.report.format import compact, compact_norm
 from bench.report.replicas import aggregate_cells, attack_cells, clean_metric, group_rows
+from bench.smoothing.report import CertifiedGroup, certified_numbers
 
 if TYPE_CHECKING:
     from bench.report.leaderboard import Board
@@ -70,6 +71,7 @@ def adaptive_cell(b: Board, v: dict, headline_norm_budget: tuple[str, float] | N
 def summary_rows(b: Board, r: Ranking, groups: list[FlagGroup]) -> list[list[str]]:
     by_name = {v["name"]: v for v in group_rows(b)}
     point = headline_budget(b)
+    certified = certified_numbers(b)
     rows = []
     for g in r.order:
         v = by_name.get(g)
@@ -82,9 +84,15 @@ def summary_rows(b: Board, r: Ranking, groups: list[FlagGroup]) -> list[list[str
         if fired:
             flags.append(f"[{len(fired)} check{'s' if len(fired) > 1 else ''}](#sanity-checks)")
         rows.append([label, rank_text(axes.get("robust")), rank_text(axes.get("min_norm")), clean,
-                     robust_text(axes.get("robust")), norm_text(axes.get("min_norm")), adaptive,
+                     robust_text(axes.get("robust")), norm_text(axes.get("min_norm")) + _radius(certified.get(g)),
+                     adaptive,
                      "; ".join(flags) or "none"])
     return rows
+
+
+def _radius(g: CertifiedGroup | None) -> str:
+    """A smoothed model's median certified L2 radius, beside its median minimum-norm L2 (the bracket)."""
+    return "" if g is None else f"; certified {g.median_radius:.2f}"
 
 
 def caption(b: Board, r: Ranking, adaptive: bool) -> str:
@@ -103,6 +111,9 @@ def caption(b: Board, r: Ranking, adaptive: bool) -> str:
             f"accuracy on {images} test images. Cells: value (95% interval), accuracies in %.")
     if adaptive:
         text += " Adaptive attack: the strongest attack made through the model's evaluation-time defense."
+    if certified_numbers(b):
+        text += (" A smoothed model's median minimum-norm L2 is followed by its median certified L2 radius (below it "
+                 "no attack can flip the smoothed prediction; the randomized-smoothing section has the bracket).")
     if r.flagged:
         text += " † flagged degenerate by a sanity check: ranked after the others."
     return text
