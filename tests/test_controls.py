@@ -55,6 +55,7 @@ def _by_hand(det, x: torch.Tensor, seed: int, eps: float | None) -> np.ndarray:
     return p_real < 0.5
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_controls_equal_a_hand_computation(run):
     path, base = run
     ls = load_suite(path)
@@ -79,6 +80,7 @@ def test_controls_equal_a_hand_computation(run):
     assert noise_l2["l2_before"]["median"] > 0.5 * cw_before["median"]
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_controls_are_shown_never_ranked_and_norms_have_both_columns(run):
     path, base = run
     text = (base / "lb" / "controls.md").read_text()

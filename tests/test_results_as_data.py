@@ -15,6 +15,8 @@ from bench.cli import main
 from bench.results.query import load_results
 from bench.store import ResultStore
 
+pytestmark = pytest.mark.slow  # these tests train models: .ci/run also runs them at OMP_NUM_THREADS=1
+
 SUITE = """
 name: small
 seed: 3
