@@ -233,8 +233,13 @@ def _suite_name(path: Path) -> str:
     return str(path)
 
 
+def _read_store(args) -> ResultStore:
+    """The store a read-only command reads: opened read-only, never created (nor its home)."""
+    return ResultStore(args.db or (args.home or default_home()) / "results.sqlite", readonly=True)
+
+
 def cmd_report(args) -> int:
-    _, store = _home_and_store(args)
+    store = _read_store(args)
     try:
         path = write_leaderboard(load_results(store, _suite_name(args.suite), args.profile), args.out)
     finally:
@@ -244,7 +249,7 @@ def cmd_report(args) -> int:
 
 
 def cmd_export(args) -> int:
-    _, store = _home_and_store(args)
+    store = _read_store(args)
     try:
         results = load_results(store, _suite_name(args.suite), args.profile)
         out = args.out or Path(f"{results.ls.tag}-cells.{args.format}")
@@ -275,8 +280,19 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except UnicodeEncodeError as exc:  # a stored text damaged into bytes that are not UTF-8, used as a key
+        if "surrogates" not in str(exc):
+            raise
+        from bench.integrity import damaged_database  # lazy: only on this path
+
+        print(f"error: {damaged_database(_db_path(args), 'a stored text is not UTF-8')}", file=sys.stderr)
+        return 2
     except (OSError, sqlite3.Error) as exc:
         err = environment_error(exc, _db_path(args))
+        if err is None and isinstance(exc, sqlite3.DatabaseError):
+            from bench.integrity import damaged_database, is_damage  # lazy: only on this path
+
+            err = damaged_database(_db_path(args), str(exc)) if is_damage(exc) else None
         if err is None:
             raise
         print(f"error: {err}", file=sys.stderr)

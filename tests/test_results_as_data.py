@@ -104,4 +104,8 @@ def test_the_query_layer_returns_frames(stored):
 
 def test_report_without_a_stored_run_is_refused(tmp_path, capsys):
     assert main(["report", "nothing-here", "--home", str(tmp_path / "home")]) == 2
+    assert "results.sqlite: no results database here: run `bench run` first" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()  # a read-only command creates nothing
+    ResultStore(tmp_path / "home" / "results.sqlite").close()
+    assert main(["report", "nothing-here", "--home", str(tmp_path / "home")]) == 2
     assert "no finished run of suite nothing-here" in capsys.readouterr().err

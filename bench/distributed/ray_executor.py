@@ -18,12 +18,13 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 from tqdm.auto import tqdm
 
+from bench.cells.artifacts import discard_unverified
 from bench.cells.context import RunContext
 from bench.cells.remote import CellOutcome, ContextSpec, compute_cell
 from bench.distributed.session import ray_session
 from bench.distributed.tracker import start_tracker
 from bench.errors import BenchError
-from bench.executor import RunStats, cell_done, describe
+from bench.executor import RunStats, cell_done, store_cell
 from bench.store import ResultStore
 
 POLL_S = 1.0  # how often the progress bar's "where" is refreshed while cells run
@@ -121,6 +122,7 @@ class RayExecutor:
                         self._fail(cell, f"not run: it needs {cell_name(by_key[bad])}, which failed", stats)
                         bar.update(1)
                     elif all(d in done for d in deps):
+                        discard_unverified(cell, ctx)
                         in_flight[task.remote(spec, cell.key, tracker)] = cell
                     else:
                         still.append(cell)
@@ -169,8 +171,7 @@ class RayExecutor:
             where, message = out.error
             self._fail(cell, f"{where}: {message}" if where else message, stats, out.traceback)
             return
-        store.put(cell.key, cell.kind, cell.describe(), out.metrics, out.seconds, out.device, run_id, out.predictions,
-                  **describe(cell, ctx, ctx.plan.data_key))
+        store_cell(store, cell, ctx, out, out.seconds, out.device, run_id)
         stats.computed += 1
         self.placement[node] += 1
 
