@@ -187,16 +187,10 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def cmd_merge(args) -> int:
-    for src in args.sources:
-        if not src.is_file():
-            raise BenchError(str(src), "database file does not exist")
-    store = ResultStore(args.target)
-    try:
-        for src in args.sources:
-            cells, runs = store.merge_from(src)
-            print(f"{src}: {cells} cells, {runs} runs merged into {args.target}")
-    finally:
-        store.close()
+    from bench.merge import merge_stores  # lazy: only this command merges
+
+    for src, cells, runs in merge_stores(args.target, args.sources):  # all or nothing
+        print(f"{src}: {cells} cells, {runs} runs merged into {args.target}")
     return 0
 
 

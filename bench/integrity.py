@@ -102,6 +102,28 @@ def cell_digest(kind: str, key: str, metrics: str, files: str | None,
     return h.hexdigest()
 
 
+VOLATILE = frozenset({"path", "seconds", "seconds_per_image", "seconds_attack"})  # where and how long, not what
+
+
+def _without_volatile(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_volatile(v) for k, v in value.items() if k not in VOLATILE}
+    if isinstance(value, list):
+        return [_without_volatile(v) for v in value]
+    return value
+
+
+def result_digest(kind: str, key: str, metrics: str, files: str | None,
+                  predictions: list[tuple[Any, ...]]) -> str:
+    """The digest of what a cell computed: its key, metrics and predictions, without where its files are and
+    how long it took (VOLATILE keys at any depth) and without the digests of its files (a safetensors file's
+    header order varies between writes of the same weights). Two computations of one cell on one machine have
+    the same result digest; a merge refuses two different ones."""
+    del files
+    return cell_digest(kind, key, json.dumps(_without_volatile(json.loads(metrics)), sort_keys=True), None,
+                       predictions)
+
+
 def run_seal(row: dict[str, Any], cells: list[tuple[str, str | None]]) -> str:
     """The digest of a finished run: its row (RUN_SEAL_COLUMNS) and (cell_id, cell digest) of its cells."""
     return hashlib.sha256(json.dumps([[row.get(c) for c in RUN_SEAL_COLUMNS], cells]).encode()).hexdigest()

@@ -29,6 +29,7 @@ from bench.integrity import (
     damaged_cell,
     damaged_database,
     is_damage,
+    result_digest,
     run_seal,
 )
 
@@ -72,6 +73,10 @@ _ADDED_COLUMNS = {"runs": {"plan": "TEXT", "pid": "INTEGER", "host": "TEXT", "ma
                             "files": "TEXT", "digest": "TEXT"}}
 # `files`: what the cell wrote under the home ({role: {path, sha256, bytes}}, bench.cells.artifacts); `digest`: the
 # SHA-256 of the row's content (bench.integrity.cell_digest); a run's `seal`: its row's and its cells' digests.
+
+
+class MergeConflict(BenchError):
+    """Two stores hold one cell with different results."""
 
 
 @dataclass
@@ -123,7 +128,11 @@ class ResultStore:
             raise BenchError(str(self.path), "no results database here: run `bench run` first (or name the store "
                                              "with --home or --db)")
         uri = "file:" + quote(str(self.path.absolute()))
-        con = sqlite3.connect(uri + "?mode=ro", uri=True, timeout=60)
+        with open(self.path, "rb") as fh:
+            header = fh.read(20)
+        settled = header[18:20] == b"\x02\x02" and not Path(f"{self.path}-wal").exists()
+        # a WAL store with no log beside it (no run holds it open): read as is, creating no -shm/-wal files
+        con = sqlite3.connect(uri + ("?immutable=1" if settled else "?mode=ro"), uri=True, timeout=60)
         try:
             con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         except sqlite3.OperationalError as exc:  # a WAL store in a read-only folder: no shared-memory file
@@ -362,35 +371,94 @@ class ResultStore:
         except (ValueError, TypeError):
             raise damaged_cell(self.path, cell_id, "a prediction holds a value of the wrong type") from None
 
-    def merge_from(self, other: Path | str) -> tuple[int, int]:
-        """Copy every run, cell and prediction of another store (e.g. one shard's) into this one.
+    def merge_from(self, other: Path | str, origin: dict[str, str] | None = None,
+                   label: str | None = None) -> tuple[int, int]:
+        """Copy every run, cell and prediction of another store (e.g. one shard's) into this one, in one
+        transaction. Returns (cells copied, runs copied).
 
-        Returns (cells copied, runs copied). A cell present in both is replaced by the other's copy.
-        """
+        A cell present in both is kept as it is when both computed the same result (`result_digest`: where
+        its files are and how long it took may differ); a different result raises `MergeConflict` naming the
+        cell and both stores (`origin` maps a cell to the store it came from, `label` names `other`). A run
+        already present (same suite, profile, start, pid and host) is not copied again; a copied run that was
+        sealed is sealed again here, against the cells as this store holds them."""
+        origin = origin if origin is not None else {}
+        label = label or str(other)
         con = self.db
         con.execute("ATTACH DATABASE ? AS other", (str(other),))
         try:
             with con:
                 run_cols = _shared_columns(con, "runs")
                 run_cols.remove("run_id")
-                runs = con.execute(f"SELECT run_id, {', '.join(run_cols)} FROM other.runs ORDER BY run_id").fetchall()
-                mapping = {}
-                for row in runs:
+                have = {tuple(r) for r in con.execute("SELECT suite, profile, started, pid, host FROM main.runs")}
+                at = {c: i for i, c in enumerate(run_cols)}
+                mapping, copied_runs = {}, []
+                for row in con.execute(f"SELECT run_id, {', '.join(run_cols)} FROM other.runs ORDER BY run_id"
+                                       ).fetchall():
+                    values = row[1:]
+                    ident = tuple(values[at[c]] if c in at else None for c in ("suite", "profile", "started", "pid",
+                                                                               "host"))
+                    if ident in have:
+                        continue
                     cur = con.execute(f"INSERT INTO runs ({', '.join(run_cols)}) VALUES "
-                                      f"({', '.join('?' * len(run_cols))})", row[1:])
+                                      f"({', '.join('?' * len(run_cols))})", values)
                     mapping[row[0]] = cur.lastrowid
+                    copied_runs.append(cur.lastrowid)
                 cell_cols = _shared_columns(con, "cells")
-                cells = con.execute(f"SELECT {', '.join(cell_cols)} FROM other.cells").fetchall()
-                at = cell_cols.index("run_id")
-                for row in cells:
-                    con.execute("DELETE FROM predictions WHERE cell_id=?", (row[0],))
-                    values = (*row[:at], mapping.get(row[at]), *row[at + 1 :])
-                    con.execute(f"INSERT OR REPLACE INTO cells ({', '.join(cell_cols)}) VALUES "
+                pred_cols = ", ".join(_shared_columns(con, "predictions"))
+                at_run = cell_cols.index("run_id")
+                copied = 0
+                for row in con.execute(f"SELECT {', '.join(cell_cols)} FROM other.cells").fetchall():
+                    cell_id = row[0]
+                    mine = con.execute("SELECT kind, key, metrics, files FROM main.cells WHERE cell_id=?",
+                                       (cell_id,)).fetchone()
+                    if mine is not None:
+                        theirs = con.execute("SELECT kind, key, metrics, files FROM other.cells WHERE cell_id=?",
+                                             (cell_id,)).fetchone()
+                        if self._result(con, "main", cell_id, mine) != self._result(con, "other", cell_id, theirs):
+                            raise MergeConflict(label, f"cell {cell_id[:16]} ({mine[0]}) holds another result in "
+                                                       f"{origin.get(cell_id, self.path)}; refusing to merge (nothing "
+                                                       "was written): keep one of the two stores, or rerun that cell "
+                                                       "on one machine")
+                        continue
+                    values = (*row[:at_run], mapping.get(row[at_run]), *row[at_run + 1 :])
+                    con.execute(f"INSERT INTO cells ({', '.join(cell_cols)}) VALUES "
                                 f"({', '.join('?' * len(cell_cols))})", values)
-                con.execute("INSERT OR REPLACE INTO predictions SELECT * FROM other.predictions")
+                    con.execute(f"INSERT INTO predictions ({pred_cols}) SELECT {pred_cols} FROM other.predictions "
+                                "WHERE cell_id=?", (cell_id,))
+                    origin[cell_id] = label
+                    copied += 1
+                for run_id in copied_runs:
+                    self._reseal(run_id)
         finally:
             con.execute("DETACH DATABASE other")
-        return len(cells), len(runs)
+        return copied, len(copied_runs)
+
+    @staticmethod
+    def _result(con: sqlite3.Connection, db: str, cell_id: str, row: tuple) -> str:
+        preds = con.execute(f"SELECT {', '.join(PREDICTION_DIGEST_COLUMNS)} FROM {db}.predictions WHERE cell_id=?",
+                            (cell_id,)).fetchall()
+        return result_digest(row[0], row[1], row[2], row[3], preds)
+
+    def _reseal(self, run_id: int) -> None:
+        row = self._run_row(run_id)
+        if not row.get("seal"):
+            return
+        ids = list(json.loads(row["seal"])["ids"])
+        stored = self._digests(ids)
+        ids = [c for c in ids if c in stored]
+        seal = run_seal(row, [(c, stored[c]) for c in ids])
+        self.db.execute("UPDATE runs SET seal=? WHERE run_id=?", (json.dumps({"ids": ids, "sha256": seal}), run_id))
+
+    def verify_all(self) -> int:
+        """Read every cell and every run (each verified, `StoreDamaged` at the first that is not); the number of
+        cells. For a merge's sources, which are copied whole."""
+        ids = [r[0] for r in self.db.execute("SELECT cell_id FROM cells").fetchall()]
+        for cell_id in ids:
+            self.get(cell_id)
+            self.predictions(cell_id)
+        for (run_id,) in self.db.execute("SELECT run_id FROM runs").fetchall():
+            self.run(run_id)
+        return len(ids)
 
     def latest_run(self, suite: str, profile: str | None, with_plan: bool = False) -> dict[str, Any] | None:
         row = self.db.execute(
