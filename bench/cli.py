@@ -122,11 +122,6 @@ def _data_override(path: Path | None) -> dict | None:
     return {"data": {"source": "folder", "path": str(p)}}
 
 
-def _home_and_store(args) -> tuple[Path, ResultStore]:
-    home = args.home or default_home()
-    return home, ResultStore(args.db or home / "results.sqlite")
-
-
 def cmd_run(args) -> int:
     t0 = time.perf_counter()
     device = resolve_device(args.device)
@@ -138,9 +133,11 @@ def cmd_run(args) -> int:
     writable_or_error(home, "--home")  # a read-only home or leaderboard folder: refused before any work
     if shard is None:
         writable_or_error(Path(args.out or ls.suite.report.leaderboard_dir), "the leaderboard folder (--out)")
+    db = args.db or home / "results.sqlite"
+    _check_database_file(db)  # a folder, a damaged or read-only file: refused before the home is written
     stats = RunStats()
     with home_lock(home):  # a second run on this home waits here, then reuses the first one's cells
-        _, store = _home_and_store(args)
+        store = ResultStore(db)
         try:
             try:
                 run_suite(ctx, store, force=args.force, shard=shard, stats=stats, executor=executor)
@@ -157,6 +154,21 @@ def cmd_run(args) -> int:
     print(f"{stats.computed} cells computed, {stats.reused} from the store, {time.perf_counter() - t0:.1f} s; "
           f"leaderboard: {path}")
     return 0
+
+
+def _check_database_file(db: Path) -> None:
+    """What `bench run` will write its results to: a file in a writable folder, and a store that verifies."""
+    import os  # lazy: only this check uses it
+
+    if db.is_dir():
+        raise BenchError(str(db), "is a folder, not a results database file (--db names a file)")
+    writable_or_error(db.parent, "the results database's folder (--db)")
+    if db.is_file():
+        if not os.access(db, os.W_OK):
+            raise BenchError(str(db), "the results database is read-only (no permission to write it); choose "
+                                      "another --db or --home, or `bench report` it as it is")
+        if db.stat().st_size > 0:
+            ResultStore(db, readonly=True).close()  # a damaged store: refused before anything is written
 
 
 def _executor(args):
@@ -266,8 +278,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "report": cmd_report,
                 "export": cmd_export, "data": cmd_data, "merge": cmd_merge}
-    configure_matplotlib(getattr(args, "home", None))
     try:
+        _matplotlib_cache(args)
         if args.command == "crosscheck":
             return main_crosscheck(args)
         return handlers[args.command](args)
@@ -291,6 +303,25 @@ def main(argv: list[str] | None = None) -> int:
             raise
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+
+
+def _matplotlib_cache(args) -> None:
+    """matplotlib's cache under the home for the commands that write the home (run, crosscheck, data); the
+    others write no home, so theirs goes under the home only when it exists and is writable, else in a
+    temporary folder removed at exit."""
+    import os  # lazy: only this setup uses them
+    import shutil
+    import tempfile
+
+    home = getattr(args, "home", None) or default_home()
+    if args.command in ("run", "crosscheck", "data") or os.access(home, os.W_OK):
+        configure_matplotlib(home)
+    elif "MPLCONFIGDIR" not in os.environ:
+        import atexit
+
+        tmp = tempfile.mkdtemp(prefix="bench-mpl-")
+        atexit.register(shutil.rmtree, tmp, True)
+        os.environ["MPLCONFIGDIR"] = tmp
 
 
 def _db_path(args) -> Path | None:

@@ -10,6 +10,7 @@ the cells that need it are not run, every other cell goes on, and the run ends w
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -21,7 +22,7 @@ from tqdm.auto import tqdm
 from bench.cells.artifacts import discard_unverified
 from bench.cells.context import RunContext
 from bench.cells.remote import CellOutcome, ContextSpec, compute_cell
-from bench.distributed.session import ray_session
+from bench.distributed.session import check_address, ray_session
 from bench.distributed.tracker import start_tracker
 from bench.errors import BenchError
 from bench.executor import RunStats, cell_done, store_cell
@@ -59,10 +60,11 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, num_gpus_per_cell: float | None = None, cpus_per_cell: int = 1,
                  num_cpus: int | None = None, max_retries: int = 3, quiet: bool = False, force: bool = False) -> None:
-        if num_gpus_per_cell is not None and num_gpus_per_cell < 0:
-            raise BenchError("--num-gpus-per-cell", f"must be >= 0, got {num_gpus_per_cell}")
+        if num_gpus_per_cell is not None and not (math.isfinite(num_gpus_per_cell) and num_gpus_per_cell >= 0):
+            raise BenchError("--num-gpus-per-cell", f"must be a finite number >= 0, got {num_gpus_per_cell}")
         if cpus_per_cell < 1:
             raise BenchError("cpus_per_cell", f"must be >= 1, got {cpus_per_cell}")
+        check_address(address)  # before the run writes anything
         self.address = address
         self.num_gpus_per_cell = num_gpus_per_cell
         self.cpus_per_cell = cpus_per_cell
