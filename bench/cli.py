@@ -309,15 +309,15 @@ def _matplotlib_cache(args) -> None:
     """matplotlib's cache under the home for the commands that write the home (run, crosscheck, data); the
     others write no home, so theirs goes under the home only when it exists and is writable, else in a
     temporary folder removed at exit."""
-    import os  # lazy: only this setup uses them
-    import shutil
-    import tempfile
+    import os  # lazy (the CLI's import block is kept small): only this setup uses os, shutil, tempfile
+    import shutil  # lazy, as above
+    import tempfile  # lazy, as above
 
     home = getattr(args, "home", None) or default_home()
     if args.command in ("run", "crosscheck", "data") or os.access(home, os.W_OK):
         configure_matplotlib(home)
     elif "MPLCONFIGDIR" not in os.environ:
-        import atexit
+        import atexit  # lazy, as above
 
         tmp = tempfile.mkdtemp(prefix="bench-mpl-")
         atexit.register(shutil.rmtree, tmp, True)

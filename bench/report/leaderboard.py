@@ -18,14 +18,13 @@ from typing import Any
 
 import numpy as np
 import yaml
-from tabulate import tabulate
 
 from bench.atomic import atomic_write_text
 from bench.metrics import Proportion, replica_mean, tied_ranks
 from bench.report.breakdown import breakdown_sections
 from bench.report.controls import control_columns, grid_control_rows, norm_headers, norm_texts, point_params
 from bench.report.figures import plot_accuracy_curves
-from bench.report.format import num, pct, prop
+from bench.report.format import md_inline, num, pct, prop, tabulate
 from bench.report.replicas import (
     aggregate_cells,
     attack_cells,
@@ -194,7 +193,7 @@ def header(b: Board) -> str:
     s, ls = b.s, b.ls
     lines = [f"# Leaderboard: `{s.name}`" + (f" (profile `{ls.profile}`)" if ls.profile else "")]
     if s.description:
-        lines += ["", s.description.strip()]
+        lines += ["", md_inline(s.description.strip())]  # one paragraph: a description cannot add a heading
     lines += [""]
     if run:
         when = dt.datetime.fromtimestamp(run["finished"] or run["started"], dt.timezone.utc)
@@ -448,7 +447,7 @@ def gradient_norms(b: Board) -> str:
             "regularisation shrinks: eq. 7's penalty per image is lambda / (C N) times its square). A defended "
             "model's gradient goes through its defense's forward (with its declared gradient); zero or "
             "non-finite gradients fire gradient-masked.\n\n"
-            + tabulate(rows, ["Model", "Mean ||grad_x Z||", "Median", "Zero", "Non-finite", "n"],
+            + tabulate(rows, ["Model", "Mean ‖grad_x Z‖", "Median", "Zero", "Non-finite", "n"],
                        tablefmt="github"))
 
 

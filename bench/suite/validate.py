@@ -14,6 +14,8 @@ Error messages never print unbounded data: values are shown through `short()`.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -149,17 +151,41 @@ def read_suite_file(path: Path) -> dict:
     return raw
 
 
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,99}")  # what a suite may call a model, defense, attack, profile
+
+
+def single_line(text: str) -> bool:
+    """No control or format characters and no line or paragraph separators (a tab or newline included)."""
+    return not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text)
+
+
 def _check_names(ls: LoadedSuite) -> None:
-    """Names become file names (checkpoints, leaderboards): no path separators, NUL, `.` or `..`, at most 100."""
+    """Names become file names (checkpoints, leaderboards) and table cells: identifiers of letters, digits and
+    `_ . + = -` (at most 100); a model grid's expanded names and every label are single lines."""
     s = ls.suite
-    groups = {"models": list(s.models) + list(ls.models), "defenses": list(s.defenses), "attacks": list(s.attacks),
+    groups = {"models": list(s.models), "defenses": list(s.defenses), "attacks": list(s.attacks),
               "profiles": list(s.profiles)}
     for section, names in groups.items():
         for name in names:
             text = str(name)
-            if not text or text in (".", "..") or any(c in text for c in "/\\\0") or len(text) > 100:
-                raise BenchError(f"{section}.{text[:40]}", f"{short(text, 60)} cannot be a name: names become file "
-                                 "names (no / or \\, not . or .., at most 100 characters)")
+            if not NAME.fullmatch(text):
+                raise BenchError(f"{section}.{short(text, 40)[1:-1]}", f"{short(text, 60)} cannot be a name: names "
+                                 "become file names and table cells (letters, digits and _ . + = -, starting with a "
+                                 "letter, digit or _, at most 100 characters)")
+    for name, m in ls.models.items():
+        if not single_line(name) or any(c in name for c in "/\\") or len(name) > 200:
+            raise BenchError(f"models.{m.base}", f"its grid expands to the name {short(name, 60)}, which cannot be a "
+                             "file name (one line, no / or \\, at most 200 characters)")
+        if not single_line(m.label):
+            raise BenchError(f"models.{m.base}.label", f"{short(m.label, 60)}: a label is one line of text (no "
+                             "newline, tab or other control character)")
+    for name, d in s.defenses.items():
+        if d.label is not None and not single_line(d.label):
+            raise BenchError(f"defenses.{name}.label", f"{short(d.label, 60)}: a label is one line of text (no "
+                             "newline, tab or other control character)")
+    if any(unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\t\r" for c in s.description):
+        raise BenchError("description", "holds a control character: a description is text (newlines allowed; the "
+                                        "leaderboard prints it as one paragraph)")
 
 
 def check_loaded(ls: LoadedSuite) -> None:
