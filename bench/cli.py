@@ -207,7 +207,8 @@ def cmd_merge(args) -> int:
 
 
 def cmd_validate(args) -> int:
-    ls = load_suite(args.suite, args.profile, _data_override(args.data), load_plugins=args.load_plugins)
+    ls = load_suite(args.suite, args.profile, _data_override(args.data), load_plugins=args.load_plugins,
+                    other_profiles_plugins=args.load_plugins)
     if ls.suite.data.source != "synthetic-faces":  # the user's images: read them all, as a run would
         train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
         print(f"{ls.suite.data.path}: {len(train)} training and {len(test)} test images")
@@ -247,7 +248,12 @@ def _read_store(args) -> ResultStore:
 def cmd_report(args) -> int:
     store = _read_store(args)
     try:
-        path = write_leaderboard(load_results(store, _suite_name(args.suite), args.profile), args.out)
+        results = load_results(store, _suite_name(args.suite), args.profile)
+        if args.out is None:  # the stored suite's folder: below the working directory, as validate checks
+            from bench.suite.validate import check_leaderboard_dir  # lazy: only this path needs it
+
+            check_leaderboard_dir(results.ls)
+        path = write_leaderboard(results, args.out)
     finally:
         store.close()
     print(f"leaderboard: {path}")

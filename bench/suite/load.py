@@ -154,12 +154,14 @@ def load_suite(
     *,
     load_plugins: bool = True,
     all_profiles: bool = True,
+    other_profiles_plugins: bool = False,
 ) -> LoadedSuite:
     """Read, apply `profile` and `extra` overrides, validate and expand models and attack grids.
 
     With `all_profiles`, every other profile of the suite is validated too (an unselected profile's error is
     found now, not when someone selects it). Without `load_plugins`, user plug-ins (`file.py:Class`,
-    `module:Class`) are checked by name only: their code is not imported.
+    `module:Class`) are checked by name only: their code is not imported; the other profiles' plug-ins are
+    imported only with `other_profiles_plugins` too (`bench validate --load-plugins`), never by a run.
     """
     path = Path(path)
     raw = read_yaml(path)
@@ -171,7 +173,7 @@ def load_suite(
     if all_profiles:
         for other in profiles:
             if other != profile:
-                _load_one(path, raw, other, extra, load_plugins)
+                _load_one(path, raw, other, extra, load_plugins and other_profiles_plugins)
     return loaded
 
 

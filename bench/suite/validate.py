@@ -35,6 +35,14 @@ LIMITS = {
     "data_bytes": 8 << 30,  # images as float32 in memory (n x 3 x size x size x 4 bytes)
 }
 
+# Caps on the work one attack (or DIP) may ask for: anything larger is a typo, and would run until killed.
+WORK_CAPS = {
+    "steps": 100_000, "max_iterations": 100_000, "iterations": 100_000, "queries": 100_000,  # iterations
+    "restarts": 1_000, "binary_search_steps": 1_000, "eot": 1_000,  # repeats of those iterations
+}
+MAX_PASSES = 10_000_000  # iterations x repeats: gradient (or query) passes per image, per attack
+_REPEATS = ("restarts", "binary_search_steps", "eot")
+
 # Smallest square input each built-in architecture can take (VGG's five 2x2 poolings need 32 px).
 MIN_INPUT_SIZE = {"vgg16": 32, "vgg16_bn": 32}
 
@@ -188,10 +196,22 @@ def _check_names(ls: LoadedSuite) -> None:
                                         "leaderboard prints it as one paragraph)")
 
 
+def check_leaderboard_dir(ls: LoadedSuite) -> None:
+    """`report.leaderboard_dir` is a folder below the working directory: a suite cannot write elsewhere (an
+    absolute path or `..`); `--out` on the command line can."""
+    d = ls.suite.report.leaderboard_dir
+    p = Path(d)
+    if not d or p.is_absolute() or ".." in p.parts or p.drive or not single_line(d):
+        raise BenchError("report.leaderboard_dir", f"{short(d, 80)}: must be a relative folder without `..` (a "
+                         "suite writes below the working directory); give --out on the command line to write "
+                         "elsewhere")
+
+
 def check_loaded(ls: LoadedSuite) -> None:
     """Semantic checks of a resolved suite; `where` is relative to the file (the caller prefixes it)."""
     s = ls.suite
     _check_names(ls)
+    check_leaderboard_dir(ls)
     _check_model_references(ls)
     size = s.data.size
     for m in ls.models.values():
@@ -205,11 +225,47 @@ def check_loaded(ls: LoadedSuite) -> None:
         raise BenchError("attacks", f"{len(ls.attacks)} attack settings after grid expansion; the limit is "
                          f"{LIMITS['attack_settings']}")
     _check_tables(ls)
+    _check_work(ls)
     if s.data.source == "synthetic-faces":
         need_bytes = s.data.n * 3 * size * size * 4
         if need_bytes > LIMITS["data_bytes"]:
             raise BenchError("data.n", f"{s.data.n} images of {size} px need {need_bytes / 2**30:.1f} GiB in memory; "
                              f"the limit is {LIMITS['data_bytes'] / 2**30:.0f} GiB")
+
+
+def _work(params: Any, where: str) -> None:
+    """Refuse an iteration count or a repeat count over WORK_CAPS, or a product of them over MAX_PASSES, in a
+    parameter mapping and the mappings nested in it (an ensemble's members, DIP's adaptive attacks)."""
+    if not isinstance(params, dict):
+        return
+    for key, value in params.items():
+        cap = WORK_CAPS.get(str(key))
+        if cap is not None and isinstance(value, int) and not isinstance(value, bool) and value > cap:
+            raise BenchError(f"{where}.{key}", f"{value} is over the cap of {cap:,} (documented in README: "
+                             "Bad input); a longer run is a typo on this harness")
+        if isinstance(value, dict):
+            _work(value, f"{where}.{key}")
+    iterations = max((v for k, v in params.items() if k in WORK_CAPS and k not in _REPEATS
+                      and isinstance(v, int) and not isinstance(v, bool)), default=1)
+    passes = iterations
+    for k in _REPEATS:
+        v = params.get(k)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            passes *= v
+    if passes > MAX_PASSES:
+        raise BenchError(where, f"{passes:,} passes per image (iterations x restarts x binary search steps x EOT) "
+                         f"is over the cap of {MAX_PASSES:,}")
+
+
+def _check_work(ls: LoadedSuite) -> None:
+    s = ls.suite
+    for ap in ls.attacks:
+        _work(ap.params, f"attacks.{ap.key}")
+    for name, d in s.defenses.items():
+        _work(d.params, f"defenses.{name}.params")
+    if s.dip is not None:
+        _work(s.dip.params, "dip.params")
+        _work(s.dip.model_dump().get("adaptive"), "dip.adaptive")
 
 
 def _check_model_references(ls: LoadedSuite) -> None:
