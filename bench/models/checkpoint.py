@@ -216,4 +216,15 @@ def probe_detector(det: Detector, path: Path, batch: int = 2) -> Detector:
                          f"2 logits per image ({batch}, 2): index 0 fake, 1 real")
     if not bool(torch.isfinite(out).all()):
         raise BenchError(str(path), "the network returns non-finite logits (NaN or inf) on a probe batch")
+    probe = x.clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            logits = det(probe)
+            grad = torch.autograd.grad(logits[:, 1].sum(), probe, allow_unused=True)[0] if logits.requires_grad \
+                else None
+    except RuntimeError:
+        grad = None
+    if grad is None:
+        raise BenchError(str(path), "the network's output does not depend on its input through autograd (no "
+                         "gradient reaches the images): the attacks need a differentiable detector")
     return det

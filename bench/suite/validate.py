@@ -225,7 +225,9 @@ def check_loaded(ls: LoadedSuite) -> None:
         raise BenchError("attacks", f"{len(ls.attacks)} attack settings after grid expansion; the limit is "
                          f"{LIMITS['attack_settings']}")
     _check_tables(ls)
+    _check_budgets(ls)
     _check_work(ls)
+    _check_derived(ls)
     if s.data.source == "synthetic-faces":
         need_bytes = s.data.n * 3 * size * size * 4
         if need_bytes > LIMITS["data_bytes"]:
@@ -266,6 +268,39 @@ def _check_work(ls: LoadedSuite) -> None:
     if s.dip is not None:
         _work(s.dip.params, "dip.params")
         _work(s.dip.model_dump().get("adaptive"), "dip.adaptive")
+
+
+def _check_budgets(ls: LoadedSuite) -> None:
+    """A budget of 0 is no attack (ART's FGSM and PGD refuse it mid-run): refused here."""
+    for ap in ls.attacks:
+        if ap.budget is not None and ap.budget_value == 0:
+            raise BenchError(f"attacks.{ap.key}.{ap.budget}", "a budget of 0 is no attack (the storage-only "
+                             "control already scores the unperturbed fakes through storage); give a budget > 0")
+
+
+def _check_derived(ls: LoadedSuite) -> None:
+    """The attacks a run adds (noise controls at each L-inf budget, the check attacks) validated as the plan
+    will build them, each error named by the suite field it comes from: `validate` says valid only for a
+    suite whose every parameter model holds."""
+    from pydantic import ValidationError  # lazy: the modules below import bench.suite.load, which imports this
+
+    from bench.attacks.registry import get_attack  # lazy, as above
+    from bench.errors import format_validation_error  # lazy, as above
+    from bench.suite.controls import control_point, derived_checks  # lazy, as above
+
+    if ls.suite.evaluation.controls:
+        for ap in ls.attacks:
+            if ap.budget is None or ap.norm != "linf" or ap.family == "control":
+                continue
+            try:
+                control_point("noise", "noise", {"eps": ap.budget_value, "seed": ls.suite.seed}, ("eps",))
+            except ValidationError as exc:
+                raise BenchError(f"attacks.{ap.key}.{ap.budget}", f"{ap.budget_value:g} cannot be an L-inf budget: "
+                                 f"its noise control refuses it ({format_validation_error(exc)}); pixel values lie "
+                                 "in [0, 1], so eps 1 already allows any image") from None
+    for where, ap in derived_checks(ls):
+        get_attack(ap.attack).params.model_validate(ap.params)
+        _work(ap.params, where)
 
 
 def _check_model_references(ls: LoadedSuite) -> None:
