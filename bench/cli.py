@@ -136,15 +136,18 @@ def cmd_run(args) -> int:
     db = args.db or home / "results.sqlite"
     _check_database_file(db)  # a folder, a damaged or read-only file: refused before the home is written
     stats = RunStats()
-    with home_lock(home):  # a second run on this home waits here, then reuses the first one's cells
+    with home_lock(home), _signals_interrupt():  # a second run on this home waits here, then reuses the cells
+        _clean_temporaries(home, Path(args.out or ls.suite.report.leaderboard_dir))
         store = ResultStore(db)
         try:
             try:
                 run_suite(ctx, store, force=args.force, shard=shard, stats=stats, executor=executor)
-            except KeyboardInterrupt:
-                print(f"interrupted: {stats.computed} cells were saved; rerun to continue", file=sys.stderr)
-                return 130
-            path = write_leaderboard(results_from(store, ls, ctx.plan), args.out) if shard is None else None
+                path = write_leaderboard(results_from(store, ls, ctx.plan), args.out) if shard is None else None
+            except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP; a leaderboard half-written is not kept
+                name = getattr(exc, "signal_name", "Ctrl-C")
+                print(f"interrupted by {name}: {stats.computed} cells were saved (the run is marked interrupted "
+                      "unless it had finished); rerun to continue", file=sys.stderr)
+                return getattr(exc, "exit_code", 130)
         finally:
             store.close()
     if path is None:
@@ -154,6 +157,54 @@ def cmd_run(args) -> int:
     print(f"{stats.computed} cells computed, {stats.reused} from the store, {time.perf_counter() - t0:.1f} s; "
           f"leaderboard: {path}")
     return 0
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a batch scheduler, `docker stop`, a closed terminal), handled as Ctrl-C is."""
+
+    def __init__(self, signum: int) -> None:
+        import signal  # lazy: only a run installs handlers
+
+        super().__init__()
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+
+
+def _signals_interrupt():
+    """For the block: SIGTERM and SIGHUP raise `SignalInterrupt` in the main thread (the run stops as on
+    Ctrl-C: the cell in flight is lost, the run is marked interrupted, the message says so)."""
+    import contextlib  # lazy: only a run installs handlers
+    import signal  # lazy, as above
+    import threading  # lazy, as above
+
+    @contextlib.contextmanager
+    def handlers():
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def interrupt(signum, frame):
+            raise SignalInterrupt(signum)
+
+        wanted = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+        before = {s: signal.signal(s, interrupt) for s in wanted}
+        try:
+            yield
+        finally:
+            for s, h in before.items():
+                signal.signal(s, h)
+
+    return handlers()
+
+
+def _clean_temporaries(home: Path, leaderboard: Path) -> None:
+    """The temporary files a killed process left: all of them in the home (this run holds its lock), those
+    older than 10 minutes in the leaderboard folder (a report may be writing there now)."""
+    from bench.atomic import remove_stale_temporaries  # lazy: only a run cleans
+
+    for folder in (home, home / "checkpoints", home / "adversarial"):
+        remove_stale_temporaries(folder)
+    remove_stale_temporaries(leaderboard, older_than_s=600)
 
 
 def _check_database_file(db: Path) -> None:
