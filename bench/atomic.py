@@ -27,8 +27,8 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             write(fh)
         os.chmod(fh.name, 0o644)
         os.replace(fh.name, path)
-    except OSError as exc:  # a full disk: say which file
-        if exc.filename is None:
+    except OSError as exc:  # a full disk, a read-only folder: name the target, never the temporary file
+        if exc.filename != str(path):
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     finally:

@@ -229,6 +229,8 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
         where = f"models.{name}"
         if m.arch not in known_arch:
             raise BenchError(f"{where}.arch", f"unknown model {short(m.arch)}; known: {', '.join(sorted(known_arch))}")
+        if m.checkpoint and (ls.base_dir / m.checkpoint).is_dir():
+            raise BenchError(f"{where}.checkpoint", f"{ls.base_dir / m.checkpoint} is a folder, not a checkpoint file")
         if m.checkpoint and not (ls.base_dir / m.checkpoint).is_file():
             raise BenchError(f"{where}.checkpoint", f"file {ls.base_dir / m.checkpoint} does not exist")
         if m.init_from and m.init_from not in s.models:

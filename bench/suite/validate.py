@@ -134,6 +134,8 @@ def parse_yaml(text: str, where: str) -> Any:
 def read_suite_file(path: Path) -> dict:
     """A suite file's top-level mapping, after the file-level checks above."""
     path = Path(path)
+    if path.is_dir():
+        raise BenchError(str(path), "is a folder, not a suite file (give the .yaml file)")
     if not path.is_file():
         raise BenchError(str(path), "suite file does not exist")
     try:
