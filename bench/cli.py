@@ -315,7 +315,13 @@ def cmd_export(args) -> int:
     store = _read_store(args)
     try:
         results = load_results(store, _suite_name(args.suite), args.profile)
-        out = args.out or Path(f"{results.ls.tag}-cells.{args.format}")
+        out = Path(args.out or f"{results.ls.tag}-cells.{args.format}")
+        beside = (f"{out.stem}-predictions.{args.format}", f"{out.stem}-models.json")
+        for path in (out, *(out.with_name(n) for n in beside)):
+            if path.is_dir():
+                raise BenchError(str(path), "is a folder: --out names the file to write (its -predictions and "
+                                            "-models files go beside it)")
+        writable_or_error(out.parent, "the export's folder (--out)")
         paths = export(results, args.format, out, predictions=args.predictions)
     finally:
         store.close()

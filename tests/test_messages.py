@@ -76,3 +76,13 @@ def test_the_pixel_limit_quoted_is_the_documented_one(tmp_path, side):
         load_image(tmp_path / "big.png", 32)
     assert f"{MAX_PIXELS:,}" in exc.value.message and "89" not in exc.value.message
     assert f"{MAX_PIXELS // 1_000_000} megapixels" in (Path(__file__).resolve().parents[1] / "README.md").read_text()
+
+
+def test_export_to_a_folder_is_refused_naming_it(tmp_path):
+    db = tmp_path / "tiny.sqlite"
+    db.write_bytes((Path(__file__).parent / "expected" / "tiny.sqlite").read_bytes())
+    (tmp_path / "out.csv").mkdir()
+    code, err = bench("export", "tiny", "--db", str(db), "--out", str(tmp_path / "out.csv"))
+    assert code == 2 and f"{tmp_path / 'out.csv'}: is a folder" in err and err.count("\n") == 1, err
+    code, err = bench("export", "tiny", "--db", str(db), "--out", str(tmp_path))
+    assert code == 2 and "is a folder" in err, err
