@@ -101,7 +101,7 @@ def test_run_refuses_before_its_first_write(tmp_path):
     cases = [
         (["--db", str(tmp_path / "folder.sqlite")], "folder.sqlite: is a folder, not a results database file"),
         (["--db", str(tmp_path / "garbage.sqlite")], "garbage.sqlite: the results database is damaged"),
-        (["--executor", "ray", "--num-gpus-per-cell", "nan"], "--num-gpus-per-cell: must be a finite number"),
+        (["--executor", "ray", "--num-gpus-per-cell", "nan"], "--num-gpus-per-cell: must be >= 0 (a finite number)"),
         (["--executor", "ray", "--address", "127.0.0.1:1"], "--address: no Ray cluster answers at 127.0.0.1:1"),
     ]
     for extra, message in cases:

@@ -61,7 +61,7 @@ class RayExecutor:
     def __init__(self, address: str | None = None, num_gpus_per_cell: float | None = None, cpus_per_cell: int = 1,
                  num_cpus: int | None = None, max_retries: int = 3, quiet: bool = False, force: bool = False) -> None:
         if num_gpus_per_cell is not None and not (math.isfinite(num_gpus_per_cell) and num_gpus_per_cell >= 0):
-            raise BenchError("--num-gpus-per-cell", f"must be a finite number >= 0, got {num_gpus_per_cell}")
+            raise BenchError("--num-gpus-per-cell", f"must be >= 0 (a finite number), got {num_gpus_per_cell}")
         if cpus_per_cell < 1:
             raise BenchError("cpus_per_cell", f"must be >= 1, got {cpus_per_cell}")
         check_address(address)  # before the run writes anything
