@@ -7,7 +7,9 @@ then replaces the target in one step: a reader sees the old file or the new one,
 from __future__ import annotations
 
 import os
+import re
 import tempfile
+import time
 from collections.abc import Callable
 from pathlib import Path
 from typing import IO
@@ -25,13 +27,37 @@ def atomic_write(path: Path, write: Callable[[IO[bytes]], None]) -> None:
             write(fh)
         os.chmod(fh.name, 0o644)
         os.replace(fh.name, path)
-    except OSError as exc:  # a full disk: say which file
-        if exc.filename is None:
+    except OSError as exc:  # a full disk, a read-only folder: name the target, never the temporary file
+        if exc.filename != str(path):
             raise OSError(exc.errno, exc.strerror, str(path)) from exc
         raise
     finally:
         if os.path.exists(fh.name):
             os.unlink(fh.name)
+
+
+_TEMPORARY = re.compile(r"^\..+\.[A-Za-z0-9_]{8}\.tmp$")  # what atomic_write names its temporary files
+
+
+def remove_stale_temporaries(folder: Path, older_than_s: float = 0.0) -> list[Path]:
+    """Remove the temporary files `atomic_write` left in `folder` (a process killed while writing), those
+    older than `older_than_s` seconds; the paths removed. Call it where no other writer can be mid-write
+    (under the home lock), or with an age no live write reaches."""
+    removed = []
+    try:
+        entries = list(os.scandir(folder))
+    except OSError:  # missing or unreadable: nothing to clean
+        return removed
+    now = time.time()
+    for entry in entries:
+        try:
+            if (_TEMPORARY.match(entry.name) and entry.is_file(follow_symlinks=False)
+                    and now - entry.stat(follow_symlinks=False).st_mtime >= older_than_s):
+                os.unlink(entry.path)
+                removed.append(Path(entry.path))
+        except OSError:  # gone already, or not ours to remove
+            continue
+    return removed
 
 
 def writable_or_error(folder: Path, what: str) -> None:

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING
 # Only what builds the parser and reports errors is imported here: each command imports what it needs (torch,
 # the toolkits, pandas) in its handler, so `bench --help`, `bench list` and `bench validate` start at once
 # (benchmarks/cli_startup.py; tests/test_cli_startup.py checks that `import bench.cli` imports no torch).
+from bench.atomic import writable_or_error
 from bench.crosscheck.arguments import add_crosscheck_arguments
 from bench.errors import BenchError
 from bench.faults import environment_error
@@ -113,13 +114,6 @@ def _data_override(path: Path | None) -> dict | None:
     return {"data": {"source": "folder", "path": str(p)}}
 
 
-def _home_and_store(args) -> tuple[Path, ResultStore]:
-    from bench.store import ResultStore  # lazy (see the imports above)
-
-    home = args.home or default_home()
-    return home, ResultStore(args.db or home / "results.sqlite")
-
-
 def cmd_run(args) -> int:
     from bench.atomic import writable_or_error  # lazy (see the imports above)
     from bench.device import resolve_device  # lazy (see the imports above)
@@ -140,16 +134,21 @@ def cmd_run(args) -> int:
     writable_or_error(home, "--home")  # a read-only home or leaderboard folder: refused before any work
     if shard is None:
         writable_or_error(Path(args.out or ls.suite.report.leaderboard_dir), "the leaderboard folder (--out)")
+    db = args.db or home / "results.sqlite"
+    _check_database_file(db)  # a folder, a damaged or read-only file: refused before the home is written
     stats = RunStats()
-    with home_lock(home):  # a second run on this home waits here, then reuses the first one's cells
-        _, store = _home_and_store(args)
+    with home_lock(home), _signals_interrupt():  # a second run on this home waits here, then reuses the cells
+        _clean_temporaries(home, Path(args.out or ls.suite.report.leaderboard_dir))
+        store = ResultStore(db)
         try:
             try:
                 run_suite(ctx, store, force=args.force, shard=shard, stats=stats, executor=executor)
-            except KeyboardInterrupt:
-                print(f"interrupted: {stats.computed} cells were saved; rerun to continue", file=sys.stderr)
-                return 130
-            path = write_leaderboard(results_from(store, ls, ctx.plan), args.out) if shard is None else None
+                path = write_leaderboard(results_from(store, ls, ctx.plan), args.out) if shard is None else None
+            except KeyboardInterrupt as exc:  # Ctrl-C, SIGTERM, SIGHUP; a leaderboard half-written is not kept
+                name = getattr(exc, "signal_name", "Ctrl-C")
+                print(f"interrupted by {name}: {stats.computed} cells were saved (the run is marked interrupted "
+                      "unless it had finished); rerun to continue", file=sys.stderr)
+                return getattr(exc, "exit_code", 130)
         finally:
             store.close()
     if path is None:
@@ -159,6 +158,69 @@ def cmd_run(args) -> int:
     print(f"{stats.computed} cells computed, {stats.reused} from the store, {time.perf_counter() - t0:.1f} s; "
           f"leaderboard: {path}")
     return 0
+
+
+class SignalInterrupt(KeyboardInterrupt):
+    """SIGTERM or SIGHUP (a batch scheduler, `docker stop`, a closed terminal), handled as Ctrl-C is."""
+
+    def __init__(self, signum: int) -> None:
+        import signal  # lazy: only a run installs handlers
+
+        super().__init__()
+        self.signal_name = signal.Signals(signum).name
+        self.exit_code = 128 + signum
+
+
+def _signals_interrupt():
+    """For the block: SIGTERM and SIGHUP raise `SignalInterrupt` in the main thread (the run stops as on
+    Ctrl-C: the cell in flight is lost, the run is marked interrupted, the message says so)."""
+    import contextlib  # lazy: only a run installs handlers
+    import signal  # lazy, as above
+    import threading  # lazy, as above
+
+    @contextlib.contextmanager
+    def handlers():
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+
+        def interrupt(signum, frame):
+            raise SignalInterrupt(signum)
+
+        wanted = [getattr(signal, n) for n in ("SIGTERM", "SIGHUP") if hasattr(signal, n)]
+        before = {s: signal.signal(s, interrupt) for s in wanted}
+        try:
+            yield
+        finally:
+            for s, h in before.items():
+                signal.signal(s, h)
+
+    return handlers()
+
+
+def _clean_temporaries(home: Path, leaderboard: Path) -> None:
+    """The temporary files a killed process left: all of them in the home (this run holds its lock), those
+    older than 10 minutes in the leaderboard folder (a report may be writing there now)."""
+    from bench.atomic import remove_stale_temporaries  # lazy: only a run cleans
+
+    for folder in (home, home / "checkpoints", home / "adversarial"):
+        remove_stale_temporaries(folder)
+    remove_stale_temporaries(leaderboard, older_than_s=600)
+
+
+def _check_database_file(db: Path) -> None:
+    """What `bench run` will write its results to: a file in a writable folder, and a store that verifies."""
+    import os  # lazy: only this check uses it
+
+    if db.is_dir():
+        raise BenchError(str(db), "is a folder, not a results database file (--db names a file)")
+    writable_or_error(db.parent, "the results database's folder (--db)")
+    if db.is_file():
+        if not os.access(db, os.W_OK):
+            raise BenchError(str(db), "the results database is read-only (no permission to write it); choose "
+                                      "another --db or --home, or `bench report` it as it is")
+        if db.stat().st_size > 0:
+            ResultStore(db, readonly=True).close()  # a damaged store: refused before anything is written
 
 
 def _executor(args):
@@ -189,25 +251,18 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def cmd_merge(args) -> int:
-    from bench.store import ResultStore  # lazy (see the imports above)
+    from bench.merge import merge_stores  # lazy: only this command merges
 
-    for src in args.sources:
-        if not src.is_file():
-            raise BenchError(str(src), "database file does not exist")
-    store = ResultStore(args.target)
-    try:
-        for src in args.sources:
-            cells, runs = store.merge_from(src)
-            print(f"{src}: {cells} cells, {runs} runs merged into {args.target}")
-    finally:
-        store.close()
+    for src, cells, runs in merge_stores(args.target, args.sources):  # all or nothing
+        print(f"{src}: {cells} cells, {runs} runs merged into {args.target}")
     return 0
 
 
 def cmd_validate(args) -> int:
     from bench.suite.load import load_suite  # lazy (see the imports above)
 
-    ls = load_suite(args.suite, args.profile, _data_override(args.data), load_plugins=args.load_plugins)
+    ls = load_suite(args.suite, args.profile, _data_override(args.data), load_plugins=args.load_plugins,
+                    other_profiles_plugins=args.load_plugins)
     if ls.suite.data.source != "synthetic-faces":  # the user's images: read them all, as a run would
         from bench.data.sources import load_data  # lazy (see the imports above)
 
@@ -247,13 +302,23 @@ def _suite_name(path: Path) -> str:
     return str(path)
 
 
+def _read_store(args) -> ResultStore:
+    """The store a read-only command reads: opened read-only, never created (nor its home)."""
+    return ResultStore(args.db or (args.home or default_home()) / "results.sqlite", readonly=True)
+
+
 def cmd_report(args) -> int:
     from bench.report.leaderboard import write_leaderboard  # lazy (see the imports above)
     from bench.results.query import load_results  # lazy (see the imports above)
 
-    _, store = _home_and_store(args)
+    store = _read_store(args)
     try:
-        path = write_leaderboard(load_results(store, _suite_name(args.suite), args.profile), args.out)
+        results = load_results(store, _suite_name(args.suite), args.profile)
+        if args.out is None:  # the stored suite's folder: below the working directory, as validate checks
+            from bench.suite.validate import check_leaderboard_dir  # lazy: only this path needs it
+
+            check_leaderboard_dir(results.ls)
+        path = write_leaderboard(results, args.out)
     finally:
         store.close()
     print(f"leaderboard: {path}")
@@ -264,10 +329,16 @@ def cmd_export(args) -> int:
     from bench.results.export import export  # lazy (see the imports above)
     from bench.results.query import load_results  # lazy (see the imports above)
 
-    _, store = _home_and_store(args)
+    store = _read_store(args)
     try:
         results = load_results(store, _suite_name(args.suite), args.profile)
-        out = args.out or Path(f"{results.ls.tag}-cells.{args.format}")
+        out = Path(args.out or f"{results.ls.tag}-cells.{args.format}")
+        beside = (f"{out.stem}-predictions.{args.format}", f"{out.stem}-models.json")
+        for path in (out, *(out.with_name(n) for n in beside)):
+            if path.is_dir():
+                raise BenchError(str(path), "is a folder: --out names the file to write (its -predictions and "
+                                            "-models files go beside it)")
+        writable_or_error(out.parent, "the export's folder (--out)")
         paths = export(results, args.format, out, predictions=args.predictions)
     finally:
         store.close()
@@ -290,8 +361,8 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     handlers = {"run": cmd_run, "validate": cmd_validate, "list": cmd_list, "report": cmd_report,
                 "export": cmd_export, "data": cmd_data, "merge": cmd_merge}
-    configure_matplotlib(getattr(args, "home", None))
     try:
+        _matplotlib_cache(args)
         if args.command == "crosscheck":
             from bench.crosscheck.cli import main_crosscheck  # lazy (see the imports above)
 
@@ -300,12 +371,42 @@ def main(argv: list[str] | None = None) -> int:
     except BenchError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code
+    except UnicodeEncodeError as exc:  # a stored text damaged into bytes that are not UTF-8, used as a key
+        if "surrogates" not in str(exc):
+            raise
+        from bench.integrity import damaged_database  # lazy: only on this path
+
+        print(f"error: {damaged_database(_db_path(args), 'a stored text is not UTF-8')}", file=sys.stderr)
+        return 2
     except (OSError, sqlite3.Error) as exc:
         err = environment_error(exc, _db_path(args))
+        if err is None and isinstance(exc, sqlite3.DatabaseError):
+            from bench.integrity import damaged_database, is_damage  # lazy: only on this path
+
+            err = damaged_database(_db_path(args), str(exc)) if is_damage(exc) else None
         if err is None:
             raise
         print(f"error: {err}", file=sys.stderr)
         return err.exit_code
+
+
+def _matplotlib_cache(args) -> None:
+    """matplotlib's cache under the home for the commands that write the home (run, crosscheck, data); the
+    others write no home, so theirs goes under the home only when it exists and is writable, else in a
+    temporary folder removed at exit."""
+    import os  # lazy (the CLI's import block is kept small): only this setup uses os, shutil, tempfile
+    import shutil  # lazy, as above
+    import tempfile  # lazy, as above
+
+    home = getattr(args, "home", None) or default_home()
+    if args.command in ("run", "crosscheck", "data") or os.access(home, os.W_OK):
+        configure_matplotlib(home)
+    elif "MPLCONFIGDIR" not in os.environ:
+        import atexit  # lazy, as above
+
+        tmp = tempfile.mkdtemp(prefix="bench-mpl-")
+        atexit.register(shutil.rmtree, tmp, True)
+        os.environ["MPLCONFIGDIR"] = tmp
 
 
 def _db_path(args) -> Path | None:

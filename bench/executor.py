@@ -9,6 +9,7 @@ context (`bench.cells.context.RunContext`) can be rebuilt.
 from __future__ import annotations
 
 import os
+import sys
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -18,8 +19,10 @@ import numpy as np
 import torch
 from tqdm.auto import tqdm
 
+from bench.cells.artifacts import discard_unverified, record_files, verify_files
 from bench.cells.context import RunContext
 from bench.cells.registry import compute_fn, is_done
+from bench.integrity import StoreDamaged
 from bench.store import ResultStore
 from bench.suite.replicas import replica_columns
 
@@ -50,8 +53,23 @@ def seed_everything(key: str) -> None:
 
 
 def cell_done(cell: Any, ctx: RunContext, store: ResultStore, force: bool) -> bool:
-    """Stored, and its artifacts (checkpoint, adversarial examples) still on disk."""
-    return not force and store.has(cell.key) and is_done(cell, ctx)
+    """Stored (its row as written), and its artifacts (checkpoint, adversarial examples) on disk as they were
+    written (`bench.cells.artifacts`). A damaged row or cache file is reported and the cell recomputed."""
+    if force:
+        return False
+    try:
+        stored = store.get(cell.key)
+    except StoreDamaged as exc:
+        print(f"{exc}: recomputing it", file=sys.stderr)
+        return False
+    return stored is not None and is_done(cell, ctx) and verify_files(cell, ctx, stored.files)
+
+
+def store_cell(store: ResultStore, cell: Any, ctx: RunContext, record: Any, seconds: float, device: str,
+               run_id: int) -> None:
+    """Store a computed cell's result, with the digests of the files it wrote."""
+    store.put(cell.key, cell.kind, cell.describe(), record.metrics, seconds, device, run_id, record.predictions,
+              files=record_files(cell, ctx), **describe(cell, ctx, ctx.plan.data_key))
 
 
 def select_cells(cells: list, ctx: RunContext, store: ResultStore, force: bool,
@@ -95,10 +113,10 @@ class SerialExecutor:
             if cell_done(cell, ctx, store, self.force):
                 stats.reused += 1
                 continue
+            discard_unverified(cell, ctx)
             seed_everything(cell.key)
             t0 = time.perf_counter()
             record = compute_fn(cell.kind)(cell, ctx)
-            store.put(cell.key, cell.kind, cell.describe(), record.metrics, time.perf_counter() - t0,
-                      str(ctx.device), run_id, record.predictions, **describe(cell, ctx, ctx.plan.data_key))
+            store_cell(store, cell, ctx, record, time.perf_counter() - t0, str(ctx.device), run_id)
             stats.computed += 1
         return stats

@@ -114,7 +114,7 @@ def run_suite(ctx: RunContext, store: ResultStore, force: bool = False, shard: t
     finally:
         stats.seconds = time.perf_counter() - t0
         try:
-            store.finish_run(run_id, stats.computed, stats.reused, status)
+            store.finish_run(run_id, stats.computed, stats.reused, status, cells=[c.key for c in ctx.plan.cells()])
         except sqlite3.Error:  # a full or read-only disk: the error that brought us here is the one to report
             if status == "finished":
                 raise

@@ -37,7 +37,8 @@ def mark_abandoned(db: sqlite3.Connection) -> list[int]:
     host = socket.gethostname()
     dead = [run_id for run_id, pid, run_host in
             db.execute("SELECT run_id, pid, host FROM runs WHERE status='running'").fetchall()
-            if pid is None or (run_host == host and pid != os.getpid() and not _alive(pid))]
+            if not isinstance(pid, int) or pid <= 0  # none recorded (or a damaged row): nobody can own it
+            or (run_host == host and pid != os.getpid() and not _alive(pid))]
     if dead:
         with db:
             db.executemany("UPDATE runs SET status='abandoned', finished=? WHERE run_id=?",

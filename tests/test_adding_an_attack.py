@@ -100,6 +100,7 @@ def test_the_guides_attack_is_declared_and_stays_in_its_budget(suite_dir):
     assert float(adv.min()) >= 0.0 and float(adv.max()) <= 1.0
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_a_user_attack_in_a_suite_reaches_the_leaderboard_and_the_checks(suite_dir, tmp_path):
     home, lb = tmp_path / "home", tmp_path / "lb"
     assert main(["run", str(suite_dir / "guide.yaml"), "--home", str(home), "--out", str(lb), "--quiet"]) == 0

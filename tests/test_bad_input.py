@@ -65,6 +65,7 @@ CASES = {
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_bad_input_is_refused_cleanly(case: str, tmp_path: Path, capsys, monkeypatch):
     monkeypatch.chdir(tmp_path)
     make, extra, expected = CASES[case]

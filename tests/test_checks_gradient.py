@@ -12,6 +12,8 @@ from bench.report.sanity import run_checks
 from bench.results.query import load_results
 from bench.store import ResultStore
 
+pytestmark = pytest.mark.slow  # these tests train models: .ci/run also runs them at OMP_NUM_THREADS=1
+
 ROUNDING = '''
 import torch
 

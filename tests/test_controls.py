@@ -56,6 +56,7 @@ def _by_hand(det, x: torch.Tensor, seed: int, eps: float | None) -> np.ndarray:
     return p_real < 0.5
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_controls_equal_a_hand_computation(run):
     path, base = run
     ls = load_suite(path)
@@ -81,6 +82,7 @@ def test_controls_equal_a_hand_computation(run):
     assert noise_l2["l2_before"]["median"] > 0.5 * cw_before["median"]
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_controls_are_shown_never_ranked_and_norms_have_both_columns(run):
     path, base = run
     text = (base / "lb" / "controls.md").read_text()
@@ -114,10 +116,8 @@ def test_check_attack_parameters_are_validated(tmp_path):
     bad = {**SUITE["evaluation"], "checks": {"unbounded": {"attack": "pgd", "params": {"steps": 0}}}}
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({**SUITE, "evaluation": bad}))
-    ls = load_suite(path)
-    train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
-    with pytest.raises(BenchError) as e:
-        plan_for_data(ls, train, test)
+    with pytest.raises(BenchError) as e:  # found when the suite is loaded (what `bench validate` does), not mid-run
+        load_suite(path)
     assert "evaluation.checks.unbounded.params" in e.value.where
 
 

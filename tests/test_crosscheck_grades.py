@@ -14,6 +14,8 @@ import torch
 from bench.cli import main
 from bench.crosscheck.grade import area, optimality, robust_accuracy
 
+pytestmark = pytest.mark.slow  # these tests train models: .ci/run also runs them at OMP_NUM_THREADS=1
+
 MINI = """
 name: mini
 seed: 0
@@ -73,9 +75,13 @@ def test_bench_crosscheck_flags_a_weakened_apgd_on_a_suite_model(mini_run, tmp_p
     assert "16 images" in out and "Grades (AttackBench)" in out
     rows = json.loads(records.read_text())
     opt = {r["implementation"]: r["value"] for r in rows if r["metric"] == "optimality"}
-    assert opt["native"] >= 0.95 and opt["art"] >= 0.8 and opt[f"{weak}:apgd"] < 0.7
+    # native and ART are both correct APGDs: which of them reaches the lower curve (the reference the gap is
+    # measured against) depends on float rounding, so on the CPU and thread count; the weakened one trails both
+    assert opt["native"] >= 0.8 and opt["art"] >= 0.8 and opt[f"{weak}:apgd"] < 0.7
     verdict = next(r for r in rows if r["metric"] == "optimality_gap")
-    assert verdict["verdict"] == "fail" and verdict["implementation"] == f"{weak}:apgd vs native"
+    reference = verdict["implementation"].removeprefix(f"{weak}:apgd vs ")
+    assert verdict["verdict"] == "fail" and reference in ("native", "art"), verdict
+    assert verdict["value"] == pytest.approx(opt[f"{weak}:apgd"] - max(opt["native"], opt["art"]))
     # passes and time per image over the five runs of the curve
     grades = [ln for ln in out.splitlines() if ln.startswith("native ") and ln.rstrip().endswith(" 5")]
     assert grades, out

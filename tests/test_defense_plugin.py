@@ -11,6 +11,8 @@ import pytest
 
 from bench.cli import main
 
+pytestmark = pytest.mark.slow  # these tests train models: .ci/run also runs them at OMP_NUM_THREADS=1
+
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "adding-a-defense.md"
 
 SUITE = """

@@ -139,6 +139,7 @@ def _plain_cnn(size: int = 16) -> Detector:
     return Detector(net, ModelSpec(arch="plain", input_size=size, mean=(0.5, 0.4, 0.3), std=(0.2, 0.25, 0.3)))
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_lipschitz_training_lowers_the_input_gradient_norm():
     """Through the real training loop: same init and data order, lambda 0 vs 5000."""
     train, test = _easy(64, 16, seed=0), _easy(32, 16, seed=1)

@@ -109,6 +109,7 @@ def tiny_dip_run(tmp_path_factory, one_thread):
     return [(k, json.loads(m)) for k, m in rows], (base / "lb" / "tinydip.md").read_text()
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_dip_suite_defense_with_readout_auto_runs(tiny_dip_run):
     cells, board = tiny_dip_run
     kinds = [k for k, _ in cells]
@@ -116,6 +117,7 @@ def test_dip_suite_defense_with_readout_auto_runs(tiny_dip_run):
     assert "a + dip" in board
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_stored_dip_sources_are_disjoint_and_adaptive_rows_have_intervals(tiny_dip_run):
     cells, board = tiny_dip_run
     dip = [m for k, m in cells if k == "dip"]

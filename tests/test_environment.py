@@ -20,6 +20,8 @@ import pytest
 
 from bench.cli import main
 
+pytestmark = pytest.mark.slow  # these tests train models: .ci/run also runs them at OMP_NUM_THREADS=1
+
 REPO = Path(__file__).resolve().parents[1]
 
 SUITE = """\

@@ -134,6 +134,7 @@ evaluation: {{max_attack_images: 16, gradient_norm_images: 8}}
 """
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_run_reports_per_subset_and_per_video(tmp_path: Path, one_thread):
     import json
     import sqlite3

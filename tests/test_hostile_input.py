@@ -115,6 +115,7 @@ def test_former_tracebacks_in_files_exit_2_naming_the_file(tmp_path, capsys):
                 f"{name}: {expected}")
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_torchscript_without_parameters_runs(tmp_path, capsys):
     scripted(NoParameters(), tmp_path / "plain.ts")
     suite = tmp_path / "suite.yaml"
@@ -150,6 +151,7 @@ def test_formerly_valid_then_failing_is_refused_by_validate(case, tmp_path, caps
     refused(tmp_path, capsys, "run", text, expected, extra)
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_non_finite_training_stops_naming_the_model_and_stores_nothing_non_finite(tmp_path, capsys):
     suite = tmp_path / "suite.yaml"
     suite.write_text(GOOD.replace("epochs: 1", "epochs: 1, lr: 1.0e+30"))

@@ -15,6 +15,8 @@ from bench.data.dataset import ImageSet
 from bench.models import create_model
 from bench.models.training import Recipe, train_detector
 
+pytestmark = pytest.mark.slow  # these tests train models: .ci/run also runs them at OMP_NUM_THREADS=1
+
 SIZE = 16
 MEAN, STD = (0.5, 0.45, 0.4), (0.25, 0.2, 0.3)  # non-trivial normalisation: every toolkit must apply it
 

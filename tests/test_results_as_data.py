@@ -15,6 +15,8 @@ from bench.cli import main
 from bench.results.query import load_results
 from bench.store import ResultStore
 
+pytestmark = pytest.mark.slow  # these tests train models: .ci/run also runs them at OMP_NUM_THREADS=1
+
 SUITE = """
 name: small
 seed: 3
@@ -108,5 +110,9 @@ def test_the_query_layer_returns_frames(stored):
 
 
 def test_report_without_a_stored_run_is_refused(tmp_path, capsys):
+    assert main(["report", "nothing-here", "--home", str(tmp_path / "home")]) == 2
+    assert "results.sqlite: no results database here: run `bench run` first" in capsys.readouterr().err
+    assert not (tmp_path / "home").exists()  # a read-only command creates nothing
+    ResultStore(tmp_path / "home" / "results.sqlite").close()
     assert main(["report", "nothing-here", "--home", str(tmp_path / "home")]) == 2
     assert "no finished run of suite nothing-here" in capsys.readouterr().err

@@ -106,6 +106,7 @@ def seeded_run(tmp_path_factory):
     return base, suite
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_replicas_train_to_different_weights(seeded_run):
     base, _ = seeded_run
     ckpts = {p.name.rsplit("-", 1)[0]: p for p in (base / "home" / "checkpoints").glob("*.safetensors")}
@@ -115,6 +116,7 @@ def test_replicas_train_to_different_weights(seeded_run):
     assert any(not (w0[k] == w1[k]).all() for k in w0)
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_leaderboard_shows_one_row_per_model_with_the_mean_of_seeds(seeded_run):
     base, _ = seeded_run
     text = (base / "lb" / "seeds2.md").read_text()
@@ -132,6 +134,7 @@ def test_leaderboard_shows_one_row_per_model_with_the_mean_of_seeds(seeded_run):
     assert "Training seeds: every model trained 2 times" in text
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_export_has_per_seed_rows(seeded_run, tmp_path):
     base, suite = seeded_run
     out = tmp_path / "cells.csv"

@@ -14,7 +14,7 @@ from bench.attacks.registry import get_attack, list_attacks, run_attack
 from bench.models import create_model
 from bench.models.training import Recipe, train_detector
 
-pytestmark = pytest.mark.usefixtures("one_thread")
+pytestmark = [pytest.mark.usefixtures("one_thread"), pytest.mark.slow]  # slow: trains (also run at one thread)
 
 
 @pytest.fixture(scope="module")

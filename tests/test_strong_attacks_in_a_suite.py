@@ -6,6 +6,8 @@ import json
 import sqlite3
 import textwrap
 
+import pytest
+
 from bench.cli import main
 from bench.report.security_curves import curve
 
@@ -36,6 +38,7 @@ evaluation: {max_attack_images: 12, attack_batch_size: 12, gradient_norm_images:
 """
 
 
+@pytest.mark.slow  # trains: also run at OMP_NUM_THREADS=1 by .ci/run
 def test_new_attacks_run_in_a_suite(tmp_path, one_thread):
     suite = tmp_path / "strong.yaml"
     suite.write_text(textwrap.dedent(SUITE))

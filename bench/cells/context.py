@@ -14,6 +14,7 @@ import torch
 
 from bench.data.dataset import ImageSet
 from bench.defenses.apply import apply_defense
+from bench.errors import BenchError
 from bench.models.checkpoint import load_saved_detector, load_user_checkpoint
 from bench.models.detector import Detector, ModelSpec
 from bench.suite.load import AttackPoint, LoadedSuite
@@ -113,5 +114,14 @@ class RunContext:
     def adversarial(self, craft: CraftCell) -> torch.Tensor:
         """The stored adversarial examples (uint8 NCHW) of a craft cell that has run."""
         if craft.key not in self._adv:
-            self._adv[craft.key] = torch.load(self.adversarial_path(craft), weights_only=True)
+            path = self.adversarial_path(craft)
+            try:
+                adv = torch.load(path, weights_only=True)
+            except Exception as exc:  # noqa: BLE001 - torch raises several error types on a damaged file
+                raise BenchError(str(path), f"damaged adversarial examples ({type(exc).__name__}); delete the file "
+                                            "and rerun `bench run` to make them again") from None
+            if not isinstance(adv, torch.Tensor):
+                raise BenchError(str(path), "not a tensor of adversarial examples; delete the file and rerun "
+                                            "`bench run` to make them again")
+            self._adv[craft.key] = adv
         return self._adv[craft.key]

@@ -6,7 +6,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from tabulate import tabulate
+from bench.report.format import tabulate
 
 Data = dict[str, Any]
 

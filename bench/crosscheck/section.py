@@ -9,6 +9,7 @@ from bench.cells.registry import Record, computes
 from bench.crosscheck.entries import entries
 from bench.crosscheck.report import render_markdown
 from bench.digests import digest
+from bench.report.format import md_inline
 from bench.sections.registry import Section, register_section
 from bench.suite.load import LoadedSuite
 from bench.suite.plan import PLAN_VERSION, Plan, SectionCell
@@ -51,7 +52,8 @@ def crosscheck_section(board, out_dir: Path, stem: str) -> str:
     parts = ["## Cross-checks of attack implementations: the reports"]
     for r in found:
         e = r["payload"]
-        title = f"### {e['attack']} on {e['model']}: {', '.join(Path(i).name for i in e['implementations'])}"
+        title = md_inline(f"### {e['attack']} on {e['model']}: "
+                          f"{', '.join(Path(i).name for i in e['implementations'])}")
         if board.s.seeds > 1:  # the named model is replica 0 (bench.suite.replicas)
             title += f" (model: seed 0 of {board.s.seeds})"
         m = r["metrics"]

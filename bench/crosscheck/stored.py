@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 import yaml
 
+from bench.cells.artifacts import verify_files
 from bench.cells.context import RunContext
 from bench.data.sources import load_data
 from bench.errors import BenchError
@@ -38,19 +39,25 @@ def stored_detector(suite: str, profile: str | None, model: str, home: Path | No
     if n < 1:
         raise BenchError("--n", f"expected at least 1 image, got {n}")
     home = Path(home or default_home())
-    store = ResultStore(db or home / "results.sqlite")
+    store = ResultStore(db or home / "results.sqlite", readonly=True)
     try:
         ls, plan = stored_suite(store, suite_name(suite), profile)
+        if model not in plan.models:
+            raise BenchError("--model", f"the suite {ls.suite.name} has no model {model!r}; its models: "
+                             f"{', '.join(sorted(plan.models))}")
+        stored = store.get(plan.models[model].key)
     finally:
         store.close()
-    if model not in plan.models:
-        raise BenchError("--model", f"the suite {ls.suite.name} has no model {model!r}; its models: "
-                         f"{', '.join(sorted(plan.models))}")
     train, test = load_data(ls.suite.data, ls.suite.seed, ls.base_dir)
     ctx = RunContext(ls, train, test, plan, home, device, quiet=True)
     mc = plan.models[model]
     if not mc.model.config.checkpoint and not ctx.checkpoint_path(mc).is_file():
         raise BenchError("--model", f"no checkpoint of {model} at {ctx.checkpoint_path(mc)}: run the suite first")
+    if stored is None:
+        raise BenchError("--model", f"the store holds no trained {model}: run the suite first")
+    if not verify_files(mc, ctx, stored.files, repair=False):  # the file is the one the store recorded
+        raise BenchError(str(ctx.checkpoint_path(mc)), f"not the checkpoint the suite's run stored for {model} "
+                                                       "(damaged or replaced): rerun `bench run` to train it again")
     detector = ctx.detector(model)
     data = ctx.attacked
     data = data.subset(range(min(n, len(data))))

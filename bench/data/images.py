@@ -53,8 +53,9 @@ def load_image(path: Path, size: int) -> np.ndarray:
                                      f"{MAX_PIXELS:,} (a decompression bomb?)")
                 im.load()
                 rgb = _to_rgb(im, path)
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise BenchError(str(path), f"image refused as a decompression bomb ({exc})") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):  # PIL's own limit, before ours
+        raise BenchError(str(path), f"image is more than the limit of {MAX_PIXELS:,} pixels (a decompression "
+                                    "bomb?)") from None
     except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
         raise BenchError(str(path), f"cannot read image ({exc.__class__.__name__}: {exc})") from None
     w, h = rgb.size

@@ -5,11 +5,10 @@ from __future__ import annotations
 from pathlib import Path
 
 import numpy as np
-from tabulate import tabulate
 
 from bench.dip.config import UNPERTURBED_FAKE, UNPERTURBED_REAL
 from bench.dip.figure import plot_trajectories
-from bench.report.format import num, prop
+from bench.report.format import num, prop, tabulate
 
 
 def dip_sections(board, out_dir: Path, stem: str) -> str:

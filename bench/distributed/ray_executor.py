@@ -10,6 +10,7 @@ the cells that need it are not run, every other cell goes on, and the run ends w
 
 from __future__ import annotations
 
+import math
 from collections import Counter
 from collections.abc import Iterable
 from typing import Any
@@ -18,12 +19,13 @@ import ray
 from ray.exceptions import RayError, RayTaskError
 from tqdm.auto import tqdm
 
+from bench.cells.artifacts import discard_unverified
 from bench.cells.context import RunContext
 from bench.cells.remote import CellOutcome, ContextSpec, compute_cell
-from bench.distributed.session import ray_session
+from bench.distributed.session import check_address, ray_session
 from bench.distributed.tracker import start_tracker
 from bench.errors import BenchError
-from bench.executor import RunStats, cell_done, describe
+from bench.executor import RunStats, cell_done, store_cell
 from bench.store import ResultStore
 
 POLL_S = 1.0  # how often the progress bar's "where" is refreshed while cells run
@@ -58,10 +60,11 @@ class RayExecutor:
 
     def __init__(self, address: str | None = None, num_gpus_per_cell: float | None = None, cpus_per_cell: int = 1,
                  num_cpus: int | None = None, max_retries: int = 3, quiet: bool = False, force: bool = False) -> None:
-        if num_gpus_per_cell is not None and num_gpus_per_cell < 0:
-            raise BenchError("--num-gpus-per-cell", f"must be >= 0, got {num_gpus_per_cell}")
+        if num_gpus_per_cell is not None and not (math.isfinite(num_gpus_per_cell) and num_gpus_per_cell >= 0):
+            raise BenchError("--num-gpus-per-cell", f"must be >= 0 (a finite number), got {num_gpus_per_cell}")
         if cpus_per_cell < 1:
             raise BenchError("cpus_per_cell", f"must be >= 1, got {cpus_per_cell}")
+        check_address(address)  # before the run writes anything
         self.address = address
         self.num_gpus_per_cell = num_gpus_per_cell
         self.cpus_per_cell = cpus_per_cell
@@ -121,6 +124,7 @@ class RayExecutor:
                         self._fail(cell, f"not run: it needs {cell_name(by_key[bad])}, which failed", stats)
                         bar.update(1)
                     elif all(d in done for d in deps):
+                        discard_unverified(cell, ctx)
                         in_flight[task.remote(spec, cell.key, tracker)] = cell
                     else:
                         still.append(cell)
@@ -169,8 +173,7 @@ class RayExecutor:
             where, message = out.error
             self._fail(cell, f"{where}: {message}" if where else message, stats, out.traceback)
             return
-        store.put(cell.key, cell.kind, cell.describe(), out.metrics, out.seconds, out.device, run_id, out.predictions,
-                  **describe(cell, ctx, ctx.plan.data_key))
+        store_cell(store, cell, ctx, out, out.seconds, out.device, run_id)
         stats.computed += 1
         self.placement[node] += 1
 

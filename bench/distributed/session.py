@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import logging
 import shutil
+import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -35,6 +36,25 @@ class RaySession:
 def worker_env(threads: int) -> dict[str, str]:
     n = str(threads)
     return {"OMP_NUM_THREADS": n, "MKL_NUM_THREADS": n, "OPENBLAS_NUM_THREADS": n, **worker_environment()}
+
+
+CONNECT_TIMEOUT_S = 5.0  # how long `--address HOST:PORT` may take to answer before the run is refused
+
+
+def check_address(address: str | None, timeout: float = CONNECT_TIMEOUT_S) -> None:
+    """Refuse `--address HOST:PORT` now (before the run writes anything) when nothing listens there: joining
+    an address where nothing answers would otherwise wait for minutes. "auto" and None are Ray's to resolve."""
+    if address is None or address == "auto" or address.startswith(("ray://", "local")):
+        return
+    host, sep, port = address.rpartition(":")
+    if not sep or not host or not port.isdigit() or not 0 < int(port) < 65536:
+        raise BenchError("--address", f"expected auto or HOST:PORT, got {address!r}")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=timeout).close()
+    except OSError as exc:
+        why = "timed out" if isinstance(exc, TimeoutError) else (exc.strerror or type(exc).__name__)
+        raise BenchError("--address", f"no Ray cluster answers at {address} ({why} after at most {timeout:g} s); "
+                                      "start one with `ray start --head`, or check the address") from None
 
 
 @contextmanager

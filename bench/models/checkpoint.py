@@ -6,6 +6,7 @@ and TorchScript archives are the other accepted formats.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import pickle
 import warnings
@@ -30,9 +31,32 @@ def save_detector(detector: Detector, path: Path, meta: dict | None = None) -> N
     bad = [k for k, v in tensors.items() if v.is_floating_point() and not torch.isfinite(v).all()]
     if bad:
         raise BenchError(f"models.{detector.name}", f"refusing to save non-finite weights ({bad[0]})")
-    header = {"spec": json.dumps(detector.spec.as_dict()), "meta": json.dumps(meta or {})}
+    meta = {**(meta or {}), "tensors_sha256": tensors_digest(tensors)}  # a checkpoint verifies itself
+    header = {"spec": json.dumps(detector.spec.as_dict()), "meta": json.dumps(meta)}
     data = safetensors_bytes(tensors, metadata=header)
     atomic_write(path, lambda fh: fh.write(data))  # Python writes: a full disk is an OSError naming the file
+
+
+def tensors_digest(tensors: dict[str, torch.Tensor]) -> str:
+    """SHA-256 of a state dict: names, dtypes, shapes and bytes, in name order."""
+    h = hashlib.sha256()
+    for name in sorted(tensors):
+        t = tensors[name].detach().cpu().contiguous()
+        h.update(f"{name}\t{t.dtype}\t{tuple(t.shape)}\n".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy().tobytes() if t.numel() else b"")
+    return h.hexdigest()
+
+
+def checkpoint_matches(path: Path, key: str) -> bool:
+    """Whether a file written by `save_detector` is the checkpoint of model cell `key`, undamaged (its weights
+    match the digest saved in it). Any unreadable file is not."""
+    try:
+        meta = read_checkpoint_meta(path)
+        if meta.get("key") != key or not isinstance(meta.get("tensors_sha256"), str):
+            return False
+        return tensors_digest(load_file(str(path))) == meta["tensors_sha256"]
+    except Exception:  # noqa: BLE001 - safetensors and json raise their own error types on a damaged file
+        return False
 
 
 def read_checkpoint_meta(path: Path) -> dict:
@@ -43,14 +67,22 @@ def read_checkpoint_meta(path: Path) -> dict:
 
 
 def load_saved_detector(path: Path) -> Detector:
-    """Load a file written by `save_detector` (the spec travels with the weights)."""
-    with safe_open(str(path), framework="pt") as fh:
-        header = fh.metadata() or {}
-    if "spec" not in header:
-        raise BenchError(str(path), "not a bench checkpoint (no spec in its metadata)")
-    s = json.loads(header["spec"])
-    det = create_model(s["arch"], s["input_size"], tuple(s["mean"]), tuple(s["std"]))
-    det.load_state_dict(load_file(str(path)))
+    """Load a file written by `save_detector` (the spec travels with the weights); a damaged one is a
+    `BenchError` naming it."""
+    try:
+        with safe_open(str(path), framework="pt") as fh:
+            header = fh.metadata() or {}
+        if "spec" not in header:
+            raise BenchError(str(path), "not a bench checkpoint (no spec in its metadata)")
+        s = json.loads(header["spec"])
+        det = create_model(s["arch"], s["input_size"], tuple(s["mean"]), tuple(s["std"]))
+        det.load_state_dict(load_file(str(path)))
+    except BenchError:
+        raise
+    except Exception as exc:  # noqa: BLE001 - safetensors, json and torch raise their own error types
+        first = str(exc).splitlines()[0][:200] if str(exc) else ""
+        raise BenchError(str(path), f"damaged checkpoint ({type(exc).__name__}: {first}); delete it and rerun "
+                                    "`bench run` to train it again") from None
     return det.eval()
 
 
@@ -184,4 +216,15 @@ def probe_detector(det: Detector, path: Path, batch: int = 2) -> Detector:
                          f"2 logits per image ({batch}, 2): index 0 fake, 1 real")
     if not bool(torch.isfinite(out).all()):
         raise BenchError(str(path), "the network returns non-finite logits (NaN or inf) on a probe batch")
+    probe = x.clone().requires_grad_(True)
+    try:
+        with torch.enable_grad():
+            logits = det(probe)
+            grad = torch.autograd.grad(logits[:, 1].sum(), probe, allow_unused=True)[0] if logits.requires_grad \
+                else None
+    except RuntimeError:
+        grad = None
+    if grad is None:
+        raise BenchError(str(path), "the network's output does not depend on its input through autograd (no "
+                         "gradient reaches the images): the attacks need a differentiable detector")
     return det

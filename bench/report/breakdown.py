@@ -6,9 +6,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tabulate import tabulate
-
-from bench.report.format import num, prop
+from bench.report.format import md_inline, num, prop, tabulate
 from bench.report.sanity import auroc_text, near_chance
 
 if TYPE_CHECKING:  # annotations only: the leaderboard imports this module
@@ -69,7 +67,7 @@ def subset_tables(board: Board) -> str:
         h2 = ["Model", "Unperturbed fakes"]
         for k in keys:
             h2 += [f"{board.attack_title(k)} black-box", f"{board.attack_title(k)} white-box"]
-        parts.append(f"### Subset {s}: Table I (unperturbed test images)\n\n"
+        parts.append(f"### Subset {md_inline(s)}: Table I (unperturbed test images)\n\n"
                      + tabulate(t1, ["Model", "Accuracy", "Fake recall", "Real recall", "AUROC [95% CI]"],
                                 tablefmt="github")
                      + f"\n\n### Subset {s}: Table II (perturbed fake test images)\n\n"

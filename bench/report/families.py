@@ -6,10 +6,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from tabulate import tabulate
-
 from bench.report.controls import control_columns, point_params
-from bench.report.format import compact
+from bench.report.format import compact, tabulate
 from bench.report.marks import best_note, gave_up_note, grid_groups, grid_label, mark_best
 from bench.report.replicas import aggregate_cells, attack_cells, clean_metric, group_label, group_rows, pool_groups
 

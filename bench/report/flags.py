@@ -9,8 +9,7 @@ from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
-from tabulate import tabulate
-
+from bench.report.format import tabulate
 from bench.report.sanity import ALL_CHECKS, Flag
 
 # A check that fires on more model groups than this is one row (its groups listed): one cause, said once.

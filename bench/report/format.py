@@ -1,8 +1,41 @@
-"""Formatting numbers for the leaderboard: every accuracy with its n and 95% interval."""
+"""Formatting for the leaderboard: every accuracy with its n and 95% interval, and text from a suite or its
+data (labels, names, descriptions, subsets) made safe for markdown: `tabulate` here is the only way a table
+is made (every cell and header passes through `md_cell`), `md_inline` for text outside tables."""
 
 from __future__ import annotations
 
 import math
+import re
+from collections.abc import Iterable
+from typing import Any
+
+from tabulate import tabulate as _tabulate
+
+_BREAKS = re.compile(r"[\r\n\t\v\f\x85\u2028\u2029]+")
+
+
+def md_inline(text: Any) -> str:
+    """Text as one markdown line: line breaks become spaces (so it cannot start a heading or a table row) and
+    `|` is written `&#124;` (so it cannot split a table cell)."""
+    return _BREAKS.sub(" ", str(text)).replace("|", "&#124;")
+
+
+def md_cell(value: Any) -> Any:
+    """A table cell: text through `md_inline`; numbers and None as they are (tabulate aligns and formats them)."""
+    return md_inline(value) if isinstance(value, str) else value
+
+
+MARKDOWN_FORMATS = ("github", "pipe")
+
+
+def tabulate(rows: Iterable[Iterable[Any]], headers: Any = (), tablefmt: str = "simple", **kw: Any) -> str:
+    """`tabulate.tabulate`; a markdown table (MARKDOWN_FORMATS) has every cell and header through `md_cell`,
+    so a suite's text cannot add a column, a row or a heading to a leaderboard table."""
+    if tablefmt in MARKDOWN_FORMATS:
+        rows = [[md_cell(v) for v in row] for row in rows]
+        if isinstance(headers, (list, tuple)):
+            headers = [md_cell(h) for h in headers]
+    return _tabulate(rows, headers, tablefmt=tablefmt, **kw)
 
 
 def pct(x: float | None, digits: int = 1) -> str:

@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 
 from bench.provenance import git_commit, is_ancestor
+from bench.report.format import md_inline
 from bench.report.replicas import own_seeds_line
 
 if TYPE_CHECKING:
@@ -101,7 +102,7 @@ def provenance(b: Board) -> str:
     s, ls = b.s, b.ls
     lines = ["## Suite, profile and provenance"]
     if s.description:
-        lines += ["", s.description.strip()]
+        lines += ["", md_inline(s.description.strip())]  # one paragraph: a description cannot add a heading
     lines += [""]
     if run:
         vers = ", ".join(f"{k} {v}" for k, v in run["versions"].items())

@@ -17,7 +17,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tabulate import tabulate
 
 from bench.atomic import atomic_write_text
 from bench.metrics import replica_mean
@@ -27,7 +26,7 @@ from bench.report.curves import figures, headline_budget
 from bench.report.families import UNAWARE, family_tables
 from bench.report.figures import plot_accuracy_curves
 from bench.report.flags import checks_run_text, every_flag_table, group_flags, grouped_table
-from bench.report.format import compact, num, pct, prop
+from bench.report.format import compact, num, pct, prop, tabulate
 from bench.report.header import provenance, title_and_header
 from bench.report.marks import best_note, gave_up_note, grid_groups, grid_label, mark_best
 from bench.report.ranking import axis_text, compute_ranking, diff_text, display_label
@@ -367,7 +366,7 @@ def gradient_norms(b: Board) -> str:
             "regularisation shrinks: eq. 7's penalty per image is lambda / (C N) times its square). A defended "
             "model's gradient goes through its defense's forward (with its declared gradient); zero or "
             "non-finite gradients fire gradient-masked.\n\n"
-            + tabulate(rows, ["Model", "Mean ||grad_x Z||", "Median", "Zero", "Non-finite", "n"],
+            + tabulate(rows, ["Model", "Mean ‖grad_x Z‖", "Median", "Zero", "Non-finite", "n"],
                        tablefmt="github"))
 
 

@@ -15,11 +15,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from tabulate import tabulate
-
 from bench.metrics import Proportion
 from bench.report.figures import plot_accuracy_curves
-from bench.report.format import prop
+from bench.report.format import prop, tabulate
 from bench.sections.registry import Section, register_section
 
 

@@ -8,12 +8,10 @@ from __future__ import annotations
 import math
 from typing import TYPE_CHECKING
 
-from tabulate import tabulate
-
 from bench.report.curves import headline_budget
 from bench.report.families import NOT_APPLICABLE, defended, families
 from bench.report.flags import FlagGroup
-from bench.report.format import compact, compact_norm
+from bench.report.format import compact, compact_norm, tabulate
 from bench.report.replicas import aggregate_cells, attack_cells, clean_metric, group_rows
 from bench.smoothing.report import CertifiedGroup, certified_numbers
 

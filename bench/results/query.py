@@ -22,6 +22,7 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
+from bench.integrity import damaged_database
 from bench.store import CellResult, ResultStore
 from bench.suite.load import LoadedSuite
 from bench.suite.plan import AttackCell, Plan
@@ -115,7 +116,11 @@ def stored_suite(store: ResultStore, suite: str, profile: str | None) -> tuple[L
     if run is None:
         tag = f"{suite} (profile {profile})" if profile else suite
         raise BenchError(str(store.path), f"no finished run of suite {tag} in this store: run `bench run` first")
-    return LoadedSuite.from_dict(run["plan"]["suite"]), Plan.from_dict(run["plan"]["plan"])
+    try:
+        return LoadedSuite.from_dict(run["plan"]["suite"]), Plan.from_dict(run["plan"]["plan"])
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a plan that is JSON, but not a plan
+        raise damaged_database(store.path, f"the plan of run {run['run_id']} does not decode "
+                                           f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
 
 def load_results(store: ResultStore, suite: str, profile: str | None) -> Results:

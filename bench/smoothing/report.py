@@ -23,11 +23,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from tabulate import tabulate
 
 from bench.metrics import Proportion, replica_mean
 from bench.report.figures import plot_accuracy_curves
-from bench.report.format import num, prop
+from bench.report.format import md_inline, num, prop, tabulate
 from bench.report.replicas import replica_sets
 from bench.smoothing.stats import certified_radius, clopper_pearson_lower
 
@@ -194,7 +193,8 @@ def certified_section(b, out_dir: Path, stem: str) -> str:
         clean = (b.clean.get(name) or {}).get("abstained")
         abstain = (f" On the unperturbed test images PREDICT abstained on {prop(clean)} (Table I counts them as "
                    "wrong)." if clean else "")
-        text = (f"### {g.label}\n\nsigma = {s['sigma']:g}; CERTIFY with n0 = {s['n0']}, n = {s['n']}, alpha = "
+        text = (f"### {md_inline(g.label)}\n\nsigma = {s['sigma']:g}; CERTIFY with n0 = {s['n0']}, n = {s['n']}, "
+                "alpha = "
                 f"{s['alpha']:g} (no radius above {num(largest_radius(s['sigma'], s['n'], s['alpha']))} can be "
                 f"certified with n samples); PREDICT with n = {s['predict_n']}, alpha = {s['predict_alpha']:g}"
                 f"{seeds}.{abstain}\n\n"

@@ -82,26 +82,49 @@ def add_controls(plan: Plan, ls: LoadedSuite) -> None:
                     add_attack_cell(plan, ls, point, m.name, v.name, "white-box", extra_deps=(craft.key,))
 
 
-def add_checks(plan: Plan, ls: LoadedSuite) -> None:
+def _unbounded(ls: LoadedSuite) -> AttackPoint | None:
     checks = ls.suite.evaluation.checks
-    if checks.unbounded is not None:
-        ap = check_point(ls, "unbounded", checks.unbounded, "evaluation.checks.unbounded")
+    return None if checks.unbounded is None else check_point(ls, "unbounded", checks.unbounded,
+                                                             "evaluation.checks.unbounded")
+
+
+def _convergence(ls: LoadedSuite) -> tuple[AttackPoint, AttackPoint] | None:
+    cfg = ls.suite.evaluation.checks.convergence
+    if cfg is None:
+        return None
+    where = "evaluation.checks.convergence"
+    base = check_point(ls, "convergence", cfg, where)
+    if "steps" not in base.params:
+        raise BenchError(f"{where}.attack", f"attack {cfg.attack!r} has no `steps` parameter to multiply")
+    more: dict[str, Any] = {"steps": int(base.params["steps"]) * cfg.steps_factor}
+    if cfg.restarts > 1:
+        if "random_start" not in base.params:
+            raise BenchError(f"{where}.restarts", f"attack {cfg.attack!r} has no `random_start` to restart from")
+        more["random_start"] = True
+    return base, check_point(ls, "convergence-stronger", cfg, where, more, restarts=cfg.restarts)
+
+
+def derived_checks(ls: LoadedSuite) -> list[tuple[str, AttackPoint]]:
+    """(where, attack point) of every check attack the suite's plan will hold: what `bench validate` checks."""
+    out = []
+    unbounded = _unbounded(ls)
+    if unbounded is not None:
+        out.append(("evaluation.checks.unbounded.params", unbounded))
+    pair = _convergence(ls)
+    if pair is not None:
+        out += [("evaluation.checks.convergence.params", ap) for ap in pair]
+    return out
+
+
+def add_checks(plan: Plan, ls: LoadedSuite) -> None:
+    ap = _unbounded(ls)
+    if ap is not None:
         for v in list(plan.variants.values()):
             add_attack_cell(plan, ls, ap, v.name, v.name, "white-box")  # through the defense on defended variants
-    if checks.convergence is not None:
-        cfg = checks.convergence
-        where = "evaluation.checks.convergence"
-        base = check_point(ls, "convergence", cfg, where)
-        if "steps" not in base.params:
-            raise BenchError(f"{where}.attack", f"attack {cfg.attack!r} has no `steps` parameter to multiply")
-        more: dict[str, Any] = {"steps": int(base.params["steps"]) * cfg.steps_factor}
-        if cfg.restarts > 1:
-            if "random_start" not in base.params:
-                raise BenchError(f"{where}.restarts", f"attack {cfg.attack!r} has no `random_start` to restart from")
-            more["random_start"] = True
-        strong = check_point(ls, "convergence-stronger", cfg, where, more, restarts=cfg.restarts)
+    pair = _convergence(ls)
+    if pair is not None:
         for v in [v for v in plan.variants.values() if v.defense is None]:
-            for ap in (base, strong):
+            for ap in pair:
                 add_attack_cell(plan, ls, ap, v.name, v.name, "white-box")
 
 

@@ -155,12 +155,14 @@ def load_suite(
     *,
     load_plugins: bool = True,
     all_profiles: bool = True,
+    other_profiles_plugins: bool = False,
 ) -> LoadedSuite:
     """Read, apply `profile` and `extra` overrides, validate and expand models and attack grids.
 
     With `all_profiles`, every other profile of the suite is validated too (an unselected profile's error is
     found now, not when someone selects it). Without `load_plugins`, user plug-ins (`file.py:Class`,
-    `module:Class`) are checked by name only: their code is not imported.
+    `module:Class`) are checked by name only: their code is not imported; the other profiles' plug-ins are
+    imported only with `other_profiles_plugins` too (`bench validate --load-plugins`), never by a run.
     """
     path = Path(path)
     raw = read_yaml(path)
@@ -172,7 +174,7 @@ def load_suite(
     if all_profiles:
         for other in profiles:
             if other != profile:
-                _load_one(path, raw, other, extra, load_plugins)
+                _load_one(path, raw, other, extra, load_plugins and other_profiles_plugins)
     return loaded
 
 
@@ -228,6 +230,8 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
         where = f"models.{name}"
         if m.arch not in known_arch:
             raise BenchError(f"{where}.arch", f"unknown model {short(m.arch)}; known: {', '.join(sorted(known_arch))}")
+        if m.checkpoint and (ls.base_dir / m.checkpoint).is_dir():
+            raise BenchError(f"{where}.checkpoint", f"{ls.base_dir / m.checkpoint} is a folder, not a checkpoint file")
         if m.checkpoint and not (ls.base_dir / m.checkpoint).is_file():
             raise BenchError(f"{where}.checkpoint", f"file {ls.base_dir / m.checkpoint} does not exist")
         if m.init_from and m.init_from not in s.models:

@@ -14,6 +14,8 @@ Error messages never print unbounded data: values are shown through `short()`.
 
 from __future__ import annotations
 
+import re
+import unicodedata
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -32,6 +34,14 @@ LIMITS = {
     "attack_settings": 4096,  # attack grid points, all attacks together
     "data_bytes": 8 << 30,  # images as float32 in memory (n x 3 x size x size x 4 bytes)
 }
+
+# Caps on the work one attack (or DIP) may ask for: anything larger is a typo, and would run until killed.
+WORK_CAPS = {
+    "steps": 100_000, "max_iterations": 100_000, "iterations": 100_000, "queries": 100_000,  # iterations
+    "restarts": 1_000, "binary_search_steps": 1_000, "eot": 1_000,  # repeats of those iterations
+}
+MAX_PASSES = 10_000_000  # iterations x repeats: gradient (or query) passes per image, per attack
+_REPEATS = ("restarts", "binary_search_steps", "eot")
 
 # Smallest square input each built-in architecture can take (VGG's five 2x2 poolings need 32 px).
 MIN_INPUT_SIZE = {"vgg16": 32, "vgg16_bn": 32}
@@ -124,6 +134,8 @@ def parse_yaml(text: str, where: str) -> Any:
 def read_suite_file(path: Path) -> dict:
     """A suite file's top-level mapping, after the file-level checks above."""
     path = Path(path)
+    if path.is_dir():
+        raise BenchError(str(path), "is a folder, not a suite file (give the .yaml file)")
     if not path.is_file():
         raise BenchError(str(path), "suite file does not exist")
     try:
@@ -149,23 +161,59 @@ def read_suite_file(path: Path) -> dict:
     return raw
 
 
+NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.+=-]{0,99}")  # what a suite may call a model, defense, attack, profile
+
+
+def single_line(text: str) -> bool:
+    """No control or format characters and no line or paragraph separators (a tab or newline included)."""
+    return not any(unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") for c in text)
+
+
 def _check_names(ls: LoadedSuite) -> None:
-    """Names become file names (checkpoints, leaderboards): no path separators, NUL, `.` or `..`, at most 100."""
+    """Names become file names (checkpoints, leaderboards) and table cells: identifiers of letters, digits and
+    `_ . + = -` (at most 100); a model grid's expanded names and every label are single lines."""
     s = ls.suite
-    groups = {"models": list(s.models) + list(ls.models), "defenses": list(s.defenses), "attacks": list(s.attacks),
+    groups = {"models": list(s.models), "defenses": list(s.defenses), "attacks": list(s.attacks),
               "profiles": list(s.profiles)}
     for section, names in groups.items():
         for name in names:
             text = str(name)
-            if not text or text in (".", "..") or any(c in text for c in "/\\\0") or len(text) > 100:
-                raise BenchError(f"{section}.{text[:40]}", f"{short(text, 60)} cannot be a name: names become file "
-                                 "names (no / or \\, not . or .., at most 100 characters)")
+            if not NAME.fullmatch(text):
+                raise BenchError(f"{section}.{short(text, 40)[1:-1]}", f"{short(text, 60)} cannot be a name: names "
+                                 "become file names and table cells (letters, digits and _ . + = -, starting with a "
+                                 "letter, digit or _, at most 100 characters)")
+    for name, m in ls.models.items():
+        if not single_line(name) or any(c in name for c in "/\\") or len(name) > 200:
+            raise BenchError(f"models.{m.base}", f"its grid expands to the name {short(name, 60)}, which cannot be a "
+                             "file name (one line, no / or \\, at most 200 characters)")
+        if not single_line(m.label):
+            raise BenchError(f"models.{m.base}.label", f"{short(m.label, 60)}: a label is one line of text (no "
+                             "newline, tab or other control character)")
+    for name, d in s.defenses.items():
+        if d.label is not None and not single_line(d.label):
+            raise BenchError(f"defenses.{name}.label", f"{short(d.label, 60)}: a label is one line of text (no "
+                             "newline, tab or other control character)")
+    if any(unicodedata.category(c) in ("Cc", "Cf") and c not in "\n\t\r" for c in s.description):
+        raise BenchError("description", "holds a control character: a description is text (newlines allowed; the "
+                                        "leaderboard prints it as one paragraph)")
+
+
+def check_leaderboard_dir(ls: LoadedSuite) -> None:
+    """`report.leaderboard_dir` is a folder below the working directory: a suite cannot write elsewhere (an
+    absolute path or `..`); `--out` on the command line can."""
+    d = ls.suite.report.leaderboard_dir
+    p = Path(d)
+    if not d or p.is_absolute() or ".." in p.parts or p.drive or not single_line(d):
+        raise BenchError("report.leaderboard_dir", f"{short(d, 80)}: must be a relative folder without `..` (a "
+                         "suite writes below the working directory); give --out on the command line to write "
+                         "elsewhere")
 
 
 def check_loaded(ls: LoadedSuite) -> None:
     """Semantic checks of a resolved suite; `where` is relative to the file (the caller prefixes it)."""
     s = ls.suite
     _check_names(ls)
+    check_leaderboard_dir(ls)
     _check_model_references(ls)
     size = s.data.size
     for m in ls.models.values():
@@ -179,11 +227,82 @@ def check_loaded(ls: LoadedSuite) -> None:
         raise BenchError("attacks", f"{len(ls.attacks)} attack settings after grid expansion; the limit is "
                          f"{LIMITS['attack_settings']}")
     _check_tables(ls)
+    _check_budgets(ls)
+    _check_work(ls)
+    _check_derived(ls)
     if s.data.source == "synthetic-faces":
         need_bytes = s.data.n * 3 * size * size * 4
         if need_bytes > LIMITS["data_bytes"]:
             raise BenchError("data.n", f"{s.data.n} images of {size} px need {need_bytes / 2**30:.1f} GiB in memory; "
                              f"the limit is {LIMITS['data_bytes'] / 2**30:.0f} GiB")
+
+
+def _work(params: Any, where: str) -> None:
+    """Refuse an iteration count or a repeat count over WORK_CAPS, or a product of them over MAX_PASSES, in a
+    parameter mapping and the mappings nested in it (an ensemble's members, DIP's adaptive attacks)."""
+    if not isinstance(params, dict):
+        return
+    for key, value in params.items():
+        cap = WORK_CAPS.get(str(key))
+        if cap is not None and isinstance(value, int) and not isinstance(value, bool) and value > cap:
+            raise BenchError(f"{where}.{key}", f"{value} is over the cap of {cap:,} (documented in README: "
+                             "Bad input); a longer run is a typo on this harness")
+        if isinstance(value, dict):
+            _work(value, f"{where}.{key}")
+    iterations = max((v for k, v in params.items() if k in WORK_CAPS and k not in _REPEATS
+                      and isinstance(v, int) and not isinstance(v, bool)), default=1)
+    passes = iterations
+    for k in _REPEATS:
+        v = params.get(k)
+        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
+            passes *= v
+    if passes > MAX_PASSES:
+        raise BenchError(where, f"{passes:,} passes per image (iterations x restarts x binary search steps x EOT) "
+                         f"is over the cap of {MAX_PASSES:,}")
+
+
+def _check_work(ls: LoadedSuite) -> None:
+    s = ls.suite
+    for ap in ls.attacks:
+        _work(ap.params, f"attacks.{ap.key}")
+    for name, d in s.defenses.items():
+        _work(d.params, f"defenses.{name}.params")
+    if s.dip is not None:
+        _work(s.dip.params, "dip.params")
+        _work(s.dip.model_dump().get("adaptive"), "dip.adaptive")
+
+
+def _check_budgets(ls: LoadedSuite) -> None:
+    """A budget of 0 is no attack (ART's FGSM and PGD refuse it mid-run): refused here."""
+    for ap in ls.attacks:
+        if ap.budget is not None and ap.budget_value == 0:
+            raise BenchError(f"attacks.{ap.key}.{ap.budget}", "a budget of 0 is no attack (the storage-only "
+                             "control already scores the unperturbed fakes through storage); give a budget > 0")
+
+
+def _check_derived(ls: LoadedSuite) -> None:
+    """The attacks a run adds (noise controls at each L-inf budget, the check attacks) validated as the plan
+    will build them, each error named by the suite field it comes from: `validate` says valid only for a
+    suite whose every parameter model holds."""
+    from pydantic import ValidationError  # lazy: the modules below import bench.suite.load, which imports this
+
+    from bench.attacks.registry import get_attack  # lazy, as above
+    from bench.errors import format_validation_error  # lazy, as above
+    from bench.suite.controls import control_point, derived_checks  # lazy, as above
+
+    if ls.suite.evaluation.controls:
+        for ap in ls.attacks:
+            if ap.budget is None or ap.norm != "linf" or ap.family == "control":
+                continue
+            try:
+                control_point("noise", "noise", {"eps": ap.budget_value, "seed": ls.suite.seed}, ("eps",))
+            except ValidationError as exc:
+                raise BenchError(f"attacks.{ap.key}.{ap.budget}", f"{ap.budget_value:g} cannot be an L-inf budget: "
+                                 f"its noise control refuses it ({format_validation_error(exc)}); pixel values lie "
+                                 "in [0, 1], so eps 1 already allows any image") from None
+    for where, ap in derived_checks(ls):
+        get_attack(ap.attack).params.model_validate(ap.params)
+        _work(ap.params, where)
 
 
 def _check_model_references(ls: LoadedSuite) -> None:
