@@ -56,4 +56,17 @@ def score_attack(cell: AttackCell, ctx: RunContext) -> Record:
         "l2_per_image": {"ids": list(data.ids), "l2": [float(f"{v:.5g}") for v in l2]},
     }
     metrics.update(attack_breakdown(correct_adv, data.subsets))  # per subset, when the data has subsets
+    if cell.attack.reference is not None:  # a rerun check: the suite attack's stored examples of the same images
+        metrics["reference_accuracy"] = _reference_accuracy(cell, ctx, len(adv))
     return Record(metrics, (data.ids, data.labels.numpy(), p_adv))
+
+
+def _reference_accuracy(cell: AttackCell, ctx: RunContext, n: int) -> dict:
+    """The target's accuracy on the first `n` stored examples of the craft `cell.attack.reference` (the suite attack
+    a rerun check compares with): the same attacked fakes, in the same order, as the check's."""
+    ref = ctx.plan.crafts[cell.attack.reference]
+    if ref.attack.images is not None and ref.attack.images < n:
+        raise ValueError(f"{cell.attack.key}: its reference attacked {ref.attack.images} fakes, fewer than its {n}")
+    adv = ctx.adversarial(ref).float().div(255)[:n]
+    p_ref = ctx.variant_detector(cell.target).predict_proba(adv)[:, 1].numpy()
+    return Proportion(int((p_ref < 0.5).sum()), n).as_dict()

@@ -263,7 +263,8 @@ def table_ii(b: Board) -> str:
     headers = ["Model", "Unperturbed fakes"] + (["Storage only (control)"] if ctl.storage else [])
     for k in keys:
         headers += [f"{b.attack_title(k)} black-box", f"{b.attack_title(k)} white-box"]
-        headers += [f"{b.attack_title(k)} white-box: noise at eps {e:g} (control)" for e in ctl.noise.get(k, [])]
+        headers += [f"{b.attack_title(k)} white-box: {'noise' if c == 'noise' else 'L2 noise'} at eps {e:g} (control)"
+                    for c, e in ctl.noise.get(k, [])]
     rows, vals = [], []
     per_variant: dict[str, list[dict | None]] = {}
     for v in group_rows(b):
@@ -277,9 +278,9 @@ def table_ii(b: Board) -> str:
                 acc, text = aggregate_cells(b, attack_cells(b, v, k, threat))
                 cols.append(acc)
                 texts.append(text)
-            for e in ctl.noise.get(k, []):
+            for c, e in ctl.noise.get(k, []):
                 cols.append(None)
-                texts.append(prop(ctl.value(v, "noise", e)))
+                texts.append(prop(ctl.value(v, c, e)))
         per_variant[v["name"]] = cols
         rows.append([group_label(b, v)] + texts)
         vals.append(cols)
@@ -294,7 +295,8 @@ def table_ii(b: Board) -> str:
             "White-box examples are made on the scored model itself (for a defended model: on its undefended "
             "base, then passed through the defense, as in the paper). Controls (never ranked or marked best): "
             "storage only = the clean attacked fakes through the suite's storage; noise = uniform random sign "
-            "noise of the attack's L-inf budget (seeded), both scored on the model. Attack parameters, as the "
+            "noise of the attack's L-inf budget (seeded), L2 noise = a Gaussian direction scaled to the attack's L2 "
+            "budget, all scored on the model. Attack parameters, as the "
             "backend ran them: " + "; ".join(f"{a.key}: {a.backend}, {point_params(b, a)}"
                                                for a in b.ls.attacks if a.in_table) + ".")
     gave_up = _gave_up_note(b)
@@ -478,15 +480,28 @@ def all_cells(b: Board) -> str:
             + ("\n\n" + _gave_up_note(b) if b.gave_up else ""))
 
 
+def reruns_note(b: Board) -> str:
+    """What the not-converged check reran (`evaluation.checks.longer_runs`)."""
+    checks = b.s.evaluation.checks
+    cfg = checks.longer_runs
+    if cfg is None:
+        return "not-converged reran none of the suite's attacks (`checks.longer_runs: null`)."
+    where = "on replica 0 of each model only (to save time)" if cfg.replicas == "first" else "on every model"
+    return (f"not-converged reran the table point of each iterative and minimum-norm attack that declares its "
+            f"iterations with {cfg.steps_factor}x them, on the first {cfg.n or checks.n} attacked fakes, {where}, "
+            f"made on the variant it scores.")
+
+
 def sanity(b: Board) -> str:
     flags = run_checks(b.every_cell, b.clean, b.gradnorms)
     names = ", ".join(f"[{c.__name__.replace('_', '-')}](../docs/checks/{c.__name__.replace('_', '-')}.md)"
                       for c in ALL_CHECKS)
     if not flags:
-        return f"## Sanity checks\n\nNo flags raised. Checks run: {names}."
+        return f"## Sanity checks\n\nNo flags raised. Checks run: {names}. {reruns_note(b)}"
     rows = [[f.model, f"[{f.check}](../{f.doc})", f.message] for f in flags]
     return (f"## Sanity checks\n\n{len(flags)} flag(s): each is a reason to look, not a verdict. "
-            f"Checks run: {names}.\n\n" + tabulate(rows, ["Model", "Check", "What fired"], tablefmt="github"))
+            f"Checks run: {names}. {reruns_note(b)}\n\n"
+            + tabulate(rows, ["Model", "Check", "What fired"], tablefmt="github"))
 
 
 def render(results: Results, out_dir: Path) -> tuple[str, list[Path]]:

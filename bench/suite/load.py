@@ -49,6 +49,7 @@ class AttackPoint:
     role: str = "attack"  # "attack" (the suite's), "control" or "check" (added by the plan: never ranked)
     images: int | None = None  # a check attacks only the first `images` attacked fakes (None: all of them)
     restarts: int = 1  # a check attack's random restarts, each on the images no earlier one broke
+    reference: str | None = None  # a check's: the craft key of the suite attack it is compared with, image by image
 
     @property
     def label(self) -> str:
