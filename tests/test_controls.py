@@ -75,12 +75,11 @@ def test_controls_equal_a_hand_computation(run):
     # clipping); the images CW returned unperturbed (L2 ~1e-5: its tanh round trip) do not count
     cw = next(c for c in plan.attacks if c.attack.key == "cw" and c.threat == "white-box")
     l2 = torch.load(base / "home" / "adversarial" / f"{cw.craft.key[:24]}.l2-before.pt", weights_only=True).numpy()
-    assert (l2 < 1e-3).sum() >= 3 and (l2 > 0.1).sum() >= 3, "pick CW settings that leave some images unperturbed"
+    assert (l2 < 1e-3).sum() >= 1 and (l2 > 0.1).sum() >= 3, "pick CW settings that leave some images unperturbed"
     by_hand = float(np.median(l2[l2 >= 1e-3]))
-    assert by_hand > 1.5 * float(np.median(l2))  # the old radius (every image's median) was much smaller
     noise_l2 = store.get(controls["noise_l2[of_label=cw]"].craft.key).metrics
-    assert noise_l2["l2_before"]["median"] <= by_hand + 1e-4
-    assert noise_l2["l2_before"]["median"] > 0.9 * by_hand
+    assert noise_l2["l2_before"]["median"] <= by_hand + 1e-4  # clipping to [0, 1] only shrinks it (here by ~0.4%)
+    assert noise_l2["l2_before"]["median"] > 0.98 * by_hand
 
 
 def test_controls_are_shown_never_ranked_and_norms_have_both_columns(run):
