@@ -68,6 +68,38 @@ def test_not_converged():
     assert [f.model for f in flags] == ["a"] and "steps=20" in flags[0].message
 
 
+def test_not_converged_compares_a_rerun_with_the_suite_attack_on_the_same_images():
+    from bench.attacks.params import APGDParams
+
+    suite = _point("apgd", "apgd", APGDParams(steps=10))
+    suite_row = _cell(suite, A, A, 50, 100)
+    rerun = replace(_point("apgd-x2", "apgd", APGDParams(steps=20), "check"), reference=suite_row["craft_key"])
+
+    def rerun_row(k: int, k_ref: int) -> dict:
+        row = _cell(rerun, A, A, k, 32)
+        row["metrics"]["reference_accuracy"] = Proportion(k_ref, 32).as_dict()
+        return row
+
+    assert rerun_row(10, 11)["reference"] == suite_row["craft_key"]
+    assert _fired([suite_row, rerun_row(10, 11)], "not-converged") == []  # 3.1 points: within 5
+    assert _fired([suite_row, rerun_row(12, 10)], "not-converged") == []  # the rerun did worse: no flag
+    flags = [f for f in run_checks([suite_row, rerun_row(8, 11)]) if f.check == "not-converged"]
+    assert [f.model for f in flags] == ["a"]  # 9.4 points more fooled with twice the steps
+    assert "steps=20 instead of 10" in flags[0].message and "34.4%" in flags[0].message
+
+
+def test_l2_noise_control_matches_an_l2_attack_at_its_budget():
+    from bench.attacks.controls import NoiseL2Params
+
+    pgd_l2 = _point("pgd", "pgd", PGDParams(eps=0.5, norm="l2", step_size=0.1))
+    noise = _point("noise_l2", "noise_l2", NoiseL2Params(l2=0.5), "control")
+    other = _point("noise_l2", "noise_l2", NoiseL2Params(l2=1.0), "control")
+    assert _fired([_cell(pgd_l2, A, A, 60), _cell(noise, A, A, 61)], "noise-as-strong-as-attack") == ["a"]
+    assert _fired([_cell(pgd_l2, A, A, 60), _cell(noise, A, A, 90)], "noise-as-strong-as-attack") == []
+    assert _fired([_cell(pgd_l2, A, A, 60), _cell(other, A, A, 50)], "noise-as-strong-as-attack") == []
+    assert _fired([_cell(FGSM, A, A, 60), _cell(noise, A, A, 50)], "noise-as-strong-as-attack") == []  # L-inf
+
+
 def test_adaptive_weaker_than_non_adaptive():
     sound = [_cell(FGSM, A, AD, 40), _cell(FGSM, AD, AD, 30)]  # made on the base, then through the defense
     assert _fired(sound, "adaptive-weaker-than-non-adaptive") == []

@@ -51,4 +51,5 @@ def test_suite_runs_on_real_faces(tmp_path: Path):
     attacked = con.execute("SELECT COUNT(*) FROM predictions p JOIN cells c USING(cell_id) WHERE c.kind='attack' "
                            "AND c.attack NOT IN ('storage', 'noise', 'noise_l2') AND c.attack_key NOT IN "
                            "('unbounded', 'convergence', 'convergence-stronger')").fetchone()[0]  # the suite's
+    # (its attacks are single-step: the not-converged check reruns none of them)
     assert attacked == 2 * 32

@@ -34,7 +34,7 @@ attacks:
 threat_models: {white_box: true}
 # no controls or check attacks: this test counts the suite's own cells (tests/test_controls.py covers them)
 evaluation: {max_attack_images: 12, attack_batch_size: 12, gradient_norm_images: 8, controls: false,
-             checks: {unbounded: null, convergence: null}}
+             checks: {unbounded: null, longer_runs: null}}
 """
 
 

@@ -1,21 +1,34 @@
 """Native APGD-CE (`attack: apgd, backend: native`): Auto-PGD on the cross-entropy loss, batched.
 
 Croce and Hein (2020), "Reliable evaluation of adversarial robustness with an ensemble of diverse
-parameter-free attacks". AutoAttack pairs APGD-CE with APGD-DLR; the DLR loss divides by the gap between
-the largest and the third-largest logit, which a two-class detector does not have, so only CE is used.
+parameter-free attacks", Algorithm 1. AutoAttack pairs APGD-CE with APGD-DLR; the DLR loss divides by the
+gap between the largest and the third-largest logit, which a two-class detector does not have, so only CE
+is used. For two classes the cross-entropy is a monotone function of the logit margin, so the highest-loss
+point is the one with the largest margin.
 
-Per image, in an L-inf or L2 ball of radius eps intersected with the [0, 1] box:
+Per image, in an L-inf or L2 ball of radius eps intersected with the [0, 1] box, on f = CE(detector(x), y):
 
-- start at a random point of the ball (or at x), step size eta = `step_size` x eps;
-- step along sign(gradient) (L-inf) or the unit gradient (L2), project, then take the momentum
-  combination x_{k+1} = P(x_k + 0.75 (z_{k+1} - x_k) + 0.25 (x_k - x_{k-1})) (the first step has none);
-- checkpoints at iterations ceil(w_j * steps), w_0 = 0, w_1 = 0.22, w_{j+1} = w_j + max(w_j - w_{j-1} - 0.03,
-  0.06): eta is halved, and the iterate moved back to the highest-loss point, where the loss rose in fewer
-  than 75 % of the iterations since the last checkpoint, or where neither eta nor the best loss changed
-  since then;
-- every iterate that is misclassified is an adversarial: the first one found is returned; images never
-  broken return their highest-loss point (in the ball; useful for transfer). Restarts rerun the attack on
-  the images not yet broken.
+- x^(0) is a random point of the ball (or x itself, `random_start: false`); the step size starts at
+  eta = `step_size` x eps;
+- x^(1) = P(x^(0) + eta s(grad f(x^(0)))), without momentum, s the sign (L-inf) or the unit vector (L2);
+- x^(k+1) = P(x^(k) + alpha (z^(k+1) - x^(k)) + (1 - alpha) (x^(k) - x^(k-1))) with
+  z^(k+1) = P(x^(k) + eta s(grad f(x^(k)))) and momentum alpha = `MOMENTUM` (0.75);
+- x_max is the highest-loss point seen (f_max its loss), x^(0) included;
+- at the checkpoints w_j = ceil(p_j N) (p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06),
+  N = `steps`), eta is halved and the iterate set to x_max where
+  condition 1: the loss rose over the previous iterate in fewer than rho = `RHO` (0.75) of the steps since
+  w_{j-1}, or condition 2: eta was not halved at w_{j-1} and f_max has not risen since w_{j-1};
+- the attack returns x_max, not the first iterate that crosses the boundary.
+
+Choices where the paper leaves room (the reference code differs on the first two; ART 1.20.1 on all three, see
+`bench.attacks.toolkits.art_apgd`): a step taken from x_max after a halving compares its loss with f_max (the
+algorithm sets x^(k+1) = x_max); condition 2 applies at w_1 too, against w_0 = 0; with `restarts` > 1 every
+restart runs on every image the detector classifies correctly at the start and each image keeps the restart
+with the highest loss. AutoAttack stops at the first adversarial iterate and restarts only the images no earlier
+restart broke; we keep optimising because the score that counts is read after storage (8-bit rounding, JPEG),
+which can undo a barely-adversarial example: the detector's output is the score the run reads, so the highest
+loss is the best bet that the stored image stays adversarial. The cost is fixed: `steps` + 1 passes (forward and
+backward, x `eot`) per image and restart.
 """
 
 from __future__ import annotations
@@ -27,20 +40,63 @@ import torch
 from bench.attacks.eot import loss_and_grad
 from bench.attacks.params import APGDParams
 from bench.attacks.registry import register_backend
-from bench.attacks.restarts import with_restarts
 from bench.models.detector import Detector
 
-MOMENTUM = 0.75
-RHO = 0.75
+MOMENTUM = 0.75  # alpha: weight of the new gradient step against the previous update
+RHO = 0.75  # condition 1: the share of steps since the last checkpoint on which the loss must rise
+FIRST_CHECKPOINT = 0.22  # p_1
+GAP_SHRINK = 0.03  # each gap between checkpoints is the previous one less this ...
+MIN_GAP = 0.06  # ... but at least this
 CHUNK = 256
 
 
+def checkpoint_fractions() -> list[float]:
+    """p_0 = 0, p_1 = 0.22, p_{j+1} = p_j + max(p_j - p_{j-1} - 0.03, 0.06), up to 1."""
+    p = [0.0, FIRST_CHECKPOINT]
+    while (nxt := p[-1] + max(p[-1] - p[-2] - GAP_SHRINK, MIN_GAP)) <= 1.0:
+        p.append(nxt)
+    return p
+
+
 def checkpoints(steps: int) -> list[int]:
-    """The iterations at which the step size may be halved (the paper's schedule)."""
-    w = [0.0, 0.22]
-    while w[-1] + max(w[-1] - w[-2] - 0.03, 0.06) <= 1.0:
-        w.append(w[-1] + max(w[-1] - w[-2] - 0.03, 0.06))
-    return sorted({math.ceil(round(v * steps, 6)) for v in w})  # round: 0.57 * 100 is 57.000000000000007
+    """The iterations w_j = ceil(p_j * steps) at which the step size may be halved (w_0 = 0 included)."""
+    return sorted({math.ceil(round(v * steps, 6)) for v in checkpoint_fractions()})  # round: 0.57 * 100 = 57.0...01
+
+
+class StepSizeRule:
+    """Algorithm 1's step-size rule for a batch, image by image: `observe` each iterate's loss in order, then
+    `checkpoint` after it; the caller moves the images it halves back to their highest-loss point."""
+
+    def __init__(self, loss0: torch.Tensor, eta0: float, steps: int) -> None:
+        self.marks = set(checkpoints(steps)) - {0}
+        self.eta = torch.full_like(loss0, eta0)
+        self.prev = loss0.clone()  # the loss of the point the next step starts from
+        self.best = loss0.clone()  # f_max
+        self.rises = torch.zeros_like(loss0)  # steps since the last checkpoint on which the loss rose
+        self.last_mark = 0
+        self.best_at_mark = loss0.clone()  # f_max at the last checkpoint
+        self.halved_at_mark = torch.zeros_like(loss0, dtype=torch.bool)  # w_0 halves nothing
+
+    def observe(self, loss: torch.Tensor) -> torch.Tensor:
+        """Record the next iterate's loss; returns where it is a new f_max."""
+        self.rises += (loss > self.prev).float()
+        up = loss > self.best
+        self.best = torch.where(up, loss, self.best)
+        self.prev = loss.clone()
+        return up
+
+    def checkpoint(self, k: int) -> torch.Tensor | None:
+        """After iterate k: None unless k is a checkpoint, else where eta was halved (conditions 1 or 2)."""
+        if k not in self.marks:
+            return None
+        stalled = self.rises < RHO * (k - self.last_mark)  # condition 1
+        frozen = ~self.halved_at_mark & (self.best <= self.best_at_mark)  # condition 2
+        halve = stalled | frozen
+        self.eta = torch.where(halve, self.eta / 2, self.eta)
+        self.prev = torch.where(halve, self.best, self.prev)  # the next step starts from x_max
+        self.rises.zero_()
+        self.last_mark, self.best_at_mark, self.halved_at_mark = k, self.best.clone(), halve
+        return halve
 
 
 def _view(t: torch.Tensor) -> torch.Tensor:
@@ -73,52 +129,60 @@ def _start(x0: torch.Tensor, p: APGDParams) -> torch.Tensor:
     return _project(x0 + r, x0, p.eps, p.norm)
 
 
-def _loss_grad(detector: Detector, xa: torch.Tensor, y: torch.Tensor, eot: int = 1):
-    """(loss, gradient, logits), each the mean over `eot` passes (`bench.attacks.eot`)."""
-    return loss_and_grad(detector, xa, y, eot)
+def run_once(detector: Detector, x0: torch.Tensor, y: torch.Tensor, p: APGDParams, *,
+             first_crossing: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """One start of Algorithm 1 on a batch: (f_max, x_max) per image.
 
-
-def _run(detector: Detector, x0: torch.Tensor, y: torch.Tensor, p: APGDParams) -> tuple[torch.Tensor, torch.Tensor]:
-    """One restart on a batch: (found, x_out) with x_out the first adversarial iterate or the best-loss point."""
-    n = len(x0)
-    marks = checkpoints(p.steps)
+    `first_crossing` (tests only: the behaviour this module replaced) returns instead the first misclassified
+    iterate where there is one, and stops once every image has one."""
     xk = _start(x0, p)
-    loss, g, logits = _loss_grad(detector, xk, y, p.eot)
-    found = logits.argmax(1) != y
-    x_found = xk.clone()
-    best_loss, x_best, g_best = loss.clone(), xk.clone(), g.clone()
-    eta = torch.full((n,), p.step_size * p.eps, device=x0.device)
-    x_prev = xk.clone()
-    rises = torch.zeros(n, device=x0.device)
-    eta_mark, loss_mark, last_mark = eta.clone(), best_loss.clone(), 0
-    for k in range(p.steps):
-        if bool(found.all()):
+    loss, g, logits = loss_and_grad(detector, xk, y, p.eot)
+    rule = StepSizeRule(loss, p.step_size * p.eps, p.steps)
+    x_best, g_best, x_prev = xk.clone(), g.clone(), xk.clone()
+    crossed, x_cross = logits.argmax(1) != y, xk.clone()
+    for k in range(1, p.steps + 1):
+        if first_crossing and bool(crossed.all()):
             break
-        z = _project(xk + _view(eta) * _direction(g, p.norm), x0, p.eps, p.norm)
-        x_new = z if k == 0 else _project(xk + MOMENTUM * (z - xk) + (1 - MOMENTUM) * (xk - x_prev), x0, p.eps, p.norm)
+        z = _project(xk + _view(rule.eta) * _direction(g, p.norm), x0, p.eps, p.norm)
+        x_new = z if k == 1 else _project(xk + MOMENTUM * (z - xk) + (1 - MOMENTUM) * (xk - x_prev), x0, p.eps,
+                                          p.norm)
         x_prev, xk = xk, x_new
-        loss, g, logits = _loss_grad(detector, xk, y, p.eot)
-        hit = (logits.argmax(1) != y) & ~found
-        x_found[hit] = xk[hit]
-        found |= hit
-        up = loss > best_loss
-        rises += up.float()
-        best_loss = torch.where(up, loss, best_loss)
+        loss, g, logits = loss_and_grad(detector, xk, y, p.eot)
+        up = rule.observe(loss)
         x_best[up], g_best[up] = xk[up], g[up]
-        if k + 1 in marks:
-            stalled = rises < RHO * (k + 1 - last_mark)
-            frozen = (eta == eta_mark) & (best_loss == loss_mark)
-            halve = stalled | frozen
-            eta = torch.where(halve, eta / 2, eta)
-            xk[halve], g[halve], x_prev[halve] = x_best[halve], g_best[halve], x_best[halve]
-            rises.zero_()
-            eta_mark, loss_mark, last_mark = eta.clone(), best_loss.clone(), k + 1
-    return found, torch.where(_view(found), x_found, x_best)
+        hit = (logits.argmax(1) != y) & ~crossed
+        x_cross[hit] = xk[hit]
+        crossed |= hit
+        halve = rule.checkpoint(k)
+        if halve is not None and bool(halve.any()):
+            xk, g = xk.clone(), g.clone()
+            xk[halve], g[halve] = x_best[halve], g_best[halve]
+    if first_crossing:
+        return rule.best, torch.where(_view(crossed), x_cross, x_best)
+    return rule.best, x_best
+
+
+def best_of_restarts(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: APGDParams, *,
+                     first_crossing: bool = False) -> torch.Tensor:
+    """`p.restarts` starts on every image; each image keeps the start whose x_max has the highest loss."""
+    best_loss = torch.full((len(x),), -math.inf, device=x.device)
+    adv = x.clone()
+    for _ in range(p.restarts):
+        loss, xa = run_once(detector, x, y, p, first_crossing=first_crossing)
+        better = loss > best_loss
+        adv[better], best_loss = xa[better], torch.where(better, loss, best_loss)
+    return adv
 
 
 @register_backend("apgd", "native")
 def apgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: APGDParams) -> torch.Tensor:
     """APGD-CE, batched; images the detector already misclassifies are returned as they are."""
+    return apgd_batched(detector, x, y, p)
+
+
+def apgd_batched(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: APGDParams, *,
+                 first_crossing: bool = False) -> torch.Tensor:
+    """The backend in chunks of `CHUNK` images (`first_crossing`: tests only, see `run_once`)."""
     detector.eval()
     dev = detector.device
     x, y = x.to(dev, torch.float32), y.to(dev, torch.int64)
@@ -126,7 +190,9 @@ def apgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: APGDParams) ->
     for i in range(0, len(x), CHUNK):
         xs, ys = x[i : i + CHUNK], y[i : i + CHUNK]
         with torch.no_grad():
-            broken = detector(xs).argmax(1) != ys
-        adv = with_restarts(xs, ys, broken, p.restarts, lambda xx, yy: _run(detector, xx, yy, p))
+            todo = torch.nonzero(detector(xs).argmax(1) == ys).flatten()
+        adv = xs.clone()
+        if len(todo):
+            adv[todo] = best_of_restarts(detector, xs[todo], ys[todo], p, first_crossing=first_crossing)
         out.append(adv.detach().cpu())
     return torch.cat(out) if out else x.cpu()

@@ -34,9 +34,10 @@ class NoiseParams(AttackParams):
 class NoiseL2Params(AttackParams):
     """Gaussian noise scaled to L2 norm `l2` per image (before clipping to [0, 1])."""
 
-    of: str = Field("", description="the craft key of the attack whose median L2 (before storage) sets `l2`")
+    of: str = Field("", description="the craft key of the attack whose median L2 (before storage) over the images "
+                                    "it perturbed sets `l2`; empty: `l2` is given (an L2 attack's budget)")
     of_label: str = Field("", description="that attack's label, for the report")
-    l2: Number | None = Field(None, ge=0.0, description="filled in by the craft cell from the attack `of`")
+    l2: Number | None = Field(None, ge=0.0, description="the noise's L2 norm; with `of`, filled in by the craft cell")
     seed: Integer = Field(0, ge=0)
 
     def passes_per_image(self) -> float:

@@ -4,8 +4,12 @@ A control answers "how much of an attack's effect would storage or random noise 
 
 - `storage`: the clean fakes unchanged (they then go through the suite's storage like any attack's examples);
 - `noise`: uniform random sign noise +-eps at an L-inf budget, clipped to [0, 1];
-- `noise_l2`: Gaussian noise scaled per image to an L2 norm (the median L2, before storage, of another
-  attack's examples on the same source; the craft cell fills `l2` in from that attack's stored norms).
+- `noise_l2`: Gaussian noise scaled per image to an L2 norm: an L2 attack's budget, or the median L2, before
+  storage, of the examples another attack perturbed on the same source (`noise_radius`; the craft cell fills
+  `l2` in from that attack's stored norms). An image the attack returned unperturbed (L2 below `UNPERTURBED_L2`
+  before storage: it gave up, or the detector already missed it; CW's tanh round trip alone moves an image by
+  about 1e-5) does not size the noise; when the attack perturbed none, `l2` is 0 and the control returns the
+  clean fakes (the storage-only control again: a no-op cell).
 
 They are registered attacks of family "control" with a native backend, so crafting, storage, scoring and
 export treat them as any attack; the plan adds them (`bench.suite.controls`), tables never rank them.
@@ -24,6 +28,17 @@ from bench.attacks.registry import register_backend
 from bench.models.detector import Detector
 
 __all__ = ["NoiseL2Params", "NoiseParams", "StorageParams", "image_rng"]
+
+
+# An L2 below this is float round-off, not a perturbation: under a quarter of one 8-bit level (1/255) in every pixel.
+UNPERTURBED_L2 = 1e-3
+
+
+def noise_radius(l2_before: np.ndarray) -> float:
+    """The L2 norm of a noise control sized by another attack: the median L2, before storage, over the images that
+    attack perturbed (L2 >= UNPERTURBED_L2); 0 when it perturbed none (the control then returns the clean fakes)."""
+    moved = l2_before[l2_before >= UNPERTURBED_L2]
+    return float(np.median(moved)) if len(moved) else 0.0
 
 
 def image_rng(x: torch.Tensor, seed: int) -> np.random.Generator:

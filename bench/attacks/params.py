@@ -63,7 +63,8 @@ class FGSMParams(GradientAttackParams):
         return 2.0 * self.eot
 
 
-@register_attack(name="cw_l2", title="CW-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False)
+@register_attack(name="cw_l2", title="CW-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False,
+                 iterations="max_iterations")
 class CWL2Params(GradientAttackParams):
     """Carlini-Wagner L2, eqs. (3)-(6). c is binary-searched per image within [c_min, c_max]."""
 
@@ -95,7 +96,8 @@ class CWL2Params(GradientAttackParams):
         return self
 
 
-@register_attack(name="pgd", title="PGD", family="iterative", norm="linf", budget="eps", deterministic=True)
+@register_attack(name="pgd", title="PGD", family="iterative", norm="linf", budget="eps", deterministic=True,
+                 iterations="steps")
 class PGDParams(GradientAttackParams):
     """Projected gradient descent on the cross-entropy loss, L-inf or L2 ball."""
 
@@ -111,20 +113,23 @@ class PGDParams(GradientAttackParams):
         return 2.0 * self.steps * self.eot
 
 
-@register_attack(name="apgd", title="APGD-CE", family="iterative", norm="linf", budget="eps", deterministic=False)
+@register_attack(name="apgd", title="APGD-CE", family="iterative", norm="linf", budget="eps", deterministic=False,
+                 iterations="steps")
 class APGDParams(GradientAttackParams):
     """Auto-PGD on the cross-entropy loss (Croce and Hein 2020), L-inf or L2 ball.
 
     The step size starts at `step_size` x eps and is halved at the checkpoints of the paper's schedule when
-    the loss stalls, with momentum 0.75. AutoAttack's DLR loss needs a third-largest logit, so it is
-    undefined for a two-class detector: this is APGD-CE. Not deterministic: the toolkit always starts
-    from a random point in the ball, and implementations may return any adversarial iterate.
+    the loss stalls, with momentum 0.75; the native backend returns each image's highest-loss iterate
+    (`bench.attacks.apgd`). AutoAttack's DLR loss needs a third-largest logit, so it is undefined for a
+    two-class detector: this is APGD-CE. Not deterministic: the toolkit always starts from a random point
+    in the ball, and implementations return different iterates (ART the last adversarial one).
     """
 
     eps: Number = Field(0.02, gt=0.0)
     norm: Literal["linf", "l2"] = "linf"
     steps: Integer = Field(100, ge=1, description="iterations per restart")
-    restarts: Integer = Field(1, ge=1, description="random restarts, each on the images not yet broken")
+    restarts: Integer = Field(1, ge=1, description="random starts; native: each on every image, each image keeps "
+                                                   "the highest-loss one")
     step_size: Number = Field(2.0, gt=0.0, description="initial step size, as a multiple of eps (the paper: 2)")
     random_start: Boolean = True
     eot: Integer = EOT_FIELD
@@ -134,13 +139,15 @@ class APGDParams(GradientAttackParams):
         return 2.0 * self.steps * self.restarts * self.eot
 
 
-@register_attack(name="square", title="Square", family="iterative", norm="linf", budget="eps", deterministic=False)
+@register_attack(name="square", title="Square", family="iterative", norm="linf", budget="eps", deterministic=False,
+                 iterations="queries")
 class SquareParams(AttackParams):
     """Square attack (Andriushchenko et al. 2020), L-inf: score-based black box, no gradients.
 
     Random square updates of +-eps per channel on the margin loss, kept when the margin falls; the
-    square's share of the image starts at `p_init` and shrinks on the paper's schedule. Its cost is
-    its queries: forward passes per image (counted), at most 1 + `queries` per restart.
+    square's share of the image starts at `p_init` and shrinks on the paper's schedule. The native backend
+    spends the whole budget on every image and returns the lowest-margin point (`bench.attacks.square`).
+    Its cost is its queries: forward passes per image (counted), 1 + `queries` per restart.
     """
 
     eps: Number = Field(0.02, gt=0.0, le=1.0)
@@ -152,7 +159,8 @@ class SquareParams(AttackParams):
         return float((self.queries + 1) * self.restarts)
 
 
-@register_attack(name="fmn", title="FMN-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False)
+@register_attack(name="fmn", title="FMN-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False,
+                 iterations="steps")
 class FMNParams(AttackParams):
     """Fast Minimum-Norm L2 (Pintor et al. 2021): steps on the margin inside an L2 ball whose radius
     shrinks while adversarial and grows (or jumps to the linearised boundary) while not; step sizes
@@ -167,7 +175,8 @@ class FMNParams(AttackParams):
         return 2.0 * self.steps
 
 
-@register_attack(name="ddn", title="DDN-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False)
+@register_attack(name="ddn", title="DDN-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False,
+                 iterations="steps")
 class DDNParams(AttackParams):
     """Decoupled Direction and Norm L2 (Rony et al. 2019): a unit step along the normalised cross-entropy
     gradient (size cosine-annealed from 1 to 0.01), then the perturbation rescaled to a norm that

@@ -93,7 +93,10 @@ class AttackSpec:
     - `deterministic`: whether the attack is a fixed function of its inputs and parameters, so that two
       correct implementations must agree pixel by pixel (a parameter named `random_start` set to true
       makes a point random); an optimisation whose search path each implementation chooses (CW-L2's
-      c search and early stopping) is not.
+      c search and early stopping) is not;
+    - `iterations`: the integer parameter that holds the attack's number of iterations (PGD's `steps`, CW-L2's
+      `max_iterations`, Square's `queries`), or None: the not-converged check reruns an attack with a multiple
+      of it (docs/checks/not-converged.md) and never guesses it from parameter names.
     """
 
     name: str
@@ -103,6 +106,7 @@ class AttackSpec:
     norm: str
     budget: str | None
     deterministic: bool
+    iterations: str | None = None
     backends: Backends = field(init=False)
 
     def __post_init__(self) -> None:
@@ -124,10 +128,14 @@ class AttackSpec:
     def deterministic_for(self, params: AttackParams | dict[str, Any]) -> bool:
         return self.deterministic and not _get(params, "random_start")
 
+    def iterations_of(self, params: AttackParams | dict[str, Any]) -> int | None:
+        """The number of iterations at this point (None: the attack declares no iteration parameter)."""
+        return None if self.iterations is None else int(_get(params, self.iterations))
+
     def declaration(self) -> dict[str, Any]:
         """The declarations as plain data (stored with every plan, read by checks and reports)."""
         return {"attack": self.name, "title": self.title, "family": self.family, "norm": self.norm,
-                "budget": self.budget, "deterministic": self.deterministic}
+                "budget": self.budget, "deterministic": self.deterministic, "iterations": self.iterations}
 
 
 def _get(params: AttackParams | dict[str, Any], name: str) -> Any:
@@ -138,7 +146,8 @@ ATTACKS: Registry[AttackSpec] = Registry("attack")
 
 
 def declare_attack(params: type[AttackParams], *, name: str, title: str, family: str, norm: str,
-                   budget: str | None, deterministic: bool, where: str = "attack") -> AttackSpec:
+                   budget: str | None, deterministic: bool, iterations: str | None = None,
+                   where: str = "attack") -> AttackSpec:
     """Declare an attack (or return the existing declaration of that name, which must match)."""
     if family not in FAMILIES:
         raise BenchError(f"{where}.family", f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
@@ -148,7 +157,9 @@ def declare_attack(params: type[AttackParams], *, name: str, title: str, family:
         raise BenchError(f"{where}.budget", f"{budget!r} is not a parameter of {params.__name__}")
     if family == "minimum-norm" and budget is not None:
         raise BenchError(f"{where}.budget", "a minimum-norm attack has no budget parameter (budget: None)")
-    spec = AttackSpec(name, title, params, family, norm, budget, deterministic)
+    if iterations is not None and not _is_integer_field(params, iterations):
+        raise BenchError(f"{where}.iterations", f"{iterations!r} is not an integer parameter of {params.__name__}")
+    spec = AttackSpec(name, title, params, family, norm, budget, deterministic, iterations)
     old = ATTACKS.find(name)
     if old is not None:
         if old.declaration() != spec.declaration():
@@ -158,13 +169,18 @@ def declare_attack(params: type[AttackParams], *, name: str, title: str, family:
     return ATTACKS.register(name, spec)
 
 
-def register_attack(*, name: str, title: str, family: str, norm: str, budget: str | None,
-                    deterministic: bool) -> Callable[[type[AttackParams]], type[AttackParams]]:
+def _is_integer_field(params: type[AttackParams], name: str) -> bool:
+    f = params.model_fields.get(name)
+    return f is not None and f.annotation is int
+
+
+def register_attack(*, name: str, title: str, family: str, norm: str, budget: str | None, deterministic: bool,
+                    iterations: str | None = None) -> Callable[[type[AttackParams]], type[AttackParams]]:
     """Class decorator on an attack's parameter model: declares the attack."""
 
     def deco(params: type[AttackParams]) -> type[AttackParams]:
         declare_attack(params, name=name, title=title, family=family, norm=norm, budget=budget,
-                       deterministic=deterministic)
+                       deterministic=deterministic, iterations=iterations)
         return params
 
     return deco

@@ -69,8 +69,20 @@ def art_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) 
 def art_apgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: APGDParams) -> torch.Tensor:
     """ART's AutoProjectedGradientDescent with loss_type="cross_entropy" (DLR is undefined for two classes).
 
-    ART always starts from a random point of the ball (`random_start: false` cannot be honoured), runs
-    `restarts` starts on the images not yet broken, and keeps the last iterate where it is adversarial.
+    What ART 1.20.1 does (read in `art/attacks/evasion/auto_projected_gradient_descent.py`), where it differs
+    from the native backend (`bench.attacks.apgd`, Algorithm 1 of Croce and Hein 2020):
+
+    - every restart starts from a random point of the ball (`random_start: false` cannot be honoured); restart
+      r > 1 runs only on the images still classified correctly, from the previous start plus new noise;
+    - it returns the last iterate where that is misclassified, else the restart's random start: it tracks the
+      highest-loss point only to move back to it when halving the step, and does not return it;
+    - condition 1 counts the steps whose loss beats the best loss so far (the paper: the previous iterate);
+      condition 2 compares the step size with the one set at the last checkpoint, always equal, so it reduces to
+      "the best loss has not risen since the last checkpoint"; halving moves back to the best point and its
+      predecessor (momentum kept);
+    - it stops early only when every loss is exactly 0.
+
+    The effective parameters stored with each craft say so (`bench.attacks.effective`).
     """
     from art.attacks.evasion import AutoProjectedGradientDescent  # lazy: ART is slow to import
 

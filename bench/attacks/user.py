@@ -14,8 +14,9 @@ a `ContractError` naming the attack.
 A class may implement a registered attack (then `attack:` in the suite names that attack), or declare an
 attack of its own with the class attributes `name`, `title`, `family` ("single-step", "iterative" or
 "minimum-norm"), `norm` ("linf" or "l2"), `budget` (the parameter bounding the perturbation, or None),
-`deterministic`, and `Params` (a subclass of `bench.attacks.params.AttackParams`). Checks and
-cross-checks then treat it by those declarations, like a built-in attack.
+`deterministic`, and `Params` (a subclass of `bench.attacks.params.AttackParams`), and optionally `iterations`
+(the integer parameter holding its number of iterations, which the not-converged check multiplies). Checks
+and cross-checks then treat it by those declarations, like a built-in attack.
 """
 
 from __future__ import annotations
@@ -57,7 +58,8 @@ def declare_user_attack(obj: Any, where: str) -> AttackSpec:
     if not (inspect.isclass(params) and issubclass(params, AttackParams)):
         raise ContractError(where, f"{obj.__name__}.Params must subclass bench.attacks.params.AttackParams")
     return declare_attack(params, name=str(obj.name), title=str(obj.title), family=str(obj.family),
-                          norm=str(obj.norm), budget=obj.budget, deterministic=bool(obj.deterministic), where=where)
+                          norm=str(obj.norm), budget=obj.budget, deterministic=bool(obj.deterministic),
+                          iterations=getattr(obj, "iterations", None), where=where)
 
 
 @dataclass

@@ -15,10 +15,10 @@ import time
 from dataclasses import dataclass
 from typing import Any
 
-import numpy as np
 import torch
 
 from bench.atomic import atomic_write
+from bench.attacks.controls import noise_radius
 from bench.attacks.counting import PassCount, count_passes
 from bench.attacks.delivery import budget_of, deliver, delivered_budget, grid_eps, on_grid
 from bench.attacks.effective import effective_params
@@ -121,12 +121,13 @@ def craft(ap: AttackPoint, params, source: Detector, storage: Storage, images: t
 
 
 def median_l2_before(ctx: RunContext, craft_key: str, where: str) -> float:
-    """The median L2 norm, before storage, of the perturbations of the craft cell `craft_key` (it has run)."""
+    """The median L2 norm, before storage, of the images the craft cell `craft_key` perturbed (it has run;
+    `bench.attacks.controls.noise_radius`)."""
     craft = ctx.plan.crafts.get(craft_key)
     path = ctx.norms_before_path(craft) if craft else None
     if path is None or not path.is_file():
         raise BenchError(where, f"the norms of craft {craft_key[:12]} are not under {ctx.home}: run its attack first")
-    return float(np.median(torch.load(path, weights_only=True).numpy()))
+    return noise_radius(torch.load(path, weights_only=True).numpy())
 
 
 @computes("craft", done=is_done)

@@ -60,6 +60,8 @@ def score_attack(cell: AttackCell, ctx: RunContext) -> Record:
     }
     metrics.update(attack_breakdown(correct_adv, data.subsets))  # per subset, when the data has subsets
     metrics.update(smoothed_attack_metrics(det, data.ids, data.images, adv, p_adv, ctx.suite.evaluation))
+    if cell.attack.reference is not None:  # a rerun check: the suite attack's stored examples of the same images
+        metrics["reference_accuracy"] = _reference_accuracy(cell, ctx, len(adv))
     # per image: the L2 of what was scored, and of the attack's own output (the minimum-norm ranking axis)
     return Record(metrics, (data.ids, data.labels.numpy(), p_adv, l2, _l2_before(ctx, cell, len(adv))))
 
@@ -71,3 +73,14 @@ def _l2_before(ctx: RunContext, cell: AttackCell, n: int) -> np.ndarray | None:
         return None
     values = torch.load(path, weights_only=True).numpy().astype(float)
     return values if len(values) == n else None
+
+
+def _reference_accuracy(cell: AttackCell, ctx: RunContext, n: int) -> dict:
+    """The target's accuracy on the first `n` stored examples of the craft `cell.attack.reference` (the suite attack
+    a rerun check compares with): the same attacked fakes, in the same order, as the check's."""
+    ref = ctx.plan.crafts[cell.attack.reference]
+    if ref.attack.images is not None and ref.attack.images < n:
+        raise ValueError(f"{cell.attack.key}: its reference attacked {ref.attack.images} fakes, fewer than its {n}")
+    adv = ctx.adversarial(ref).float().div(255)[:n]
+    p_ref = ctx.variant_detector(cell.target).predict_proba(adv)[:, 1].numpy()
+    return Proportion(int((p_ref < 0.5).sum()), n).as_dict()

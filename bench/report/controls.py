@@ -1,7 +1,8 @@
 """The leaderboard's view of the controls (storage only, random noise) and of what each attack ran with.
 
 Controls are shown beside the attacks, never ranked or marked best: Table II's storage-only column and, per
-L-inf attack, the noise control at the table's budget; a noise row per model in each per-budget table. Norm
+L-inf (L2) attack, the sign (Gaussian) noise control at the table's budget; a noise row per model in each
+per-budget table. Norm
 columns give the perturbation before storage (the attack's own output) and after storage (what is scored).
 """
 
@@ -26,7 +27,7 @@ class ControlColumns:
     """Which control columns Table II shows, and their cells."""
 
     storage: bool
-    noise: dict[str, list[float]] = field(default_factory=dict)  # attack key -> the noise budgets shown after it
+    noise: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # attack key -> (control, budget)
     cells: dict[tuple[str, str, float | None], Row] = field(default_factory=dict)  # (target, attack, eps) -> row
     replicas: dict[str, list[Row]] = field(default_factory=dict)  # group's variant name -> its replicas' variants
 
@@ -46,27 +47,40 @@ def _budget(r: Row) -> float | None:
     return None if e is None or e != e else float(e)
 
 
+NOISE_OF_NORM = {"linf": "noise", "l2": "noise_l2"}  # the control of random noise at a budget in each norm
+
+
+def _control_budget(r: Row) -> float | None:
+    """A control's budget: its declared one, or the given L2 of an L2 noise control (not one sized by an attack)."""
+    if r["attack"] == "noise_l2":
+        return None if r["params"].get("of") or r["params"].get("l2") is None else float(r["params"]["l2"])
+    return _budget(r)
+
+
 def control_columns(b: Board) -> ControlColumns:
-    cells = {(r["target"], r["attack"], _budget(r)): r for r in b.controls if r["attack"] in ("storage", "noise")}
-    budgets = {e for (_, a, e) in cells if a == "noise"}
+    cells = {(r["target"], r["attack"], _control_budget(r)): r for r in b.controls
+             if r["attack"] in ("storage", *NOISE_OF_NORM.values()) and (r["attack"] != "noise_l2"
+                                                                       or _control_budget(r) is not None)}
     noise = {}
     for a in b.ls.attacks:
-        if a.in_table and a.norm == "linf" and a.budget is not None and a.budget_value in budgets:
-            noise[a.key] = [a.budget_value]
+        ctl = NOISE_OF_NORM.get(a.norm)
+        if a.in_table and a.budget is not None and ctl and any(k[1:] == (ctl, a.budget_value) for k in cells):
+            noise[a.key] = [(ctl, a.budget_value)]
     return ControlColumns(any(a == "storage" for (_, a, _) in cells), noise, cells, replica_sets(b))
 
 
 def grid_control_rows(b: Board, norm: str, axis: str, values: list) -> list[list]:
-    """Noise rows (one per model, the mean over its training replicas) for a per-budget table of an L-inf
-    attack over its budget (the noise control's budget is `eps`)."""
-    if norm != "linf" or axis != "eps":
+    """Noise rows (one per model, the mean over its training replicas) for a per-budget table of an L-inf or L2
+    attack over its budget `eps` (sign noise, or Gaussian noise of that L2 norm)."""
+    if norm not in NOISE_OF_NORM or axis != "eps":
         return []
     rows = []
     ctl = control_columns(b)
+    what = "noise control" if norm == "linf" else "L2 noise control"
     for v in group_rows(b):
-        accs = [ctl.value(v, "noise", float(x)) for x in values]
+        accs = [ctl.value(v, NOISE_OF_NORM[norm], float(x)) for x in values]
         if any(a is not None for a in accs):
-            rows.append([f"{v['label']} (noise control, not an attack)"] + [prop(a) for a in accs])
+            rows.append([f"{v['label']} ({what}, not an attack)"] + [prop(a) for a in accs])
     return rows
 
 

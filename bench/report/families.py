@@ -63,12 +63,12 @@ def family_tables(b: Board) -> str:
              f"Share of the attacked fakes still detected, higher is more robust; {caption_n(b)}. Black-box: made on "
              "another model (transfer); white-box: made on the scored model (for a defended model, on its "
              "undefended base, then passed through the defense, as in the paper); adaptive: made through the "
-             "defense. Controls (never ranked or marked best): storage only, and random sign noise of the "
-             "attack's L-inf budget."]
+             "defense. Controls (never ranked or marked best): storage only, random sign noise of the attack's "
+             "L-inf budget, and a Gaussian direction scaled to an L2 attack's budget (L2 noise)."]
     for fam, keys in families(b).items():
-        noise = sorted({e for k in keys for e in ctl.noise.get(k, [])})
+        noise = sorted({ce for k in keys for ce in ctl.noise.get(k, [])})
         ref = ["Unperturbed fakes"] + (["Storage only (control)"] if ctl.storage else []) \
-            + [f"Noise at eps {e:g} (control)" for e in noise]
+            + [_noise_header(c, e) for c, e in noise]
         per_attack = len(_threats(b))
         room = max(1, (MAX_COLUMNS - 1 - len(ref)) // per_attack)
         chunks = [keys[i:i + room] for i in range(0, len(keys), room)]
@@ -83,17 +83,21 @@ def family_tables(b: Board) -> str:
     return "\n\n".join(parts)
 
 
-def _family_table(b: Board, keys: list[str], ctl, noise: list[float]) -> str:
+def _noise_header(control: str, eps: float) -> str:
+    return f"{'Noise' if control == 'noise' else 'L2 noise'} at eps {eps:g} (control)"
+
+
+def _family_table(b: Board, keys: list[str], ctl, noise: list[tuple[str, float]]) -> str:
     threats = _threats(b)
     headers = ["Model", "Unperturbed fakes"] + (["Storage only (control)"] if ctl.storage else []) \
-        + [f"Noise at eps {e:g} (control)" for e in noise]
+        + [_noise_header(c, e) for c, e in noise]
     headers += [f"{b.attack_title(k)} {THREATS[t]}" for k in keys for t in threats]
     rows, vals = [], []
     per_group: dict[str, list[dict | None]] = {}
     for v in group_rows(b):
         cols: list[dict | None] = [clean_metric(b, v, "fake_recall")]
         texts = [compact(cols[0])]
-        for kind, e in ([("storage", None)] if ctl.storage else []) + [("noise", e) for e in noise]:
+        for kind, e in ([("storage", None)] if ctl.storage else []) + noise:
             cols.append(None)  # controls: shown, never marked best
             texts.append(compact(ctl.value(v, kind, e)))
         for k in keys:

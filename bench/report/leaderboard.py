@@ -411,12 +411,26 @@ def _flag_groups(b: Board, flags: list[Flag]):
     return group_flags(flags, group_of, seeds, labels)
 
 
+def reruns_note(b: Board) -> str:
+    """What the not-converged check reran (`evaluation.checks.longer_runs`)."""
+    checks = b.s.evaluation.checks
+    cfg = checks.longer_runs
+    if cfg is None:
+        return "not-converged reran none of the suite's attacks (`checks.longer_runs: null`)."
+    where = "on replica 0 of each model only (to save time)" if cfg.replicas == "first" else "on every model"
+    return (f"not-converged reran the table point of each iterative and minimum-norm attack that declares its "
+            f"iterations with {cfg.steps_factor}x them, on the first {cfg.n or checks.n} attacked fakes, {where}, "
+            f"made on the variant it scores.")
+
+
 def sanity(b: Board, flags: list[Flag], grouped) -> str:
     if not flags:
-        return f"## Sanity checks\n\nNo flags raised ({len(ALL_CHECKS)} checks run; listed in the appendix)."
+        return (f"## Sanity checks\n\nNo flags raised ({len(ALL_CHECKS)} checks run; listed in the appendix). "
+                + reruns_note(b))
     return (f"## Sanity checks\n\n{len(flags)} flag(s) in {len(grouped)} row(s): one per check and model (a check "
             "that fires on many models is one row), with the seeds it fired on and its worst instance; each is a "
-            "reason to look, not a verdict. Every flag is listed in the appendix.\n\n" + grouped_table(grouped))
+            "reason to look, not a verdict. Every flag is listed in the appendix. " + reruns_note(b) + "\n\n"
+            + grouped_table(grouped))
 
 
 def every_flag(b: Board, flags: list[Flag]) -> str:

@@ -250,7 +250,7 @@ def unbounded_attack_fails(cells: list[Row]) -> Iterator[Flag]:
 
 def _matching_controls(r: Row, controls: list[Row]) -> list[Row]:
     """The controls scored on r's target that match r's budget: storage always; noise at r's L-inf budget;
-    noise_l2 sized by r's own examples (a minimum-norm attack)."""
+    L2 noise at r's L2 budget; L2 noise sized by r's own examples (a minimum-norm attack)."""
     out = []
     for c in controls:
         if c["target"] != r["target"] or not c["metrics"]:
@@ -260,7 +260,11 @@ def _matching_controls(r: Row, controls: list[Row]) -> list[Row]:
         elif c["budget"] is not None and r["budget"] is not None and r["norm"] == c["norm"] \
                 and abs(c["budget_value"] - r["budget_value"]) < 1e-12:
             out.append(c)
-        elif c["params"].get("of") and c["params"].get("of") == r["craft_key"]:
+        elif c["params"].get("of"):
+            if c["params"]["of"] == r["craft_key"]:
+                out.append(c)
+        elif c["norm"] == r["norm"] == "l2" and c["params"].get("l2") is not None and r["budget"] is not None \
+                and abs(float(c["params"]["l2"]) - r["budget_value"]) < 1e-12:
             out.append(c)
     return out
 
@@ -282,8 +286,23 @@ def noise_as_strong_as_attack(cells: list[Row]) -> Iterator[Flag]:
 
 
 def not_converged(cells: list[Row]) -> Iterator[Flag]:
-    """The convergence check's stronger run (more steps) leaves more than MAX_CONVERGENCE_GAIN fewer fakes
-    detected than the same attack as given: the suite's iterative attack has not converged."""
+    """A rerun with more iterations leaves more than MAX_CONVERGENCE_GAIN fewer fakes detected than the run it
+    checks, on the same attacked fakes, after storage: the attack had not converged. Two kinds of check cells:
+    the reruns of the suite's own attacks (`checks.longer_runs`: each cell carries the suite attack's accuracy on
+    its images, `reference_accuracy`) and the optional extra pair (`checks.convergence`)."""
+    suite = {(r["craft_key"], r["target"]): r for r in cells if _role(r) == "attack"}
+    for r in cells:
+        if _role(r) != "check" or not r["metrics"] or "reference_accuracy" not in r["metrics"]:
+            continue
+        a, ref = _acc(r), r["metrics"]["reference_accuracy"]
+        if ref["value"] - a["value"] > MAX_CONVERGENCE_GAIN:
+            s = suite.get((r.get("reference"), r["target"]))
+            more = ", ".join(f"{k}={v} instead of {s['params'][k]}" for k, v in r["params"].items()
+                             if s and s["params"].get(k) != v)
+            yield Flag("not-converged", r["target"],
+                       f"{s['label'] if s else r['label']} ({r['backend']}) with {more or 'more iterations'} leaves "
+                       f"{a['value']:.1%} of the first {a['n']} attacked fakes detected, as run by the suite "
+                       f"{ref['value']:.1%} of the same fakes: it had not converged")
     base = {r["target"]: r for r in cells if _role(r) == "check" and r["attack_key"] == "convergence" and r["metrics"]}
     for r in cells:
         if _role(r) != "check" or r["attack_key"] != "convergence-stronger" or not r["metrics"]:

@@ -70,7 +70,7 @@ def attack_row(c: AttackCell, metrics: dict | None, craft_metrics: dict | None,
         "varying": a.varying, "source": c.source.name, "target": c.target.name,
         "target_label": c.target.label, "defended": c.target.defense is not None, "threat": c.threat,
         "adaptive": c.adaptive, "role": a.role, "images": a.images, "storage_aware": a.storage_aware,
-        "craft_key": c.craft.key, "metrics": metrics,
+        "craft_key": c.craft.key, "reference": a.reference, "metrics": metrics,
         "craft_metrics": craft_metrics,
         "device": device,
     }

@@ -4,13 +4,19 @@ Controls (`bench.attacks.controls`) carry no adversarial information; scored bes
 much of its effect storage or random noise of the same size would have had:
 
 - one `storage` control per model (the clean fakes through the suite's storage), scored on each of its variants;
-- one `noise` control per distinct L-inf budget of the suite's attack points (grid points included);
+- one `noise` control (random signs) per distinct L-inf budget of the suite's attack points (grid points included);
+- one `noise_l2` control (a Gaussian direction scaled to the budget) per distinct L2 budget of the suite's attack
+  points (PGD or APGD with `norm: l2`);
 - one `noise_l2` control per minimum-norm (or unbounded L2) attack and source model, at the median L2 (before
-  storage) of that attack's examples on the source: its craft depends on the attack's craft.
+  storage) of that attack's perturbed examples on the source: its craft depends on the attack's craft.
 
 Check attacks (docs/checks/) run on at most `evaluation.checks.n` fakes: one unbounded attack per variant
-(through the defense for defended variants), and per model the convergence pair (the attack as given, and with
-`steps_factor` x its steps). All are white-box, never ranked, never in Table II's attack columns.
+(through the defense for defended variants); the not-converged reruns (`checks.longer_runs`): each of the suite's
+iterative and minimum-norm attacks that declares its iteration parameter (`AttackSpec.iterations`), at its table
+point, with `steps_factor` x its iterations, on every variant it is made on and scored on, compared with the
+suite's own examples of the same images (the rerun's craft depends on the suite attack's craft); and, when
+configured, the extra convergence pair of `checks.convergence` (an attack as given, and with more steps). All are
+white-box, never ranked, never in Table II's attack columns.
 """
 
 from __future__ import annotations
@@ -33,6 +39,22 @@ def control_point(key: str, attack: str, params: dict[str, Any], varying: tuple[
                        spec.title, spec.family, spec.norm, spec.budget, spec.deterministic, role="control")
 
 
+def longer_point(ls: LoadedSuite, ap: AttackPoint, factor: int, reference: str) -> AttackPoint:
+    """The suite attack point `ap` with `factor` x its iterations (its declared iteration parameter), as a check on
+    the first `longer_runs.n` (else `checks.n`) attacked fakes, compared with the suite's own examples `reference`
+    (a craft key)."""
+    checks = ls.suite.evaluation.checks
+    assert checks.longer_runs is not None
+    spec = get_attack(ap.attack)
+    assert spec.iterations is not None
+    params = {**ap.params, spec.iterations: int(ap.params[spec.iterations]) * factor}
+    params = spec.params.model_validate(params).model_dump()
+    return AttackPoint(f"{ap.key}-x{factor}", ap.attack, ap.backend, params, False, ap.varying, spec.title,
+                       spec.family_of(params), spec.norm_of(params), spec.budget, spec.deterministic_for(params),
+                       ap.source_digest, role="check", images=checks.longer_runs.n or checks.n, reference=reference,
+                       storage_aware=ap.storage_aware)
+
+
 def check_point(ls: LoadedSuite, key: str, cfg: CheckAttack, where: str, update: dict | None = None,
                 restarts: int = 1) -> AttackPoint:
     spec = get_attack(cfg.attack, where=f"{where}.attack")
@@ -49,11 +71,17 @@ def check_point(ls: LoadedSuite, key: str, cfg: CheckAttack, where: str, update:
                        storage_aware=ls.suite.evaluation.storage_aware)
 
 
+def budgets(ls: LoadedSuite, norm: str, model: str | None = None) -> list[float]:
+    """Every distinct budget in `norm` of the suite's attack points (that run against `model`, when given), in
+    order."""
+    return sorted({float(ap.budget_value) for ap in ls.attacks
+                   if ap.budget is not None and ap.norm == norm and ap.family != "control"
+                   and (model is None or runs_against(ls, ap.key, model))})
+
+
 def linf_budgets(ls: LoadedSuite, model: str | None = None) -> list[float]:
     """Every distinct L-inf budget of the suite's attack points (that run against `model`, when given), in order."""
-    return sorted({float(ap.budget_value) for ap in ls.attacks
-                   if ap.budget is not None and ap.norm == "linf" and ap.family != "control"
-                   and (model is None or runs_against(ls, ap.key, model))})
+    return budgets(ls, "linf", model)
 
 
 def add_controls(plan: Plan, ls: LoadedSuite) -> None:
@@ -61,10 +89,13 @@ def add_controls(plan: Plan, ls: LoadedSuite) -> None:
     models = [v for v in plan.variants.values() if v.defense is None]
     points = [control_point("storage", "storage", {})]
     points += [control_point("noise", "noise", {"eps": e, "seed": seed}, ("eps",)) for e in linf_budgets(ls)]
+    points += [control_point("noise_l2", "noise_l2", {"l2": e, "seed": seed}, ("l2",)) for e in budgets(ls, "l2")]
     for ap in points:
         for m in models:
             if ap.attack == "noise" and ap.params["eps"] not in linf_budgets(ls, m.name):
                 continue  # noise only at the L-inf budgets of the attacks this model meets
+            if ap.attack == "noise_l2" and not ap.params.get("of") and ap.params["l2"] not in budgets(ls, "l2", m.name):
+                continue  # and at the L2 budgets
             for v in plan.variants.values():
                 if v.model == m.name:
                     add_attack_cell(plan, ls, ap, m.name, v.name, "white-box")
@@ -80,6 +111,27 @@ def add_controls(plan: Plan, ls: LoadedSuite) -> None:
             for v in plan.variants.values():
                 if v.model == m.name:
                     add_attack_cell(plan, ls, point, m.name, v.name, "white-box", extra_deps=(craft.key,))
+
+
+def rerun_targets(plan: Plan, ls: LoadedSuite) -> list[tuple[AttackPoint, str, str]]:
+    """(suite attack point, variant, its craft key) for every white-box cell the not-converged check reruns: the
+    table point of each iterative or minimum-norm attack that declares its iterations, made on the variant it
+    is scored on (a plain model, or a defended variant attacked through its defense)."""
+    cfg = ls.suite.evaluation.checks.longer_runs
+    if cfg is None:
+        return []
+    out = []
+    for c in plan.attacks:
+        ap = c.attack
+        if ap.role != "attack" or not ap.in_table or ap.family not in ("iterative", "minimum-norm"):
+            continue
+        if get_attack(ap.attack).iterations is None or c.threat != "white-box" or c.source.name != c.target.name:
+            continue
+        if cfg.replicas == "first" and ls.models[c.source.model].replica != 0:
+            continue
+        if (ap, c.source.name, c.craft.key) not in out:
+            out.append((ap, c.source.name, c.craft.key))
+    return out
 
 
 def _unbounded(ls: LoadedSuite) -> AttackPoint | None:
@@ -121,6 +173,11 @@ def add_checks(plan: Plan, ls: LoadedSuite) -> None:
     if ap is not None:
         for v in list(plan.variants.values()):
             add_attack_cell(plan, ls, ap, v.name, v.name, "white-box")  # through the defense on defended variants
+    checks = ls.suite.evaluation.checks
+    if checks.longer_runs is not None:
+        for ap, v, craft_key in rerun_targets(plan, ls):
+            longer = longer_point(ls, ap, checks.longer_runs.steps_factor, craft_key)
+            add_attack_cell(plan, ls, longer, v, v, "white-box", extra_deps=(craft_key,))
     pair = _convergence(ls)
     if pair is not None:
         for v in [v for v in plan.variants.values() if v.defense is None]:

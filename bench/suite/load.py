@@ -49,6 +49,7 @@ class AttackPoint:
     images: int | None = None  # a check attacks only the first `images` attacked fakes (None: all of them)
     restarts: int = 1  # a check attack's random restarts, each on the images no earlier one broke
     storage_aware: bool = True  # made through the suite's storage (bench.attacks.storage); False: the paper's setting
+    reference: str | None = None  # a check's: the craft key of the suite attack it is compared with, image by image
 
     @property
     def label(self) -> str:

@@ -23,6 +23,10 @@ if TYPE_CHECKING:  # a data split holds tensors; the plan is read without torch
     from bench.data.dataset import ImageSet
 
 PLAN_VERSION = 3  # bump when the meaning of a cell changes, so old results are not reused
+# bump when what attacks (and controls) return changes: new keys for every craft and scored cell, none for models,
+# clean or gradient cells (the training seed comes from the model's key). 2: APGD and Square return their best
+# iterate; noise_l2 ignores the images its attack left unperturbed.
+CRAFT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -298,8 +302,10 @@ def add_attack_cell(plan: Plan, ls: LoadedSuite, ap: AttackPoint, src: str, dst:
         pkey.append(ap.source_digest)
     if ap.role != "attack":  # a control or check never shares a key with a suite attack of the same parameters
         pkey += [ap.role, ap.key, ap.images, ap.restarts]
+        if ap.reference is not None:
+            pkey.append(ap.reference)
     sv = plan.variants[src]
-    ckey = digest(["craft", PLAN_VERSION, pkey, sv.key, plan.data_key, plan.attack_ids, storage, s.seed])
+    ckey = digest(["craft", PLAN_VERSION, CRAFT_VERSION, pkey, sv.key, plan.data_key, plan.attack_ids, storage, s.seed])
     craft = plan.crafts.setdefault(ckey, CraftCell(ap, sv, ckey, (*plan.variant_deps(sv), *extra_deps)))
     tv = plan.variants[dst]
     akey = digest(["attack", PLAN_VERSION, ckey, tv.key])

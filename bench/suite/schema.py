@@ -156,10 +156,21 @@ class CheckAttack(Strict):
 
 
 class ConvergenceCheck(CheckAttack):
-    """The convergence check: the attack as given against the same attack with `steps_factor` x its `steps`."""
+    """An extra convergence pair: the attack as given against the same attack with `steps_factor` x its `steps`."""
 
     steps_factor: Integer = Field(2, ge=2, le=100)
     restarts: Integer = Field(1, ge=1, le=100, description="the stronger run's random restarts (1: none)")
+
+
+class LongerRuns(Strict):
+    """The not-converged check's reruns: each of the suite's iterative and minimum-norm attacks whose registration
+    declares its iteration parameter, at its table point, with `steps_factor` x its iterations, on the first
+    `checks.n` attacked fakes of every variant it is made on and scored on (white-box)."""
+
+    steps_factor: Integer = Field(2, ge=2, le=100, description="the rerun's iterations, as a multiple of the suite's")
+    replicas: Literal["all", "first"] = Field(
+        "all", description="first: rerun only on each model's replica 0 (seed + 0), to save time")
+    n: Integer | None = Field(None, ge=1, le=MAX_COUNT, description="attacked fakes per rerun (default: checks.n)")
 
 
 class ChecksConfig(Strict):
@@ -170,10 +181,11 @@ class ChecksConfig(Strict):
         default_factory=lambda: CheckAttack(attack="pgd", params={"eps": 1.0, "norm": "linf", "steps": 20,
                                                                   "step_size": 0.1, "random_start": False}),
         description="an attack with no meaningful budget: it should fool every model (unbounded-attack-fails)")
+    longer_runs: LongerRuns | None = Field(
+        default_factory=LongerRuns,
+        description="rerun the suite's own iterative and minimum-norm attacks with more iterations (not-converged)")
     convergence: ConvergenceCheck | None = Field(
-        default_factory=lambda: ConvergenceCheck(attack="pgd", params={"eps": 0.02, "norm": "linf", "steps": 10,
-                                                                       "step_size": 0.005, "random_start": False}),
-        description="PGD at the table budget, and with more steps (not-converged)")
+        None, description="optional: an attack the suite does not run, as given and with more steps (not-converged)")
 
 
 class EvaluationConfig(Strict):
