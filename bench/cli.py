@@ -122,6 +122,7 @@ def cmd_run(args) -> int:
     from bench.report.leaderboard import write_leaderboard  # lazy (see the imports above)
     from bench.results.query import results_from  # lazy (see the imports above)
     from bench.runner import prepare, run_suite  # lazy (see the imports above)
+    from bench.store import ResultStore  # lazy (see the imports above)
     from bench.suite.load import load_suite  # lazy (see the imports above)
 
     t0 = time.perf_counter()
@@ -211,6 +212,8 @@ def _clean_temporaries(home: Path, leaderboard: Path) -> None:
 def _check_database_file(db: Path) -> None:
     """What `bench run` will write its results to: a file in a writable folder, and a store that verifies."""
     import os  # lazy: only this check uses it
+
+    from bench.store import ResultStore  # lazy (see the imports above)
 
     if db.is_dir():
         raise BenchError(str(db), "is a folder, not a results database file (--db names a file)")
@@ -304,6 +307,8 @@ def _suite_name(path: Path) -> str:
 
 def _read_store(args) -> ResultStore:
     """The store a read-only command reads: opened read-only, never created (nor its home)."""
+    from bench.store import ResultStore  # lazy (see the imports above)
+
     return ResultStore(args.db or (args.home or default_home()) / "results.sqlite", readonly=True)
 
 
