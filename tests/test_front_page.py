@@ -238,6 +238,20 @@ def test_a_run_records_the_commit_whatever_its_working_directory(tmp_path, monke
     assert git_commit() != "unknown" and git_commit() == git_commit(SOURCE_ROOT)
 
 
+def _set_commit(db: Path, commit: str) -> None:
+    """The store as an older commit would have left it: its runs' commit, sealed again as a run seals itself."""
+    con = sqlite3.connect(db)
+    con.execute("UPDATE runs SET git_commit=?", (commit,))
+    con.commit()
+    ids = [r[0] for r in con.execute("SELECT run_id FROM runs")]
+    con.close()
+    store = ResultStore(db)
+    for run_id in ids:
+        store._reseal(run_id)
+    store.db.commit()
+    store.close()
+
+
 def test_a_store_computed_by_an_older_commit_says_so(tiny, tmp_path):
     if not _git_history():
         pytest.skip("no git history here")
@@ -246,20 +260,14 @@ def test_a_store_computed_by_an_older_commit_says_so(tiny, tmp_path):
     db.write_bytes((base / "home" / "results.sqlite").read_bytes())
     older = subprocess.run(["git", "rev-parse", "--short=12", "HEAD~1"], cwd=SOURCE_ROOT, capture_output=True,
                            text=True).stdout.strip()
-    con = sqlite3.connect(db)
-    con.execute("UPDATE runs SET git_commit=?", (older,))
-    con.commit()
-    con.close()
+    _set_commit(db, older)
     b = Board(load_results(ResultStore(db), "tiny", None), tmp_path)
     head = subprocess.run(["git", "rev-parse", "--short=12", "HEAD"], cwd=SOURCE_ROOT, capture_output=True,
                           text=True).stdout.strip()
     line = numbers_line(b, rendering=head)
     assert f"computed by commit `{older}`" in line and f"rendered by `{head}`" in line
     assert "older commit than the one rendering it" in line
-    con = sqlite3.connect(db)
-    con.execute("UPDATE runs SET git_commit='unknown'")
-    con.commit()
-    con.close()
+    _set_commit(db, "unknown")
     b = Board(load_results(ResultStore(db), "tiny", None), tmp_path)
     assert "recorded no commit" in numbers_line(b, rendering=head)
 
