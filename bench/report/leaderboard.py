@@ -479,7 +479,7 @@ def all_cells(b: Board) -> str:
 
 
 def sanity(b: Board) -> str:
-    flags = run_checks(b.every_cell, b.clean, b.gradnorms)
+    flags = run_checks(b.every_cell, b.clean, b.gradnorms, b.results.sections.to_dict("records"))
     names = ", ".join(f"[{c.__name__.replace('_', '-')}](../docs/checks/{c.__name__.replace('_', '-')}.md)"
                       for c in ALL_CHECKS)
     if not flags:
