@@ -193,7 +193,7 @@ def work(cell, ls, plan) -> float:
         readout = s.dip.params.get("readout", 10000) if pay.get("readout", "calibrated") == "calibrated" \
             else pay["readout"]
         readout = readout if isinstance(readout, int) else s.dip.params.get("iterations", 10000)
-        return (pay["images"] * iterations(pay["attack"], pay["params"]) * (pay.get("restarts") or 1)
+        return (pay.get("subset", pay["images"]) * iterations(pay["attack"], pay["params"]) * (pay.get("restarts") or 1)
                 * (pay["params"].get("eot") or 1) * readout * px)
     if cell.kind == "crosscheck":
         return cell.payload.get("n", 32) * px * len(cell.payload.get("implementations", [1]))

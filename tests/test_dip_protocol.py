@@ -3,8 +3,9 @@
 - `split_pools` on pools shaped like the quick profile's (every attacked fake stands in one category per attack
   and threat): calibration and evaluation source images are disjoint, evaluation prefers distinct sources;
 - a tiny suite (a few DIP iterations) with DIP both as an adaptive suite defense (`readout: auto`, calibrated on
-  the suite's calibration images) and as the DIP section with adaptive PGD and CW-L2 cells: it runs, its stored
-  source ids are disjoint, and Table III shows the adaptive rows with n and intervals.
+  the suite's calibration images) and as the DIP section with adaptive PGD and CW-L2 cells and their convergence
+  twins: it runs, its stored source ids are disjoint, each twin ran twice the steps on the same images, and Table
+  III shows the adaptive rows with n and intervals and DIP's recovery as the lower of adaptive and non-adaptive.
 """
 
 from __future__ import annotations
@@ -125,9 +126,19 @@ def test_stored_dip_sources_are_disjoint_and_adaptive_rows_have_intervals(tiny_d
     src = dip[0]["source_ids"]
     assert src["calibration"] and src["evaluation"]
     assert not set(src["calibration"]) & set(src["evaluation"])
-    adaptive = [m for k, m in cells if k == "dip-adaptive"]
+    every = [m for k, m in cells if k == "dip-adaptive"]
+    adaptive = [m for m in every if m["role"] == "attack"]
     assert sorted(m["attack"] for m in adaptive) == ["cw_l2", "pgd"]
+    # each attack's convergence twin: twice the steps, on the same images
+    twins = [m for m in every if m["role"] == "convergence"]
+    assert sorted(m["attack"] for m in twins) == ["cw_l2", "pgd"]
+    for t in twins:
+        m = next(m for m in adaptive if m["attack"] == t["attack"])
+        assert t["steps"] == 2 * m["steps"] and t["image_ids"] == m["image_ids"]
+        assert t["purifications_per_image"] > m["purifications_per_image"]
     for m in adaptive:
+        assert m["unchanged"]["n"] == m["n_images"]
+        assert m["attack_readout"] == m["readout"]  # the attack reads out where the evaluation does
         assert 1 <= m["n_images"] <= 3
         assert m["readout"] == dip[0]["readout"]  # the same calibrated readout as the DIP cell
         assert m["purifications_per_image"] >= 2  # EOT 2: at least two purifications per gradient
@@ -139,6 +150,7 @@ def test_stored_dip_sources_are_disjoint_and_adaptive_rows_have_intervals(tiny_d
     assert prop(pgd["by_threshold"]["0.25"]["accuracy"]) in board
     assert "adaptive: PGD L-inf eps 0.03" in board and "adaptive: CW-L2" in board
     assert "distinct source images" in board
+    assert "DIP's recovery of fooled fakes" in board and "convergence twin" in board
 
 
 def test_resampling_dip_draws_a_new_seed_per_call_deterministically():

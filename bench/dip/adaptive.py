@@ -2,14 +2,19 @@
 
 The paper evaluates DIP only on adversarial examples made against the undefended classifier. Here the attack
 sees the defense: every forward pass purifies the whole batch with DIP (the batched engine, read out at the
-calibrated iteration) and classifies the result; the gradient passes through DIP by the straight-through
-estimate (BPDA: `x + (f(x) - x).detach()`, `DIPPreprocessor` is declared non-differentiable), and each
-gradient is the mean over `eot` purifications with different DIP seeds (EOT, `bench.attacks.eot`;
-`DIPPreprocessor(resample=True)` draws a new seed per call). The attacked images are fakes the classifier
-detects, none of them a calibration source. The final adversarial images go through the suite's storage and
-are scored through DIP with the evaluation's seed, as the non-adaptive rows are.
+calibrated iteration, where the evaluation reads out) and classifies the result; the gradient passes through DIP
+by the straight-through estimate (BPDA: `x + (f(x) - x).detach()`, `DIPPreprocessor` is declared
+non-differentiable), and each gradient is the mean over `eot` purifications with different DIP seeds (EOT,
+`bench.attacks.eot`; `DIPPreprocessor(resample=True)` draws a new seed per call). The detector the attack
+differentiates is built in one place, `attacked_detector`. The attacked images are fakes the classifier detects,
+none of them a calibration source. The final adversarial images go through the suite's storage and are scored
+through DIP with the evaluation's seed, as the non-adaptive rows are.
 
-One cell per attack point (each PGD budget, CW-L2); the readout is chosen as the DIP cell chooses it.
+One cell per attack point (each PGD budget, CW-L2), and beside each its convergence twin (`dip.adaptive.
+convergence`): the same attack with twice the steps (PGD's steps, CW-L2's iterations) on the same images (or the
+first of them), which the sanity check `not-converged` compares with it. Cells of version 2 (issue 20): the
+attack's DIP reads out at the calibrated iteration by default, and every cell records its per-image scores and how
+many images the attack returned unchanged.
 """
 
 from __future__ import annotations
@@ -27,31 +32,37 @@ from bench.attacks.storage import quantise, storage_key
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
 from bench.defenses.apply import preprocessed
+from bench.defenses.jpeg import to_uint8
 from bench.digests import digest
+from bench.dip.adaptive_point import ATTACK, TWIN, AdaptivePoint
 from bench.dip.config import DIPAdaptiveConfig, DIPConfig
 from bench.dip.engine import purify
 from bench.dip.protocol import Sampled, calibrated, dip_seed, sample_categories
 from bench.metrics import Proportion
+from bench.models.detector import Detector
 from bench.suite.load import LoadedSuite
 from bench.suite.plan import PLAN_VERSION, Plan, SectionCell
 
 KIND = "dip-adaptive"
-
-
-def adaptive_points(ad: DIPAdaptiveConfig) -> list[tuple[str, dict, int]]:
-    """(attack, native parameters, restarts) of every adaptive cell."""
-    points: list[tuple[str, dict, int]] = []
+# Version of the adaptive cells' meaning, in their keys. 2 (issue 20): read out at the calibrated iteration by
+# default, convergence twins, per-image scores and unchanged images recorded.
+ADAPTIVE_VERSION = 2
+def adaptive_points(ad: DIPAdaptiveConfig) -> list[AdaptivePoint]:
+    """Every adaptive attack of the config, every parameter explicit."""
+    points: list[AdaptivePoint] = []
     if ad.pgd is not None:
         for eps in ad.pgd.eps:
-            points.append(("pgd", {"eps": eps, "norm": "linf", "steps": ad.pgd.steps, "step_size": ad.pgd.step_size,
-                                   "random_start": ad.pgd.restarts > 1, "eot": ad.pgd.eot}, ad.pgd.restarts))
+            points.append(AdaptivePoint("pgd", {"eps": eps, "norm": "linf", "steps": ad.pgd.steps,
+                                                "step_size": ad.pgd.step_size, "random_start": ad.pgd.restarts > 1,
+                                                "eot": ad.pgd.eot}, ad.pgd.restarts))
     if ad.cw_l2 is not None:
-        points.append(("cw_l2", {**ad.cw_l2.model_dump(), "abort_early": False}, 1))
+        points.append(AdaptivePoint("cw_l2", {**ad.cw_l2.model_dump(), "abort_early": False}, 1))
     return points
 
 
 def adaptive_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
-    """One cell per adaptive attack point; each reads what the DIP cell reads (the classifier, the crafts)."""
+    """One cell per adaptive attack point and, after each, its convergence twin; each reads what the DIP cell reads
+    (the classifier, the crafts)."""
     s = ls.suite
     if s.dip is None or s.dip.adaptive is None or not plan.section("dip"):
         return []
@@ -60,19 +71,30 @@ def adaptive_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
     ev = s.evaluation
     storage = storage_key(ev)
     cells = []
-    for attack, params, restarts in adaptive_points(ad):
-        key = digest([KIND, PLAN_VERSION, "test-fakes", dip.key, attack, params, restarts, ad.images, ad.readout,
-                      storage])
-        cells.append(SectionCell(KIND, key, dip.deps, {
-            "model": s.dip.classifier, "classifier": s.dip.classifier, "attack": attack, "params": params,
-            "restarts": restarts, "images": ad.images, "readout": ad.readout, "dip_cell": dip.key}))
+    for pt in adaptive_points(ad):
+        key = digest([KIND, ADAPTIVE_VERSION, PLAN_VERSION, "test-fakes", dip.key, pt.attack, pt.params, pt.restarts,
+                      ad.images, ad.readout, storage])
+        base = {"model": s.dip.classifier, "classifier": s.dip.classifier, "restarts": pt.restarts,
+                "images": ad.images, "readout": ad.readout, "dip_cell": dip.key}
+        cells.append(SectionCell(KIND, key, dip.deps, {**base, "attack": pt.attack, "params": pt.params,
+                                                       "subset": ad.images, "role": ATTACK, "label": pt.title}))
+        if ad.convergence is None:
+            continue
+        factor = ad.convergence.steps_factor
+        subset = min(ad.images, ad.convergence.images or ad.images)
+        twin = pt.scaled(factor)
+        tkey = digest([KIND, ADAPTIVE_VERSION, PLAN_VERSION, TWIN, key, factor, subset])
+        cells.append(SectionCell(KIND, tkey, dip.deps, {
+            **base, "attack": twin.attack, "params": twin.params, "subset": subset, "role": TWIN, "of": key,
+            "steps_factor": factor, "label": f"{twin.title} (convergence twin: {factor}x the steps)"}))
     return cells
 
 
-def adaptive_images(ctx: RunContext, calibration: list[Sampled], n: int) -> tuple[list[str], torch.Tensor]:
+def adaptive_images(ctx: RunContext, calibration: list[Sampled], n: int,
+                    subset: int | None = None) -> tuple[list[str], torch.Tensor]:
     """(ids, images) of up to `n` test fakes the DIP classifier detects, none a calibration source; a seeded
     choice, in test-set order. Drawn from every test fake, not only the suite's attacked ones, so that `n` is
-    reached when the attacked set is small."""
+    reached when the attacked set is small. `subset`: only the first that many of the `n` drawn (a twin's)."""
     det = ctx.detector(ctx.suite.dip.classifier)
     data = ctx.test_set
     held = {s.image_id for s in calibration}
@@ -80,8 +102,31 @@ def adaptive_images(ctx: RunContext, calibration: list[Sampled], n: int) -> tupl
     labels = data.labels.numpy()
     ok = [i for i, image_id in enumerate(data.ids) if labels[i] == FAKE and p[i] < 0.5 and image_id not in held]
     rng = np.random.default_rng([ctx.suite.seed, 0xADA])
-    chosen = sorted(ok[j] for j in rng.permutation(len(ok))[:n])
+    drawn = [ok[j] for j in rng.permutation(len(ok))[:n]]
+    chosen = sorted(drawn[: n if subset is None else min(n, subset)])
     return [data.ids[i] for i in chosen], data.images[chosen]
+
+
+def attacked_detector(classifier: Detector, purifier) -> Detector:
+    """What the adaptive attack differentiates: DIP (a `DIPPreprocessor`, its straight-through gradient) in front
+    of the classifier, as one detector taking [0, 1] images. Success is judged on the stored image."""
+    return preprocessed(classifier, purifier).eval()
+
+
+def craft_adaptive(defended: Detector, pt: AdaptivePoint, x: torch.Tensor, y: torch.Tensor,
+                   device: torch.device) -> torch.Tensor:
+    """The attack point on `defended` (native backend), with its restarts on the images not yet fooled."""
+    params = get_attack(pt.attack).params.model_validate(pt.params)
+    if pt.restarts <= 1:
+        return run_attack(pt.attack, "native", defended, x.to(device), y.to(device), params)
+
+    def run(xx: torch.Tensor, yy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        adv = run_attack(pt.attack, "native", defended, xx.to(device), yy.to(device), params)
+        with torch.no_grad():
+            fooled = defended(adv.to(device)).argmax(1).cpu() != yy
+        return fooled, adv
+
+    return with_restarts(x, y, torch.zeros(len(x), dtype=torch.bool), pt.restarts, run)
 
 
 @computes(KIND)
@@ -93,7 +138,7 @@ def run_dip_adaptive(cell: SectionCell, ctx: RunContext) -> Record:
     dcfg, readout_info = calibrated(DIPConfig.from_dict(cfg.params, where="dip.params"), det, calibration,
                                     pay["dip_cell"], ctx.quiet)
     seed = dip_seed(pay["dip_cell"])
-    ids, x = adaptive_images(ctx, calibration, int(pay["images"]))
+    ids, x = adaptive_images(ctx, calibration, int(pay["images"]), int(pay.get("subset", pay["images"])))
     y = torch.full((len(ids),), FAKE, dtype=torch.int64)
     # lazy: the preprocessor subclasses ART's, slow to import, and a suite without adaptive DIP cells never needs it
     from bench.dip.preprocessor import DIPPreprocessor
@@ -102,36 +147,34 @@ def run_dip_adaptive(cell: SectionCell, ctx: RunContext) -> Record:
     attack_readout = dcfg.readout if pay.get("readout", "calibrated") == "calibrated" else int(pay["readout"])
     acfg = dcfg.model_copy(update={"readout": min(int(attack_readout), dcfg.iterations)})
     purifier = DIPPreprocessor(acfg, seed=seed + 1, quiet=True, cache_size=0, resample=True)
-    defended = preprocessed(det, purifier).eval()
-    params = get_attack(pay["attack"]).params.model_validate(pay["params"])
+    defended = attacked_detector(det, purifier)
+    pt = AdaptivePoint(pay["attack"], pay["params"], int(pay["restarts"]))
     ev = ctx.suite.evaluation
     t0 = time.perf_counter()
     with count_passes(defended) as passes:
-        if int(pay["restarts"]) > 1:
-            def run(xx: torch.Tensor, yy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-                adv = run_attack(pay["attack"], "native", defended, xx.to(ctx.device), yy.to(ctx.device), params)
-                with torch.no_grad():
-                    fooled = defended(adv.to(ctx.device)).argmax(1).cpu() != yy
-                return fooled, adv
-            adv = with_restarts(x, y, torch.zeros(len(x), dtype=torch.bool), int(pay["restarts"]), run)
-        else:
-            adv = run_attack(pay["attack"], "native", defended, x.to(ctx.device), y.to(ctx.device), params)
+        adv = craft_adaptive(defended, pt, x, y, ctx.device).cpu()
     seconds_attack = time.perf_counter() - t0
-    stored = quantise(adv.cpu(), ev.storage, ev.jpeg_quality).float().div(255)
+    stored = quantise(adv, ev.storage, ev.jpeg_quality).float().div(255)
     res = purify(stored, dcfg, seed, quiet=ctx.quiet, keys=[f"adaptive/{i}" for i in ids], device=ctx.device)
     p_def = det.predict_proba(res.purified)[:, 1].numpy()
     p_bare = det.predict_proba(stored)[:, 1].numpy()
     linf = (stored - x).flatten(1).abs().max(1).values.numpy()
     l2 = (stored - x).flatten(1).norm(dim=1).numpy()
+    unchanged = (to_uint8(adv) == to_uint8(x)).flatten(1).all(1)  # before storage, to 8-bit precision
     metrics = summarise_adaptive(p_bare, p_def, cfg.thresholds)
+    purifications = passes.forward / max(1, len(ids))
     metrics.update({
-        "attack": pay["attack"], "params": pay["params"], "restarts": int(pay["restarts"]),
+        "attack": pt.attack, "params": pt.params, "restarts": pt.restarts, "role": pay.get("role", ATTACK),
+        "of": pay.get("of"), "steps": pt.steps,
         "readout": int(dcfg.readout), "attack_readout": int(acfg.readout), "readout_choice": readout_info,
         "iterations": int(dcfg.iterations),
         "n_images": len(ids), "distinct_sources": len(set(ids)),
-        "purifications_per_image": (passes.forward / max(1, len(ids))),
+        "image_ids": list(ids), "p_real_defended": [float(v) for v in p_def],
+        "unchanged": Proportion(int(unchanged.sum()), len(ids)).as_dict(),
+        "purifications_per_image": purifications,
         "seconds_attack": seconds_attack, "seconds": time.perf_counter() - t0,
         "ms_per_image_iteration": 1000 * seconds_attack / max(1, passes.forward * int(acfg.readout)),
+        "seconds_per_image_step": seconds_attack / max(1, len(ids) * pt.steps * pt.restarts),
         "linf_median": float(np.median(linf)) if len(linf) else None,
         "l2_median": float(np.median(l2)) if len(l2) else None,
     })

@@ -139,6 +139,17 @@ class AdaptiveCW(BaseModel):
     eot: Integer = Field(ge=1, description="DIP purifications (each with another seed) averaged per gradient")
 
 
+class AdaptiveConvergence(BaseModel):
+    """The convergence twin of every adaptive cell: the same attack with `steps_factor` x its steps (PGD's
+    `steps`, CW-L2's `max_iterations`) on the first `images` of the same attacked fakes (default: all of them);
+    the sanity check `not-converged` compares the two."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    steps_factor: Integer = Field(2, ge=2, le=100)
+    images: Integer | None = Field(None, ge=1, description="the twin's images: the first this many of the cell's")
+
+
 class DIPAdaptiveConfig(BaseModel):
     """Adaptive attacks through the full DIP purifier (BPDA + EOT over DIP's seeds), Table III's adaptive rows."""
 
@@ -151,6 +162,8 @@ class DIPAdaptiveConfig(BaseModel):
                                   "calibrated readout)")
     pgd: AdaptivePGD | None = None
     cw_l2: AdaptiveCW | None = None
+    convergence: AdaptiveConvergence | None = Field(
+        default_factory=AdaptiveConvergence, description="each cell's twin with more steps (null: no twins)")
 
     @field_validator("readout")
     @classmethod

@@ -448,7 +448,8 @@ def render(results: Results, out_dir: Path) -> tuple[str, list[Path]]:
     """The leaderboard's markdown and the figures drawn for it (into `out_dir`)."""
     b = Board(results, Path(out_dir))
     stem = results.ls.tag
-    flags = run_checks(b.every_cell, b.clean, b.gradnorms, certificates(b.results))
+    flags = run_checks(b.every_cell, b.clean, b.gradnorms, certificates(b.results),
+                       b.results.sections.to_dict("records"))
     grouped = _flag_groups(b, flags)
     grid_tables, grid_figures = grid_sections(b, stem)
     secs = sections()

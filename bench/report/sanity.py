@@ -357,6 +357,88 @@ def attack_beats_certificate(cells: list[Row], certificates: Certificates) -> It
                        f"certified radius (e.g. {i}: voted {vote} at L2 {d:.4f} < radius {radius:.4f})")
 
 
+# ------------------------------------------------------------------ checks on the adaptive DIP cells
+# The adaptive attacks through DIP are section cells (`bench.dip.adaptive`), not attack-frame rows: these read the
+# sections frame's rows (kind, key, payload, metrics) and raise the same flags, with the same docs.
+DIP_ADAPTIVE = "dip-adaptive"
+
+
+def _dip_adaptive(sections: list[Row], role: str | None = "attack") -> list[Row]:
+    """The adaptive DIP cells with results (of one role: the attack as given, or its convergence twin)."""
+    return [r for r in sections if r["kind"] == DIP_ADAPTIVE and isinstance(r.get("metrics"), dict)
+            and (role is None or (r["payload"].get("role") or "attack") == role)]
+
+
+def _dip_variant(r: Row) -> str:
+    return f"{r['payload']['classifier']} + DIP"
+
+
+def _success_on(m: dict, ids: set[str], threshold: str) -> tuple[int, int]:
+    """(images not detected at `threshold`, images) among `ids` of an adaptive DIP cell's per-image scores."""
+    t = float(threshold)
+    scores = [p for i, p in zip(m["image_ids"], m["p_real_defended"], strict=True) if i in ids]
+    return sum(p >= t for p in scores), len(scores)
+
+
+def dip_adaptive_not_converged(sections: list[Row]) -> Iterator[Flag]:
+    """An adaptive attack through DIP whose convergence twin (the same attack with more steps, on the same images)
+    turns more than MAX_CONVERGENCE_GAIN more of them into 'real' through DIP, at any threshold."""
+    regular = {r["key"]: r for r in _dip_adaptive(sections)}
+    for twin in _dip_adaptive(sections, "convergence"):
+        r = regular.get(twin["payload"].get("of"))
+        if r is None:
+            continue
+        m, mt = r["metrics"], twin["metrics"]
+        ids = set(m["image_ids"]) & set(mt["image_ids"])
+        for t in mt["by_threshold"]:
+            k, n = _success_on(m, ids, t)
+            kt, nt = _success_on(mt, ids, t)
+            if n and nt and kt / nt - k / n > MAX_CONVERGENCE_GAIN:
+                yield Flag("not-converged", _dip_variant(r),
+                           f"adaptive {r['payload']['label']} through DIP turns {k} of {n} attacked fakes real at "
+                           f"threshold {t}, with {twin['payload'].get('steps_factor', 2)}x the steps {kt} of {nt} "
+                           f"({kt / nt - k / n:+.1%})")
+                break
+
+
+def dip_adaptive_weaker(sections: list[Row]) -> Iterator[Flag]:
+    """An adaptive attack through DIP whose examples that fool the classifier alone DIP recovers clearly more often
+    (by more than ADAPTIVE_MARGIN, at any threshold) than the non-adaptive ones (the DIP cell's perturbed
+    fake-wrong images): attacking through DIP did worse than ignoring it."""
+    dip = next((r["metrics"] for r in sections if r["kind"] == "dip" and isinstance(r.get("metrics"), dict)), None)
+    if dip is None:
+        return
+    for r in _dip_adaptive(sections):
+        for t, o in r["metrics"]["by_threshold"].items():
+            plain = dip["headline"].get(t, {}).get("fake_wrong")
+            ad = o["recovered"]
+            if not plain or not plain["n"] or not ad["n"]:
+                continue
+            if ad["value"] - plain["value"] > ADAPTIVE_MARGIN:
+                yield Flag("adaptive-weaker-than-non-adaptive", _dip_variant(r),
+                           f"DIP recovers {ad['value']:.1%} (n={ad['n']}) of the fakes that adaptive "
+                           f"{r['payload']['label']} made to fool {r['payload']['classifier']} alone, only "
+                           f"{plain['value']:.1%} (n={plain['n']}) of the non-adaptive ones (threshold {t})")
+                break
+
+
+def dip_adaptive_left_unchanged(sections: list[Row]) -> Iterator[Flag]:
+    """An adaptive attack through DIP returned at least MAX_UNCHANGED of its attacked fakes (all detected by the
+    classifier) unperturbed, to 8-bit precision."""
+    for r in _dip_adaptive(sections):
+        u = r["metrics"].get("unchanged")
+        if u and u["n"] and u["value"] >= MAX_UNCHANGED:
+            kappa = r["metrics"]["params"].get("confidence")
+            hint = (f" (CW-L2 returns an image unperturbed when no iterate reached the logit margin kappa={kappa:g} "
+                    "through the DIP sample it drew)" if kappa is not None else "")
+            yield Flag("attack-left-images-unchanged", _dip_variant(r),
+                       f"adaptive {r['payload']['label']} through DIP returned {u['k']} of the {u['n']} attacked "
+                       f"fakes unperturbed{hint}; DIP's accuracy under it measures the attack giving up")
+
+
+DIP_CHECKS = (dip_adaptive_not_converged, dip_adaptive_weaker, dip_adaptive_left_unchanged)  # read the sections
+
+
 CHECKS = (transfer_beats_white_box, not_monotone_in_budget, single_step_beats_iterative, defense_only_non_adaptive,
           attack_left_images_unchanged, adaptive_weaker_than_non_adaptive)
 RUN_CHECKS = (unbounded_attack_fails, noise_as_strong_as_attack, not_converged)  # read controls and check cells
@@ -368,14 +450,16 @@ ALL_CHECKS = CHECKS + RUN_CHECKS + CLEAN_CHECKS + GRADIENT_CHECKS + CERTIFICATE_
 
 def run_checks(cells: list[Row], clean: dict[str, dict | None] | None = None,
                gradnorms: dict[str, dict | None] | None = None,
-               certificates: Certificates | None = None) -> list[Flag]:
+               certificates: Certificates | None = None, sections: list[Row] | None = None) -> list[Flag]:
     """Every flag: the attack-cell checks on the suite's attacks among `cells` (attack-frame rows), the run
-    checks on its controls and check attacks, the clean-data checks on `clean` (clean metrics per variant
-    name), the gradient checks on `gradnorms` (gradient-norm metrics per variant name), the certificate checks
-    on every cell against `certificates` (`bench.smoothing.report.certificates`)."""
+    checks on its controls and check attacks, the adaptive DIP checks on `sections` (sections-frame rows), the
+    clean-data checks on `clean` (clean metrics per variant name), the gradient checks on `gradnorms`
+    (gradient-norm metrics per variant name), the certificate checks on every cell against `certificates`
+    (`bench.smoothing.report.certificates`)."""
     attacks = [r for r in cells if _role(r) == "attack"]
     flags = [flag for check in CHECKS for flag in check(attacks)]
     flags += [flag for check in RUN_CHECKS for flag in check(cells)]
+    flags += [flag for check in DIP_CHECKS for flag in check(sections or [])]
     flags += [flag for check in CLEAN_CHECKS for flag in check(clean or {})]
     flags += [flag for check in GRADIENT_CHECKS for flag in check(gradnorms or {})]
     return flags + [flag for check in CERTIFICATE_CHECKS for flag in check(cells, certificates or {})]
