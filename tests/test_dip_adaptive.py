@@ -55,7 +55,7 @@ def _dip(fake_wrong: tuple[int, int]) -> dict:
 
 
 def _fired(sections: list[dict], check: str) -> list[str]:
-    return [f.message for f in run_checks([], None, None, sections) if f.check == check]
+    return [f.message for f in run_checks([], None, None, sections=sections) if f.check == check]
 
 
 def test_twin_has_twice_the_steps():
@@ -80,7 +80,7 @@ def test_not_converged_fires_when_the_doubled_run_succeeds_much_more():
     twin = _adaptive("t", [FOOLED] * 8 + [NOT_FOOLED] * 8, role=TWIN, of="r")
     flags = _fired([regular, twin], "not-converged")
     assert len(flags) == 1 and "4 of 16" in flags[0] and "8 of 16" in flags[0]
-    assert run_checks([], None, None, [regular, twin])[0].model == "blur + DIP"
+    assert run_checks([], None, None, sections=[regular, twin])[0].model == "blur + DIP"
 
 
 def test_not_converged_stays_quiet_when_doubling_changes_little():
