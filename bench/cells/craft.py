@@ -145,6 +145,9 @@ def craft_examples(cell: CraftCell, ctx: RunContext) -> Record:
     # storage adds its own change); an image already misclassified needs no perturbation
     detected = torch.from_numpy(source.predict_proba(data.images)[:, 1].numpy() < 0.5)
     same = (made.delivered == to_uint8(data.images)).flatten(1).all(1)
+    # of those, the share the attack's own output (float, before 8-bit rounding and storage) turns 'real' on the
+    # bare source detector: the attack's success before storage, beside the scored success after it
+    fooled_raw = torch.from_numpy(source.predict_proba(made.raw)[:, 1].numpy() >= 0.5)
     q = storage.store(made.delivered)
     buf = io.BytesIO()
     torch.save(q, buf)
@@ -160,7 +163,8 @@ def craft_examples(cell: CraftCell, ctx: RunContext) -> Record:
                "storage_aware": ap.storage_aware, "storage": storage.key(),
                "n": n, "seconds_per_image": made.seconds / n,
                "forward_per_image": made.passes.forward / n, "backward_per_image": made.passes.backward / n,
-               "unchanged": Proportion(int((same & detected).sum()), int(detected.sum())).as_dict()}
+               "unchanged": Proportion(int((same & detected).sum()), int(detected.sum())).as_dict(),
+               "success_before_storage": Proportion(int((fooled_raw & detected).sum()), int(detected.sum())).as_dict()}
     if made.budget is not None:
         metrics["budget"] = made.budget
     return Record(metrics)

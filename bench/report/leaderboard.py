@@ -370,6 +370,12 @@ def gradient_norms(b: Board) -> str:
                        tablefmt="github"))
 
 
+def _before_storage(r: Row, craft: dict | None) -> str:
+    """A white-box cell's success before storage (the craft's `success_before_storage`), else blank."""
+    got = craft.get("success_before_storage") if craft and r["source"] == r["target"] else None
+    return prop(got) if got else ""
+
+
 def all_cells(b: Board) -> str:
     rows = []
     for r in b.every_cell:
@@ -378,18 +384,22 @@ def all_cells(b: Board) -> str:
         label = r["label"] + ("" if r.get("storage_aware", True) or role == "control" else " (storage-unaware)")
         m = _none(r["metrics"])
         if m is None:
-            rows.append([label, role, r["backend"], r["threat"], who, "not run", "", "", "", "", "", "", ""])
+            rows.append([label, role, r["backend"], r["threat"], who, "not run", "", "", "", "", "", "", "", ""])
             continue
         craft = _none(r["craft_metrics"])
         rows.append([
             label, role, r["backend"], r["threat"], who, _acc(b, r)[1] if role == "attack" else prop(
-                m["accuracy"]), prop(m["success_rate"]), *norm_texts(craft, m),
+                m["accuracy"]), prop(m["success_rate"]), _before_storage(r, craft), *norm_texts(craft, m),
             num(craft["seconds_per_image"], 3) if craft else "n/a",
         ])
     headers = ["Attack", "Role", "Backend", "Threat", "Source -> target", "Accuracy on perturbed fakes",
-               "Attack success rate", *norm_headers(b), "Craft s/img"]
+               "Attack success rate", "Success before storage", *norm_headers(b), "Craft s/img"]
     return ("## Every attack cell\n\nSuccess rate: share of the fakes the target detected unperturbed that the "
-            "attack turned into 'real'. L2 and Linf: the perturbation before storage (the delivered 8-bit image, "
+            "attack turned into 'real', scored after storage. Success before storage (white-box rows): the share "
+            "of the fakes the source detected that the attack's own float output turned 'real' on the bare "
+            "detector, before 8-bit rounding and storage (an attack made through the storage is judged on the "
+            "stored image, so it may claim less here and keep it after storage). L2 and Linf: the perturbation "
+            "before storage (the delivered 8-bit image, "
             "within the attack's budget) and after storage (what is scored), pixel values in [0, 1]; the "
             "storage-only control shows what storage alone adds. Attacks are made through the storage unless "
             "marked storage-unaware (the paper's setting: made on the bare detector). Role: the suite's attack, a "
