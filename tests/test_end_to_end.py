@@ -221,6 +221,8 @@ def test_the_tiny_suites_numbers_have_the_properties_every_cpu_gives(first_run):
         assert acc[("cw", m, m)]["value"] <= 6 * one  # CW-L2 without a budget breaks nearly every fake
         assert acc[("unbounded", m, m)]["value"] <= one
     for k, m in _cells(db, "craft"):
+        before = m["success_before_storage"]  # the attack's own float output on the bare source detector
+        assert 0 <= before["k"] <= before["n"] <= 24
         eps = k["params"].get("eps") if isinstance(k.get("params"), dict) else None
         if k["attack"] == "fgsm" and eps is not None:
             assert m["linf_before"]["median"] <= eps + 1e-6 and m["linf_before"]["mean"] <= eps + 1e-6
