@@ -3,14 +3,11 @@ below the working directory, only the selected profile's plug-ins are imported."
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
-import yaml
+from cli_helpers import bench, write_suite
 
-from bench.cli import main
 from bench.suite.load import load_suite
 
 BASE = {
@@ -22,17 +19,8 @@ BASE = {
 }
 
 
-def bench(*args: str) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, err.getvalue()
-
-
 def write(tmp_path: Path, doc: dict) -> Path:
-    path = tmp_path / "b.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return write_suite(tmp_path, doc, "b.yaml")
 
 
 @pytest.mark.parametrize("attack, where", [

@@ -3,17 +3,14 @@ calls valid runs; what only a run could find (a detector no gradient reaches) is
 
 from __future__ import annotations
 
-import contextlib
-import io
 import warnings
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
+from cli_helpers import bench, write_suite
 from torch import nn
-
-from bench.cli import main
 
 BASE = {
     "name": "d",
@@ -24,17 +21,8 @@ BASE = {
 }
 
 
-def bench(*args: str) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, err.getvalue()
-
-
 def write(tmp_path: Path, doc: dict) -> Path:
-    path = tmp_path / "d.yaml"
-    path.write_text(yaml.safe_dump(doc))
-    return path
+    return write_suite(tmp_path, doc, "d.yaml")
 
 
 @pytest.mark.parametrize("change, expected", [

@@ -3,15 +3,13 @@ description holds, it cannot add a column, a row or a heading to the leaderboard
 
 from __future__ import annotations
 
-import contextlib
-import io
 import re
 from pathlib import Path
 
 import pytest
 import yaml
+from cli_helpers import bench, write_suite
 
-from bench.cli import main
 from bench.report.format import md_inline, tabulate
 
 BASE = {
@@ -30,17 +28,8 @@ BASE = {
 }
 
 
-def bench(*args: str) -> tuple[int, str]:
-    err = io.StringIO()
-    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
-        code = main(list(args))
-    return code, err.getvalue()
-
-
 def write(tmp_path: Path, doc: dict) -> Path:
-    path = tmp_path / "s.yaml"
-    path.write_text(yaml.safe_dump(doc, sort_keys=False))
-    return path
+    return write_suite(tmp_path, doc, "s.yaml", sort_keys=False)
 
 
 def columns(line: str) -> int:

@@ -1,0 +1,26 @@
+"""What several tests do with the command line: run `bench` in-process, write a suite from a dict."""
+
+from __future__ import annotations
+
+import contextlib
+import io
+from pathlib import Path
+
+import yaml
+
+from bench.cli import main
+
+
+def bench(*args: str) -> tuple[int, str]:
+    """`bench ARGS` in this process: (exit status, what it wrote to stderr); stdout is dropped."""
+    err = io.StringIO()
+    with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(err):
+        code = main(list(args))
+    return code, err.getvalue()
+
+
+def write_suite(tmp_path: Path, doc: dict, name: str = "s.yaml", sort_keys: bool = True) -> Path:
+    """The suite `doc` as YAML in `tmp_path / name`."""
+    path = tmp_path / name
+    path.write_text(yaml.safe_dump(doc, sort_keys=sort_keys))
+    return path
