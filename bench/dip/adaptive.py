@@ -28,7 +28,7 @@ from bench import FAKE
 from bench.attacks.counting import count_passes
 from bench.attacks.registry import get_attack, run_attack
 from bench.attacks.restarts import with_restarts
-from bench.attacks.storage import quantise, storage_key
+from bench.attacks.storage import Storage, quantise, storage_key, stored_detector
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
 from bench.defenses.apply import preprocessed
@@ -45,8 +45,8 @@ from bench.suite.plan import PLAN_VERSION, Plan, SectionCell
 
 KIND = "dip-adaptive"
 # Version of the adaptive cells' meaning, in their keys. 2 (issue 20): read out at the calibrated iteration by
-# default, convergence twins, per-image scores and unchanged images recorded.
-ADAPTIVE_VERSION = 2
+# default, convergence twins, per-image scores and unchanged images recorded. 3: made through the suite's storage.
+ADAPTIVE_VERSION = 3
 def adaptive_points(ad: DIPAdaptiveConfig) -> list[AdaptivePoint]:
     """Every adaptive attack of the config, every parameter explicit."""
     points: list[AdaptivePoint] = []
@@ -107,10 +107,12 @@ def adaptive_images(ctx: RunContext, calibration: list[Sampled], n: int,
     return [data.ids[i] for i in chosen], data.images[chosen]
 
 
-def attacked_detector(classifier: Detector, purifier) -> Detector:
-    """What the adaptive attack differentiates: DIP (a `DIPPreprocessor`, its straight-through gradient) in front
-    of the classifier, as one detector taking [0, 1] images. Success is judged on the stored image."""
-    return preprocessed(classifier, purifier).eval()
+def attacked_detector(classifier: Detector, purifier, storage: Storage) -> Detector:
+    """What the adaptive attack differentiates: the suite's storage (`bench.attacks.storage`: the stored image
+    forward, its gradient model backward), then DIP (a `DIPPreprocessor`, its straight-through gradient), then
+    the classifier, as one detector taking [0, 1] images: the image the adversary delivers is stored before DIP
+    purifies it, so every success the attack judges is judged on the stored image."""
+    return stored_detector(preprocessed(classifier, purifier), storage).eval()
 
 
 def craft_adaptive(defended: Detector, pt: AdaptivePoint, x: torch.Tensor, y: torch.Tensor,
@@ -147,7 +149,7 @@ def run_dip_adaptive(cell: SectionCell, ctx: RunContext) -> Record:
     attack_readout = dcfg.readout if pay.get("readout", "calibrated") == "calibrated" else int(pay["readout"])
     acfg = dcfg.model_copy(update={"readout": min(int(attack_readout), dcfg.iterations)})
     purifier = DIPPreprocessor(acfg, seed=seed + 1, quiet=True, cache_size=0, resample=True)
-    defended = attacked_detector(det, purifier)
+    defended = attacked_detector(det, purifier, Storage.of(ctx.suite.evaluation))
     pt = AdaptivePoint(pay["attack"], pay["params"], int(pay["restarts"]))
     ev = ctx.suite.evaluation
     t0 = time.perf_counter()

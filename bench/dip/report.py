@@ -99,6 +99,13 @@ def _attack_readout(am: dict) -> str:
             f"iteration {r}: a weaker attack than one through the evaluated purifier")
 
 
+def _norms(am: dict) -> str:
+    """Median L2 and L-inf of the stored perturbations."""
+    if am.get("l2_median") is None:
+        return "n/a"
+    return f"{am['l2_median']:.2f} / {am['linf_median']:.3f}"
+
+
 def dip_recovery(dip: dict, adaptive: list[tuple[str, dict]]) -> dict[str, dict]:
     """DIP's number per threshold: the lower of its recovery of the non-adaptive fooled fakes (the DIP cell's
     perturbed fake-wrong images) and of the adaptive ones (the adaptive attack whose fooled fakes DIP recovers
@@ -159,13 +166,14 @@ def _adaptive_table(board, m: dict, clf: str) -> str:
     rows = []
     for t, h in m["headline"].items():
         rows.append([f"non-adaptive (made on {clf} alone): perturbed fake-wrong", t, prop(h["fake_wrong"]), "", "",
-                     ""])
+                     "", ""])
     for r in done:
         am = r["metrics"]
         for t, o in am["by_threshold"].items():
             rows.append([f"adaptive: {_attack_title(am, r['payload'])}", t, prop(o["recovered"]), prop(o["accuracy"]),
-                         prop(am["fooled_bare"]), prop(am["unchanged"]) if am.get("unchanged") else "n/a"])
-    rows.append(["the paper (non-adaptive, perturbed fake-wrong)", "0.25", "95%", "", "", ""])
+                         prop(am["fooled_bare"]), prop(am["unchanged"]) if am.get("unchanged") else "n/a",
+                         _norms(am)])
+    rows.append(["the paper (non-adaptive, perturbed fake-wrong)", "0.25", "95%", "", "", "", ""])
     first = regular[0]["metrics"]
     cost = "; ".join(f"{_attack_title(r['metrics'], r['payload']).split(',')[0]}"
                      f"{' twin' if r['payload'].get('role') == TWIN else ''}: {r['metrics']['seconds']:.0f} s, "
@@ -186,5 +194,6 @@ def _adaptive_table(board, m: dict, clf: str) -> str:
             "adaptive attack's own target is DIP + the classifier); \"unchanged\": returned unperturbed (8-bit)."
             f"{twin_note} Cost on `{found[0].get('device', 'cpu')}`: {total:.0f} s in all ({cost}).\n\n"
             + tabulate(rows, ["Attack", "Threshold", f"Fooled fakes recovered: of those fooling {clf} alone",
-                              f"Detected by DIP + {clf}: all attacked", f"Fool {clf} alone", "Unchanged"],
+                              f"Detected by DIP + {clf}: all attacked", f"Fool {clf} alone", "Unchanged",
+                              "Median L2 / Linf (stored)"],
                        tablefmt="github"))
