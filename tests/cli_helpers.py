@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import re
 from pathlib import Path
 
 import yaml
@@ -24,3 +25,9 @@ def write_suite(tmp_path: Path, doc: dict, name: str = "s.yaml", sort_keys: bool
     path = tmp_path / name
     path.write_text(yaml.safe_dump(doc, sort_keys=sort_keys))
     return path
+
+
+def without_rendering_commit(board: str) -> str:
+    """A leaderboard without the one thing its store does not decide: which commit rendered it (the header's
+    "- Numbers:" line names the computing commit, from the store, and the rendering one, from the checkout)."""
+    return re.sub(r"^(- Numbers: .*?); rendered by .*$", r"\1; rendered by (the checkout)", board, flags=re.M)
