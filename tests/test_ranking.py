@@ -208,7 +208,7 @@ def _board(tmp_path: Path, extra: dict | None = None, norms: bool = True, suite:
         p, l2 = _attack(group, seed, cell.attack.key, cell.attack.budget_value)
         acc = Proportion(int((p < 0.5).sum()), N).as_dict()
         store.put(cell.key, "attack", {}, {"accuracy": acc}, 0.0, "cpu", None,
-                  (FAKES, np.zeros(N), p, *((l2, l2 + 0.1) if norms else ())))
+                  (FAKES, np.zeros(N), p, *((l2 + 0.1, l2) if norms else ())))
     return Board(results_from(store, ls, plan), tmp_path)
 
 

@@ -4,8 +4,8 @@
   detects it unperturbed and under every bounded attack cell the suite ran against the model at that budget
   (white-box, transfer, adaptive); the mean over training seeds with its interval as a band;
 - the security-evaluation curve, per model group: the share of attacked fakes still detected when the attacker
-  may spend at most a given L2 (after storage), from the smallest successful minimum-norm perturbation per
-  image; its median is where the curve crosses one half.
+  may deliver a perturbation of at most a given L2 (before storage; success judged on the stored image), from
+  the smallest successful minimum-norm perturbation per image; its median is where the curve crosses one half.
 """
 
 from __future__ import annotations
@@ -34,13 +34,13 @@ def detected(b: Board, key: str) -> dict[str, bool]:
 
 
 def per_image_l2(b: Board, r: Row) -> dict[str, float] | None:
-    """Per image id, the L2 of an attack cell's scored example (after storage): from the predictions' `l2` column
-    when the store has one, else from the cell's metrics (`l2_per_image`); None when neither was stored."""
+    """Per image id, the L2 of an attack cell's delivered perturbation (the 8-bit image, before storage adds its
+    own change; success is judged on the stored image): the predictions' `l2_before` column; None when the store
+    has none (a store made before it was recorded)."""
     frame = b.results.predictions([r["key"]])
-    if "l2" in frame.columns and frame["l2"].notna().all() and len(frame):
-        return {str(i): float(d) for i, d in zip(frame["image_id"], frame["l2"], strict=True)}
-    per = (r["metrics"] or {}).get("l2_per_image")
-    return {str(i): float(d) for i, d in zip(per["ids"], per["l2"], strict=True)} if per else None
+    if "l2_before" in frame.columns and frame["l2_before"].notna().all() and len(frame):
+        return {str(i): float(d) for i, d in zip(frame["image_id"], frame["l2_before"], strict=True)}
+    return None
 
 
 def worst_case(b: Board, v: Row, cells: list[Row]) -> dict | None:
@@ -117,7 +117,8 @@ def robust_against_budget(b: Board, norm: str) -> tuple[dict[str, tuple[list, li
 
 def security_curve(b: Board) -> tuple[dict[str, tuple[list, list, list, list]], list[str]]:
     """Per group label: (L2 budgets, share still detected, lo, hi) from the minimum-norm attacks' per-image L2
-    after storage; and the groups whose cells hold no per-image L2 (left out)."""
+    of the delivered perturbation (success after storage); and the groups whose cells hold no per-image L2 (left
+    out)."""
     sets = replica_sets(b)
     per_group: dict[str, list[list[float]]] = {}
     missing = []
@@ -168,14 +169,16 @@ def figures(b: Board, stem: str, norm: str | None) -> list[str]:
     series, missing = security_curve(b)
     if series:
         path = b.out_dir / f"{stem}-security-curve.png"
-        plot_accuracy_curves(series, "L2 budget (after storage)", "Security evaluation: minimum-norm attacks", path,
+        plot_accuracy_curves(series, "L2 budget (delivered, before storage)",
+                             "Security evaluation: minimum-norm attacks", path,
                              markers=False, steps=True)
         b.figures.append(path)
         note = (f" Left out (stored before per-image L2 was kept; rerun with --force): {', '.join(missing)}."
                 if missing else "")
         out.append("**Security-evaluation curve.** Per model, the share of attacked fakes still detected when the "
-                   "attacker may spend at most the given L2, from the smallest perturbation any minimum-norm attack "
-                   "found per image (after storage); the curve crosses one half at the median minimum-norm L2 of "
+                   "attacker may deliver a perturbation of at most the given L2 (before storage; success is judged on "
+                   "the stored image), from the smallest one any minimum-norm attack found per image; the curve "
+                   "crosses one half at the median minimum-norm L2 of "
                    f"the summary (band: 95% interval over seeds and images).{note}\n\n"
                    f"![Security-evaluation curve]({path.name})")
     elif missing:

@@ -7,8 +7,10 @@
   attacks) never enter it. The budget: `report.headline` of the suite, else the most common table eps of
   its bounded L-inf attacks (the smallest of equally common ones). Declarations (family, norm, budget) come
   from the attack registry through the plan, never from attack names.
-- **min_norm** (axis b): the median over attacked fakes of the smallest L2 (after storage: of the image that
-  was scored) among the minimum-norm attack cells (family "minimum-norm") whose stored image fooled the model
+- **min_norm** (axis b): the median over attacked fakes of the smallest L2 of the delivered perturbation (the
+  8-bit image the adversary delivers, before storage adds its own change: JPEG q95 alone moves a 32 px face by
+  about 1.6, which would drown every difference) among the minimum-norm attack cells (family "minimum-norm")
+  whose stored image fooled the model
   (P(real) >= 0.5); +inf for a fake no such attack fooled, 0 for a fake the model misses unperturbed.
 
 Each axis: the mean over seeds (`value`) with its 95% interval (robust: Wilson and Student-t over seeds,
@@ -138,10 +140,11 @@ class _Axis:
 
 
 def _frames(b: Board, keys: list[str]) -> dict[str, dict[str, tuple[float, float]]]:
-    """cell key -> image id -> (P(real), L2 after storage (NaN where not recorded))."""
+    """cell key -> image id -> (P(real) of the stored image, L2 of the delivered perturbation: the 8-bit image the
+    adversary delivers, before storage adds its own change (NaN where not recorded))."""
     out: dict[str, dict[str, tuple[float, float]]] = {k: {} for k in keys}
     frame = b.results.predictions(keys)
-    for k, i, p, l2 in zip(frame["cell_key"], frame["image_id"], frame["p_real"], frame["l2"], strict=True):
+    for k, i, p, l2 in zip(frame["cell_key"], frame["image_id"], frame["p_real"], frame["l2_before"], strict=True):
         out[k][str(i)] = (float(p), float(l2))
     return out
 

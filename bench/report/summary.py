@@ -103,8 +103,9 @@ def caption(b: Board, r: Ranking, adaptive: bool) -> str:
                     for axis, (k, p) in r.separated.items())
     text = (f"Ranked on two axes, best first on the first: robust accuracy at {r.headline} (per attacked fake, "
             "detected unperturbed and under every bounded attack at that budget, adaptive ones included; higher is "
-            "more robust) and the median minimum-norm L2 (the smallest perturbation any minimum-norm attack needed "
-            "per fake, after storage; larger is more robust, ∞ when most fakes were never fooled). Two rows share a "
+            "more robust) and the median minimum-norm L2 (the smallest delivered perturbation, before storage, with "
+            "which any minimum-norm attack fooled the stored image of a fake; larger is more robust, ∞ when most "
+            "fakes were never fooled). Two rows share a "
             f"rank when their intervals do not separate them ({sep}). n = {n} attacked fakes{seeds}; clean "
             f"accuracy on {images} test images. Cells: value (95% interval), accuracies in %.")
     if adaptive:
