@@ -340,14 +340,19 @@ class ResultStore:
             rows = [(str(i), int(label), float(p), a, b)
                     for i, label, p, a, b in zip(ids, labels, p_real, l2, l2_before, strict=True)]
         digest = cell_digest(kind, key_text, metrics_text, files_text, rows)
+        try:
+            self._write_cell(cell_id, cols, (cell_id, kind, key_text, metrics_text, float(duration_s), device, run_id,
+                                             time.time(), files_text, digest, *typed), rows)
+        except sqlite3.IntegrityError as exc:
+            # rows the delete did not find, yet the unique index has: a damaged index, which quick_check passes
+            raise damaged_database(self.path, f"{exc}: its index no longer matches its rows") from None
+
+    def _write_cell(self, cell_id: str, cols: tuple[str, ...], values: tuple, rows: list[tuple]) -> None:
+        """Replace one cell's row and its predictions, in one transaction."""
         with self.db:
             self.db.execute("DELETE FROM predictions WHERE cell_id=?", (cell_id,))
             self.db.execute("DELETE FROM cells WHERE cell_id=?", (cell_id,))
-            self.db.execute(
-                f"INSERT INTO cells ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})",
-                (cell_id, kind, key_text, metrics_text, float(duration_s), device, run_id, time.time(), files_text,
-                 digest, *typed),
-            )
+            self.db.execute(f"INSERT INTO cells ({', '.join(cols)}) VALUES ({', '.join('?' * len(cols))})", values)
             if rows:
                 self.db.executemany(
                     f"INSERT INTO predictions (cell_id, {', '.join(PREDICTION_DIGEST_COLUMNS)}) "
