@@ -53,6 +53,20 @@ def test_noise_as_strong_as_attack():
     assert _fired(other_budget, "noise-as-strong-as-attack") == []
 
 
+def test_storage_unaware_attacks_are_not_held_to_the_strength_checks():
+    """The paper's setting (made on the bare detector, then stored): storage undoing it is its columns' finding,
+    not a broken attack; the same results of a storage-aware attack fire both checks."""
+    pgd = _point("pgd", "pgd", PGDParams(eps=0.04, steps=10, step_size=0.01))
+    for aware in (True, False):
+        p, f = replace(pgd, storage_aware=aware), replace(FGSM, storage_aware=True)
+        cells = [_cell(f, A, A, 20), _cell(p, A, A, 90), _cell(STORAGE, A, A, 90)]
+        fired = {c: _fired(cells, c) for c in ("single-step-beats-iterative", "noise-as-strong-as-attack")}
+        assert fired == ({c: ["a"] for c in fired} if aware else {c: [] for c in fired})
+    both_unaware = [_cell(replace(FGSM, storage_aware=False), A, A, 20), _cell(replace(pgd, storage_aware=False),
+                                                                             A, A, 90)]
+    assert _fired(both_unaware, "single-step-beats-iterative") == ["a"]  # made the same way: compared
+
+
 def test_unbounded_attack_fails():
     ub = _point("unbounded", "pgd", PGDParams(eps=1.0, steps=20, step_size=0.1), "check")
     assert _fired([_cell(ub, A, A, 1, 32)], "unbounded-attack-fails") == []  # 3% detected: within the threshold

@@ -75,13 +75,14 @@ def not_monotone_in_budget(cells: list[Row]) -> Iterator[Flag]:
 
 def single_step_beats_iterative(cells: list[Row]) -> Iterator[Flag]:
     """A single-step attack (FGSM) fools a model more than an iterative one with a larger or equal budget in
-    the same norm, or than a minimum-norm attack (PGD, CW)."""
+    the same norm, or than a minimum-norm attack (PGD, CW), both made the same way with respect to the storage
+    (a storage-unaware attack losing to a storage-aware one is what storage does, not a broken attack)."""
     white = [r for r in cells if r["metrics"] and r["threat"] == "white-box"]
     single = [r for r in white if r["family"] == "single-step"]
     stronger = [r for r in white if r["family"] in ("iterative", "minimum-norm")]
     for rf in single:
         for ri in stronger:
-            if ri["target"] != rf["target"] or ri["source"] != rf["source"]:
+            if (ri["target"], ri["source"], _storage_aware(ri)) != (rf["target"], rf["source"], _storage_aware(rf)):
                 continue
             if ri["family"] == "iterative" and not (ri["norm"] == rf["norm"]
                                                     and ri["budget_value"] >= rf["budget_value"]):
@@ -230,6 +231,11 @@ MAX_CONVERGENCE_GAIN = 0.05
 MAX_ZERO_GRADIENTS = 0.5
 
 
+def _storage_aware(r: Row) -> bool:
+    """Whether the cell's attack was made through the storage (rows stored before the flag existed were)."""
+    return r.get("storage_aware", True) is not False
+
+
 def _role(r: Row) -> str:
     return r.get("role") or "attack"
 
@@ -271,10 +277,12 @@ def _matching_controls(r: Row, controls: list[Row]) -> list[Row]:
 
 def noise_as_strong_as_attack(cells: list[Row]) -> Iterator[Flag]:
     """A control (storage only, random noise at the attack's budget) leaves at most as many fakes detected as
-    the attack (within CONTROL_TOLERANCE): the attack is broken, or its budget is meaningless."""
+    the attack (within CONTROL_TOLERANCE): the attack is broken, or its budget is meaningless. Storage-unaware
+    attacks (the paper's setting) are not held to it: storage undoing them is their columns' finding."""
     controls = [r for r in cells if _role(r) == "control"]
     for r in cells:
-        if _role(r) != "attack" or not r["metrics"] or r["threat"] != "white-box" or r["adaptive"]:
+        if (_role(r) != "attack" or not r["metrics"] or r["threat"] != "white-box" or r["adaptive"]
+                or not _storage_aware(r)):
             continue
         for c in _matching_controls(r, controls):
             if _acc(c)["value"] <= _acc(r)["value"] + CONTROL_TOLERANCE:
