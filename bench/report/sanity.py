@@ -75,14 +75,14 @@ def not_monotone_in_budget(cells: list[Row]) -> Iterator[Flag]:
 
 def single_step_beats_iterative(cells: list[Row]) -> Iterator[Flag]:
     """A single-step attack (FGSM) fools a model more than an iterative one with a larger or equal budget in
-    the same norm, or than a minimum-norm attack (PGD, CW), both made the same way with respect to the storage
-    (a storage-unaware attack losing to a storage-aware one is what storage does, not a broken attack)."""
-    white = [r for r in cells if r["metrics"] and r["threat"] == "white-box"]
+    the same norm, or than a minimum-norm attack (PGD, CW). Storage-unaware attacks (the paper's setting) are not
+    held to it: storage undoing their examples is their columns' finding, not a broken attack."""
+    white = [r for r in cells if r["metrics"] and r["threat"] == "white-box" and _storage_aware(r)]
     single = [r for r in white if r["family"] == "single-step"]
     stronger = [r for r in white if r["family"] in ("iterative", "minimum-norm")]
     for rf in single:
         for ri in stronger:
-            if (ri["target"], ri["source"], _storage_aware(ri)) != (rf["target"], rf["source"], _storage_aware(rf)):
+            if ri["target"] != rf["target"] or ri["source"] != rf["source"]:
                 continue
             if ri["family"] == "iterative" and not (ri["norm"] == rf["norm"]
                                                     and ri["budget_value"] >= rf["budget_value"]):
