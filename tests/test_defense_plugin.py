@@ -97,7 +97,9 @@ def test_user_defense_is_ranked_in_the_leaderboard(plugin_run):
     assert by_name["Tiny A"][adaptive] == "n/a"
     # did the defense help? the defended model against its base model, with a paired interval on both axes
     _, diffs = _table(ranking, "| Defended model")
-    assert [r[0] for r in diffs] == ["Tiny A + 3-bit squeezing"] and diffs[0][1].startswith("Tiny A (")
+    # a tiny model's training differs across CPUs: either row may carry the degenerate flag (†) on some machine
+    assert [r[0].removesuffix(" †") for r in diffs] == ["Tiny A + 3-bit squeezing"]
+    assert diffs[0][1].startswith("Tiny A")
     assert re.search(r"[+-]\d+\.\d pp \[[+-]\d+\.\d, [+-]\d+\.\d\] (separated|tied)", diffs[0][2])
 
 
