@@ -496,6 +496,19 @@ class ResultStore:
         ).fetchone()
         return self.run(row[0]) if row else None
 
+    def computing_runs(self, cell_ids: list[str]) -> list[tuple[int | None, int]]:
+        """The runs that computed these cells and how many each computed, most first (None: cells stored without
+        a run)."""
+        counts: dict[int | None, int] = {}
+        ids = list(dict.fromkeys(cell_ids))
+        for i in range(0, len(ids), 500):
+            part = ids[i:i + 500]
+            for run_id, n in self.db.execute(
+                    f"SELECT run_id, COUNT(*) FROM cells WHERE cell_id IN ({','.join('?' * len(part))}) "
+                    "GROUP BY run_id", part):
+                counts[run_id] = counts.get(run_id, 0) + n
+        return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] or 0))
+
     def computed_by(self, cell_ids: list[str]) -> list[dict[str, Any]]:
         """Which commits computed these cells: per git commit of the cells' runs (None: not recorded), the number
         of cells and when the first and last of them were stored; most cells first."""

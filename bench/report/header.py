@@ -61,15 +61,37 @@ def numbers_line(b: Board, rendering: str | None = None) -> str:
     return text + ", a different commit than the one that computed the numbers."
 
 
-def machine_short(run: dict[str, Any] | None) -> str:
+NOT_RECORDED = "not recorded (computed before bench recorded it)"
+
+
+def _machine_text(run: dict[str, Any] | None) -> str:
     m = (run or {}).get("machine") or {}
     if not m:
-        return "- Machine: not recorded by this run (made before it was); numbers reproduce exactly only on the " \
-               "same CPU and thread count. Details: [appendix](#appendix)."
-    return (f"- Machine: {m.get('cpu', 'unknown')} ({m.get('cpu_capability', '?')}), torch threads: "
+        return NOT_RECORDED
+    return (f"{m.get('cpu', 'unknown')} ({m.get('cpu_capability', '?')}), torch threads: "
             f"{m.get('torch_threads', '?')}, torch {m.get('torch', '?')}, BLAS {m.get('blas', '?')}, device "
-            f"`{(run or {}).get('device', '?')}`; numbers reproduce exactly only there. Suite, provenance and every "
-            "cell: [appendix](#appendix).")
+            f"`{(run or {}).get('device', '?')}`")
+
+
+def machine_short(b: Board) -> str:
+    """The machine that computed the board's numbers: that of the runs that stored its cells (a later run that
+    only read them from the store computed nothing), each machine with its share when there are several."""
+    store = b.results.store
+    shares: dict[str, int] = {}
+    for run_id, n in store.computing_runs(board_cell_ids(b)):
+        text = _machine_text(store.run(run_id) if run_id is not None else None)
+        shares[text] = shares.get(text, 0) + n
+    if not shares:
+        shares = {_machine_text(b.results.run): 0}
+    tail = "Suite, provenance and every cell: [appendix](#appendix)."
+    if list(shares) == [NOT_RECORDED]:
+        return (f"- Machine: {NOT_RECORDED}; numbers reproduce exactly only on the same CPU and thread count. "
+                f"{tail}")
+    if len(shares) == 1:
+        return f"- Machine: {next(iter(shares))}; numbers reproduce exactly only there. {tail}"
+    parts = "; ".join(f"{text} ({n} cells)" for text, n in sorted(shares.items(), key=lambda kv: -kv[1]))
+    return (f"- Machines: the numbers were computed on {len(shares)} machines or thread counts: {parts}; each "
+            f"cell reproduces exactly only on its own. {tail}")
 
 
 def what_line(b: Board) -> str:
@@ -89,7 +111,7 @@ def what_line(b: Board) -> str:
 def title_and_header(b: Board) -> str:
     s, ls = b.s, b.ls
     lines = [f"# Leaderboard: `{s.name}`" + (f" (profile `{ls.profile}`)" if ls.profile else ""), "",
-             what_line(b), numbers_line(b), machine_short(b.results.run)]
+             what_line(b), numbers_line(b), machine_short(b)]
     if b.results.missing:
         lines += ["", f"> {b.results.missing} cells of this suite have no result in the store yet: run `bench run`."]
     return "\n".join(lines)
