@@ -102,12 +102,15 @@ def test_the_plugin_section_field_is_validated(tmp_path: Path):
     assert ls.suite.name == "tally"
 
 
-def test_a_missing_plugin_section_names_the_field(tmp_path: Path):
+def test_a_bad_plugin_section_is_named(tmp_path: Path):
     suite = {**SUITE, "sections": ["plugins/nope.py:SECTION"]}
     with pytest.raises(BenchError, match=r"sections\[0\].*does not exist"):
         load_suite(_write(tmp_path, suite))
     with pytest.raises(BenchError, match=r"sections\[0\].*not a bench.sections.Section"):
         load_suite(_write(tmp_path, {**SUITE, "sections": ["plugins/my_section.py:Tally"]}))
+    twice = {**SUITE, "sections": ["plugins/my_section.py:SECTION", "plugins/my_section.py:SECTION"]}
+    with pytest.raises(BenchError, match=r"sections\[1\].*already has a field 'tally'"):
+        load_suite(_write(tmp_path, twice))
 
 
 def test_the_plugin_section_runs_and_renders(tmp_path: Path, one_thread):

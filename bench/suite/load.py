@@ -216,7 +216,11 @@ def suite_sections(specs: Any, base_dir: Path, shown: str, load_plugins: bool = 
     for i, spec in enumerate(specs):
         where = f"{shown}: sections[{i}]"
         if load_plugins:
-            secs.append(load_plugin_section(spec, where, base_dir))
+            sec = load_plugin_section(spec, where, base_dir)
+            taken = set(Suite.model_fields) | {other.field for other in secs}
+            if sec.field is not None and sec.field in taken:
+                raise BenchError(where, f"{short(spec)}: the suite already has a field {sec.field!r}")
+            secs.append(sec)
         else:
             _check_plugin_name(spec, where, base_dir)
     return sorted(secs, key=lambda sec: sec.order)
