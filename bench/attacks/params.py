@@ -12,7 +12,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from bench.attacks.registry import ATTACKS, register_attack
-from bench.suite.types import Boolean, Integer, Number
+from bench.config.types import Boolean, Integer, Number
 
 LINE_SEARCH_DOUBLINGS = 5  # CW-L2's line search tries the step length x 2^k, k in [-5, 5] (ART's max_halving/doubling)
 

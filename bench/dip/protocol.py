@@ -156,7 +156,7 @@ def run_dip(cell: SectionCell, ctx: RunContext) -> Record:
     t0 = time.perf_counter()
     det = ctx.detector(cfg.classifier)
     evaluation, calibration = sample_categories(ctx)
-    dcfg = DIPConfig.from_dict(cfg.params, where="dip.params")
+    dcfg = cfg.params
     seed = dip_seed(cell.key)
     dcfg, readout_info = calibrated(dcfg, det, calibration, cell.key, ctx.quiet)
     every = max(1, dcfg.iterations // cfg.trajectory_points)
