@@ -30,10 +30,9 @@ from bench.attacks.registry import get_attack, run_attack
 from bench.attacks.restarts import with_restarts
 from bench.attacks.storage import Storage, quantise, storage_key, stored_detector
 from bench.cells.context import RunContext
-from bench.cells.registry import Record, computes
+from bench.cells.registry import Record, cell_key, computes, declare_kind
 from bench.defenses.apply import preprocessed
 from bench.defenses.jpeg import to_uint8
-from bench.digests import digest
 from bench.dip.adaptive_point import ATTACK, TWIN, AdaptivePoint
 from bench.dip.config import DIPAdaptiveConfig, DIPConfig
 from bench.dip.engine import purify
@@ -41,12 +40,15 @@ from bench.dip.protocol import Sampled, calibrated, dip_seed, sample_categories
 from bench.metrics import Proportion
 from bench.models.detector import Detector
 from bench.suite.load import LoadedSuite
-from bench.suite.plan import PLAN_VERSION, Plan, SectionCell
+from bench.suite.plan import Plan, SectionCell
 
 KIND = "dip-adaptive"
-# Version of the adaptive cells' meaning, in their keys. 2 (issue 20): read out at the calibrated iteration by
-# default, convergence twins, per-image scores and unchanged images recorded. 3: made through the suite's storage.
-ADAPTIVE_VERSION = 3
+# The adaptive cells' version (its own, then the plan version all kinds shared: `bench.cells.registry`). 2 (issue
+# 20): read out at the calibrated iteration by default, convergence twins, per-image scores and unchanged images
+# recorded. 3: made through the suite's storage. A change to their meaning makes it (3, 3, 1).
+declare_kind(KIND, (3, 3))
+
+
 def adaptive_points(ad: DIPAdaptiveConfig) -> list[AdaptivePoint]:
     """Every adaptive attack of the config, every parameter explicit."""
     points: list[AdaptivePoint] = []
@@ -72,8 +74,8 @@ def adaptive_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
     storage = storage_key(ev)
     cells = []
     for pt in adaptive_points(ad):
-        key = digest([KIND, ADAPTIVE_VERSION, PLAN_VERSION, "test-fakes", dip.key, pt.attack, pt.params, pt.restarts,
-                      ad.images, ad.readout, storage])
+        key = cell_key(KIND, "test-fakes", dip.key, pt.attack, pt.params, pt.restarts, ad.images, ad.readout,
+                       storage)
         base = {"model": s.dip.classifier, "classifier": s.dip.classifier, "restarts": pt.restarts,
                 "images": ad.images, "readout": ad.readout, "dip_cell": dip.key}
         cells.append(SectionCell(KIND, key, dip.deps, {**base, "attack": pt.attack, "params": pt.params,
@@ -83,7 +85,7 @@ def adaptive_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
         factor = ad.convergence.steps_factor
         subset = min(ad.images, ad.convergence.images or ad.images)
         twin = pt.scaled(factor)
-        tkey = digest([KIND, ADAPTIVE_VERSION, PLAN_VERSION, TWIN, key, factor, subset])
+        tkey = cell_key(KIND, TWIN, key, factor, subset)
         cells.append(SectionCell(KIND, tkey, dip.deps, {
             **base, "attack": twin.attack, "params": twin.params, "subset": subset, "role": TWIN, "of": key,
             "steps_factor": factor, "label": f"{twin.title} (convergence twin: {factor}x the steps)"}))
