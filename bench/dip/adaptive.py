@@ -25,14 +25,12 @@ import numpy as np
 import torch
 
 from bench import FAKE
-from bench.attacks.counting import count_passes
-from bench.attacks.registry import get_attack, run_attack
-from bench.attacks.restarts import with_restarts
-from bench.attacks.storage import Storage, quantise, storage_key, stored_detector
+from bench.attacks.making import measured, run_point, unchanged
+from bench.attacks.registry import get_attack
+from bench.attacks.storage import Storage, storage_key, stored_detector, to_uint8
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, cell_key, computes, declare_kind
 from bench.defenses.apply import preprocessed
-from bench.defenses.jpeg import to_uint8
 from bench.dip.adaptive_point import ATTACK, TWIN, AdaptivePoint
 from bench.dip.config import DIPAdaptiveConfig, DIPConfig
 from bench.dip.engine import purify
@@ -119,18 +117,15 @@ def attacked_detector(classifier: Detector, purifier, storage: Storage) -> Detec
 
 def craft_adaptive(defended: Detector, pt: AdaptivePoint, x: torch.Tensor, y: torch.Tensor,
                    device: torch.device) -> torch.Tensor:
-    """The attack point on `defended` (native backend), with its restarts on the images not yet fooled."""
+    """The attack point on `defended` (native backend, as the craft cell runs a point: `bench.attacks.making`),
+    with its restarts on the images not yet fooled, judged on the attack's output through `defended`."""
     params = get_attack(pt.attack).params.model_validate(pt.params)
-    if pt.restarts <= 1:
-        return run_attack(pt.attack, "native", defended, x.to(device), y.to(device), params)
 
-    def run(xx: torch.Tensor, yy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        adv = run_attack(pt.attack, "native", defended, xx.to(device), yy.to(device), params)
+    def fooled(adv: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            fooled = defended(adv.to(device)).argmax(1).cpu() != yy
-        return fooled, adv
+            return defended(adv.to(device)).argmax(1).cpu() != ys
 
-    return with_restarts(x, y, torch.zeros(len(x), dtype=torch.bool), pt.restarts, run)
+    return run_point(pt.attack, "native", params, pt.restarts, defended, x.to(device), y.to(device), fooled)
 
 
 @computes(KIND)
@@ -151,20 +146,19 @@ def run_dip_adaptive(cell: SectionCell, ctx: RunContext) -> Record:
     attack_readout = dcfg.readout if pay.get("readout", "calibrated") == "calibrated" else int(pay["readout"])
     acfg = dcfg.model_copy(update={"readout": min(int(attack_readout), dcfg.iterations)})
     purifier = DIPPreprocessor(acfg, seed=seed + 1, quiet=True, cache_size=0, resample=True)
-    defended = attacked_detector(det, purifier, Storage.of(ctx.suite.evaluation))
+    storage = Storage.of(ctx.suite.evaluation)
+    defended = attacked_detector(det, purifier, storage)
     pt = AdaptivePoint(pay["attack"], pay["params"], int(pay["restarts"]))
-    ev = ctx.suite.evaluation
     t0 = time.perf_counter()
-    with count_passes(defended) as passes:
-        adv = craft_adaptive(defended, pt, x, y, ctx.device).cpu()
-    seconds_attack = time.perf_counter() - t0
-    stored = quantise(adv, ev.storage, ev.jpeg_quality).float().div(255)
+    adv, cost = measured(defended, lambda: craft_adaptive(defended, pt, x, y, ctx.device).cpu())
+    passes, seconds_attack = cost.passes, cost.seconds
+    stored = storage.store(to_uint8(adv)).float().div(255)
     res = purify(stored, dcfg, seed, quiet=ctx.quiet, keys=[f"adaptive/{i}" for i in ids], device=ctx.device)
     p_def = det.predict_proba(res.purified)[:, 1].numpy()
     p_bare = det.predict_proba(stored)[:, 1].numpy()
     linf = (stored - x).flatten(1).abs().max(1).values.numpy()
     l2 = (stored - x).flatten(1).norm(dim=1).numpy()
-    unchanged = (to_uint8(adv) == to_uint8(x)).flatten(1).all(1)  # before storage, to 8-bit precision
+    same = unchanged(to_uint8(adv), x)  # before storage, to 8-bit precision
     metrics = summarise_adaptive(p_bare, p_def, cfg.thresholds)
     purifications = passes.forward / max(1, len(ids))
     metrics.update({
@@ -174,7 +168,7 @@ def run_dip_adaptive(cell: SectionCell, ctx: RunContext) -> Record:
         "iterations": int(dcfg.iterations),
         "n_images": len(ids), "distinct_sources": len(set(ids)),
         "image_ids": list(ids), "p_real_defended": [float(v) for v in p_def],
-        "unchanged": Proportion(int(unchanged.sum()), len(ids)).as_dict(),
+        "unchanged": Proportion(int(same.sum()), len(ids)).as_dict(),
         "purifications_per_image": purifications,
         "seconds_attack": seconds_attack, "seconds": time.perf_counter() - t0,
         "ms_per_image_iteration": 1000 * seconds_attack / max(1, passes.forward * int(acfg.readout)),
