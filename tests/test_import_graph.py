@@ -132,6 +132,7 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["bench", "bench.errors", "bench.registry", "bench.settings", "bench.digests", "bench.atomic",
                     "bench.integrity", "bench.provenance", "bench.plugins", "bench.image_contract", "bench.device",
                     "bench.faults", "bench.lock", "bench.metrics", "bench.store", "bench.runs", "bench.config",
+                    "bench.cells.keys",  # cell names: the suite's plan builds every key
                     "bench.report.format"]),  # number and markdown formatting: the components' own reports use it
     ("components", ["bench.data", "bench.models", "bench.attacks", "bench.defenses", "bench.dip", "bench.crosscheck",
                     "bench.smoothing", "bench.diagnostics", "bench.breakdown", "bench.sections"]),

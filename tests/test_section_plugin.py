@@ -19,8 +19,8 @@ SECTION = '''
 """A plug-in section: per model, how many attacked fakes it scores real above a threshold."""
 from pydantic import BaseModel, ConfigDict, Field
 
+from bench.cells.keys import cell_key, declare_kind
 from bench.cells.registry import Record, computes
-from bench.digests import digest
 from bench.errors import BenchError
 from bench.sections import Section
 from bench.suite.plan import SectionCell
@@ -31,6 +31,9 @@ class Tally(BaseModel):
 
     threshold: float = Field(0.5, gt=0.0, lt=1.0)
     models: list[str] = Field(min_length=1)
+
+
+declare_kind("tally", (1,))  # bump when what a tally cell computes changes: its cells get new keys
 
 
 def check(ls, load_plugins):
@@ -44,7 +47,7 @@ def cells(ls, plan):
     out = []
     for name in cfg.models:
         mkey = plan.models[name].key
-        key = digest(["tally", 1, cfg.threshold, mkey, plan.data_key, plan.attack_ids])
+        key = cell_key("tally", cfg.threshold, mkey, plan.data_key, plan.attack_ids)
         out.append(SectionCell("tally", key, (mkey,), {"model": name, "threshold": cfg.threshold}))
     return out
 

@@ -5,18 +5,18 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bench.cells.keys import cell_key, declare_kind
 from bench.cells.registry import Record, computes
 from bench.crosscheck.entries import entries
-from bench.digests import digest
 from bench.suite.load import LoadedSuite
-from bench.suite.plan import PLAN_VERSION, Plan, SectionCell
+from bench.suite.plan import Plan, SectionCell
 
 if TYPE_CHECKING:
     from bench.cells.context import RunContext
 
 # 2: the cell stores the report as data (rendered at report time), no longer as markdown; version 1 cells
 # (the layout before) are not reused.
-CROSSCHECK_VERSION = 2
+declare_kind("crosscheck", (3, 2))
 
 
 def crosscheck_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
@@ -24,8 +24,7 @@ def crosscheck_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
     out = []
     for e in entries(ls.suite.crosscheck, ls.models, ls.base_dir):
         mkey = plan.models[e.model].key
-        key = digest(["crosscheck", PLAN_VERSION, CROSSCHECK_VERSION, e.model_dump(), mkey, plan.data_key,
-                      plan.attack_ids[: e.n], ls.suite.seed])
+        key = cell_key("crosscheck", e.model_dump(), mkey, plan.data_key, plan.attack_ids[: e.n], ls.suite.seed)
         out.append(SectionCell("crosscheck", key, (mkey,), e.model_dump()))
     return out
 
