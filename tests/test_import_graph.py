@@ -1,15 +1,23 @@
-"""The package's own import graph has no cycle, and its modules import each other at the top level.
+"""The package's own import graph has no cycle, is layered, and its modules import each other at the top level.
 
 The graph is built from the source (`ast`): an edge A -> B for every module-level `import bench.B` or
 `from bench.B import x` in A (imports under `if TYPE_CHECKING:` are annotations only and do not run). A
 function-level import of a package module is allowed only where it defers an optional or heavy
 dependency, with a comment saying why on its line or the line above.
+
+Layers (`LAYERS`, lowest first): a module imports only modules of its own layer or lower ones. The suite is
+above the components (data, models, attacks, defenses and the sections' configuration), the cells that run a
+plan above the suite, results above running, the report above results.
 """
 
 from __future__ import annotations
 
 import ast
+import subprocess
+import sys
 from pathlib import Path
+
+import pytest
 
 PACKAGE = Path(__file__).resolve().parents[1] / "bench"
 
@@ -115,3 +123,62 @@ def test_function_level_imports_of_the_package_say_why():
                 elif _imports(node, modules) and "lazy" not in text.lower():
                     bare.append(f"{mod}:{node.lineno}: {lines[node.lineno - 1].strip()} (not marked lazy)")
     assert not bare, "function-level imports without a reason:\n" + "\n".join(bare)
+
+
+# Lowest first. A module's layer is its longest matching prefix. A section's package is a vertical slice: its
+# configuration, registration and computation sit with the components, the modules that plan and compute its
+# cells with the running layer, its leaderboard part (when it reads the report's helpers) with the report.
+LAYERS: list[tuple[str, list[str]]] = [
+    ("foundation", ["bench", "bench.errors", "bench.registry", "bench.settings", "bench.digests", "bench.atomic",
+                    "bench.integrity", "bench.provenance", "bench.plugins", "bench.image_contract", "bench.device",
+                    "bench.faults", "bench.lock", "bench.metrics", "bench.store", "bench.runs", "bench.config",
+                    "bench.cells.keys",  # cell names: the suite's plan builds every key
+                    "bench.report.format"]),  # number and markdown formatting: the components' own reports use it
+    ("components", ["bench.data", "bench.models", "bench.attacks", "bench.defenses", "bench.dip", "bench.crosscheck",
+                    "bench.smoothing", "bench.diagnostics", "bench.breakdown", "bench.sections"]),
+    ("suite", ["bench.suite"]),
+    ("running", ["bench.cells", "bench.executor", "bench.distributed", "bench.runner", "bench.merge",
+                 "bench.dip.protocol", "bench.dip.adaptive", "bench.crosscheck.cells", "bench.smoothing.certify"]),
+    ("results", ["bench.results", "bench.crosscheck.stored"]),
+    ("report", ["bench.report", "bench.smoothing.report"]),
+    ("entry points", ["bench.cli", "bench.__main__", "bench.crosscheck.cli", "bench.crosscheck.__main__"]),
+]
+
+
+def layer_of(module: str) -> int:
+    """The index in LAYERS of a module's longest matching prefix (the root `bench` matches itself only)."""
+    best, found = -1, -1
+    for i, (_, prefixes) in enumerate(LAYERS):
+        for p in prefixes:
+            hit = module == p or (p != "bench" and module.startswith(p + "."))
+            if hit and len(p) > best:
+                best, found = len(p), i
+    return found
+
+
+def test_every_module_has_a_layer():
+    missing = sorted(m for m in _modules() if layer_of(m) < 0)
+    assert not missing, "modules with no layer in LAYERS: " + ", ".join(missing)
+
+
+def test_nothing_imports_a_layer_above_its_own():
+    graph = import_graph()
+    upward = [f"{a} ({LAYERS[layer_of(a)][0]}) -> {b} ({LAYERS[layer_of(b)][0]})"
+              for a in sorted(graph) for b in sorted(graph[a]) if layer_of(b) > layer_of(a)]
+    assert not upward, "imports of a higher layer:\n" + "\n".join(upward)
+
+
+def test_the_layer_check_finds_an_upward_import():
+    assert layer_of("bench.data.sources") < layer_of("bench.suite.load") < layer_of("bench.cells.craft")
+    assert layer_of("bench.results.query") < layer_of("bench.report.leaderboard")
+    assert layer_of("bench.dip.config") < layer_of("bench.suite.schema") < layer_of("bench.dip.protocol")
+
+
+@pytest.mark.parametrize("module", ["bench.data.sources", "bench.models", "bench.attacks", "bench.dip",
+                                    "bench.dip.config", "bench.crosscheck.entries", "bench.sections"])
+def test_components_import_nothing_of_the_suite(module: str):
+    """What Python really imports, not only the top-level statements: no `bench.suite` module is loaded."""
+    code = f"import sys, {module}; print(sorted(m for m in sys.modules if m.startswith('bench.suite')))"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
+                         cwd=PACKAGE.parent).stdout.strip()
+    assert out == "[]", f"import {module} loads {out}"

@@ -15,7 +15,7 @@ from bench.errors import BenchError
 from bench.models import create_model, list_models
 from bench.models.checkpoint import load_saved_detector, load_user_checkpoint, save_detector
 from bench.models.estimators import to_art, to_foolbox
-from bench.suite.schema import Recipe
+from bench.models.recipe import Recipe
 
 CARDS = sorted((Path(__file__).resolve().parents[1] / "models").glob("*.yaml"))
 

@@ -12,11 +12,11 @@ import torch
 from bench.attacks import apgd, square
 from bench.attacks.counting import count_passes
 from bench.attacks.params import APGDParams, SquareParams
+from bench.data.config import DataConfig
 from bench.data.sources import load_data
 from bench.defenses.jpeg import to_uint8
 from bench.models import create_model
 from bench.models.training import Recipe, train_detector
-from bench.suite.schema import DataConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -7,7 +7,7 @@ from pydantic import Field
 
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import register_attack
-from bench.suite.types import Integer, Number
+from bench.config.types import Integer, Number
 
 
 @register_attack(name="storage", title="Storage only", family="control", norm="linf", budget=None,

@@ -12,23 +12,19 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
 from bench.attacks.registry import ATTACKS, register_attack
-from bench.suite.types import Boolean, Integer, Number
+from bench.config.types import Boolean, Integer, Number
 
 LINE_SEARCH_DOUBLINGS = 5  # CW-L2's line search tries the step length x 2^k, k in [-5, 5] (ART's max_halving/doubling)
 
 
-def drop_defaults(data: dict[str, Any]) -> dict[str, Any]:
-    """A parameter dump without the defaults added after cells were first stored (`eot: 1`, `step_rule: adam`),
-    so a point that does not use them keeps its key and its printed parameters."""
-    if data.get("eot") == 1:
-        data.pop("eot")
-    if data.get("step_rule") == "adam":
-        data.pop("step_rule")
-    return data
-
+# Declared on a parameter added after cells of its attack were first stored: a dump leaves it out at its default,
+# so a point that does not use it keeps its cell keys and its printed parameters (`AttackParams`). A parameter
+# added from now on needs none: the craft kind's version (`bench.cells.registry`) re-keys what it changes.
+ADDED_AFTER_KEYS = {"added_after_keys": True}
 
 EOT_FIELD = Field(1, ge=1, description="native only: gradients averaged over this many passes through the "
-                                       "(randomized) defense, each drawing fresh randomness (EOT; bench.attacks.eot)")
+                                       "(randomized) defense, each drawing fresh randomness (EOT; bench.attacks.eot)",
+                  json_schema_extra=ADDED_AFTER_KEYS)
 
 
 class AttackParams(BaseModel):
@@ -41,18 +37,19 @@ class AttackParams(BaseModel):
         members first); unknown: infinity."""
         return math.inf
 
-
-class GradientAttackParams(AttackParams):
-    """Base of the native gradient attacks that took `eot` (and CW-L2 `step_rule`) after cells were first
-    stored: their dump leaves those out at their defaults, so the points that do not use them keep their keys."""
-
     @model_serializer(mode="wrap")
-    def _without_defaults(self, handler):
-        return drop_defaults(handler(self))
+    def _without_added_defaults(self, handler) -> dict[str, Any]:
+        """The dump without the parameters declared `ADDED_AFTER_KEYS` that are at their defaults."""
+        data = handler(self)
+        for name, f in type(self).model_fields.items():
+            if isinstance(f.json_schema_extra, dict) and f.json_schema_extra.get("added_after_keys") and \
+                    name in data and data[name] == f.default:
+                del data[name]
+        return data
 
 
 @register_attack(name="fgsm", title="FGSM", family="single-step", norm="linf", budget="eps", deterministic=True)
-class FGSMParams(GradientAttackParams):
+class FGSMParams(AttackParams):
     """FGSM, eq. (1): x + eps * sign(grad_x J), clipped to [0, 1]. Untargeted."""
 
     eps: Number = Field(0.02, ge=0.0, le=1.0, description="L-inf step size per pixel, in [0, 1] pixel units")
@@ -65,7 +62,7 @@ class FGSMParams(GradientAttackParams):
 
 @register_attack(name="cw_l2", title="CW-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False,
                  iterations="max_iterations")
-class CWL2Params(GradientAttackParams):
+class CWL2Params(AttackParams):
     """Carlini-Wagner L2, eqs. (3)-(6). c is binary-searched per image within [c_min, c_max]."""
 
     confidence: Number = Field(0.0, ge=0.0, description="kappa: required logit margin")
@@ -78,7 +75,8 @@ class CWL2Params(GradientAttackParams):
     step_rule: Literal["adam", "line_search"] = Field(
         "adam", description="native only: Adam at `learning_rate` (the reference code, Foolbox), or gradient "
                             "descent with a per-image step length found by halving and doubling it up to 5 times "
-                            "from `learning_rate` (as ART does), which reaches far-away margins (large kappa)")
+                            "from `learning_rate` (as ART does), which reaches far-away margins (large kappa)",
+        json_schema_extra=ADDED_AFTER_KEYS)
 
     eot: Integer = EOT_FIELD
 
@@ -98,7 +96,7 @@ class CWL2Params(GradientAttackParams):
 
 @register_attack(name="pgd", title="PGD", family="iterative", norm="linf", budget="eps", deterministic=True,
                  iterations="steps")
-class PGDParams(GradientAttackParams):
+class PGDParams(AttackParams):
     """Projected gradient descent on the cross-entropy loss, L-inf or L2 ball."""
 
     eps: Number = Field(0.02, ge=0.0, description="radius of the ball, in [0, 1] pixel units (L2: over the image)")
@@ -115,7 +113,7 @@ class PGDParams(GradientAttackParams):
 
 @register_attack(name="apgd", title="APGD-CE", family="iterative", norm="linf", budget="eps", deterministic=False,
                  iterations="steps")
-class APGDParams(GradientAttackParams):
+class APGDParams(AttackParams):
     """Auto-PGD on the cross-entropy loss (Croce and Hein 2020), L-inf or L2 ball.
 
     The step size starts at `step_size` x eps and is halved at the checkpoints of the paper's schedule when

@@ -11,7 +11,6 @@ L-inf budget on the 8-bit grid and its delivered image is projected onto its bud
 from __future__ import annotations
 
 import io
-import time
 from dataclasses import dataclass
 from typing import Any
 
@@ -19,12 +18,12 @@ import torch
 
 from bench.atomic import atomic_write
 from bench.attacks.controls import noise_radius
-from bench.attacks.counting import PassCount, count_passes
+from bench.attacks.counting import PassCount
 from bench.attacks.delivery import budget_of, deliver, delivered_budget, grid_eps, on_grid
 from bench.attacks.effective import effective_params
-from bench.attacks.registry import get_attack, run_attack
-from bench.attacks.restarts import with_restarts
-from bench.attacks.storage import Storage, stored_detector, to_uint8
+from bench.attacks.making import measured, run_point, unchanged
+from bench.attacks.registry import get_attack
+from bench.attacks.storage import Storage, stored_detector
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
 from bench.errors import BenchError
@@ -48,19 +47,14 @@ def attack_detector(ap: AttackPoint, source: Detector, storage: Storage) -> Dete
 def attack_with_restarts(ap: AttackPoint, det: Detector, x: torch.Tensor, y: torch.Tensor, params) -> torch.Tensor:
     """The attack point on a batch; with `ap.restarts` > 1, each restart runs on the images no earlier one broke,
     judged by `det` on the delivered image (the stored one, when `det` is made through the storage)."""
-    if ap.restarts <= 1:
-        return run_attack(ap.attack, ap.backend, det, x, y, params)
     budget = budget_of(ap.attack, ap.params)
 
-    def once(xs: torch.Tensor, ys: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        adv = run_attack(ap.attack, ap.backend, det, xs, ys, params)
+    def fooled(adv: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         delivered = deliver(adv, xs, *(budget or (None,))).float() / 255.0
         pred = torch.from_numpy((det.predict_proba(delivered)[:, 1].numpy() >= 0.5).astype("int64"))
-        fooled = pred != ys.cpu()
-        return fooled, adv
+        return pred != ys
 
-    broken = torch.zeros(len(x), dtype=torch.bool)
-    return with_restarts(x.cpu(), y.cpu(), broken, ap.restarts, lambda xs, ys: once(xs.to(x.device), ys.to(x.device)))
+    return run_point(ap.attack, ap.backend, params, ap.restarts, det, x, y, fooled)
 
 
 def make_examples(ap: AttackPoint, params, det: Detector, images: torch.Tensor, labels: torch.Tensor,
@@ -105,10 +99,9 @@ def craft(ap: AttackPoint, params, source: Detector, storage: Storage, images: t
     effective = effective_params(ap.attack, ap.backend, params.model_dump())
     det = attack_detector(ap, source, storage)
     import_toolkit(ap.backend)
-    t0 = time.perf_counter()
-    with count_passes(det) as passes:  # the attack's cost (a score-based attack's queries are its forward passes)
-        raw = make_examples(ap, on_grid(ap.attack, params), det, images, labels, batch_size, torch.device(device))
-    seconds = time.perf_counter() - t0
+    raw, cost = measured(det, lambda: make_examples(ap, on_grid(ap.attack, params), det, images, labels, batch_size,
+                                                     torch.device(device)))
+    passes, seconds = cost.passes, cost.seconds
     budget = budget_of(ap.attack, ap.params)
     delivered = deliver(raw, images, *(budget or (None,)))
     if budget is None:
@@ -144,7 +137,7 @@ def craft_examples(cell: CraftCell, ctx: RunContext) -> Record:
     # of the fakes the source detects, those the attack gave back as they were, to 8-bit precision (before
     # storage adds its own change); an image already misclassified needs no perturbation
     detected = torch.from_numpy(source.predict_proba(data.images)[:, 1].numpy() < 0.5)
-    same = (made.delivered == to_uint8(data.images)).flatten(1).all(1)
+    same = unchanged(made.delivered, data.images)
     # of those, the share the attack's own output (float, before 8-bit rounding and storage) turns 'real' on the
     # bare source detector: the attack's success before storage, beside the scored success after it
     fooled_raw = torch.from_numpy(source.predict_proba(made.raw)[:, 1].numpy() >= 0.5)

@@ -1,4 +1,6 @@
-"""Cell kinds: one compute function per kind, registered by decorator; the record a cell produces."""
+"""Cell kinds: one compute function per kind (registered by decorator), the record a cell produces, and where
+each built-in kind's compute function lives. Kinds and their keys are declared in `bench.cells.keys`.
+"""
 
 from __future__ import annotations
 

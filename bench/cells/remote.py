@@ -2,17 +2,17 @@
 
 The worker gets plain data: a `ContextSpec` (the suite file, profile and overrides, the home, the device)
 and a cell key. It rebuilds the run's context from the suite (deterministic: the same data, plan and keys as
-the driver's; cached per process, so a worker that computes many cells loads the data once), seeds from the
-key as the serial executor does, computes the cell and returns its outcome as plain data. It never writes
-the results store: the driver alone does. Artifacts (checkpoints, adversarial examples) are files under the
-home, which every worker must see at the same path.
+the driver's; cached per process, so a worker that computes many cells loads the data once), computes the
+cell as every executor does (`bench.cells.run.compute_cell`, seeded from its key) and returns its outcome as
+plain data. It never writes the results store: the driver alone does (`bench.cells.run.store_computed`).
+Artifacts (checkpoints, adversarial examples) are files under the home, which every worker must see at the
+same path.
 """
 
 from __future__ import annotations
 
 import os
 import socket
-import time
 import traceback
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -23,13 +23,11 @@ import torch
 import bench.cells  # noqa: F401  (registers the built-in cell kinds)
 import bench.sections  # noqa: F401  (registers the optional sections' cell kinds)
 from bench.cells.context import RunContext
-from bench.cells.registry import compute_fn
+from bench.cells.run import Computed, compute_cell
 from bench.data.sources import load_data
 from bench.device import resolve_device
 from bench.errors import BenchError
-from bench.executor import seed_everything
 from bench.sections import add_section_cells
-from bench.store import Predictions
 from bench.suite.load import load_suite
 from bench.suite.plan import plan_for_data
 
@@ -56,12 +54,10 @@ class ContextSpec:
 
 @dataclass
 class CellOutcome:
-    """A cell's result as plain data, or its error (`where`, `message`, and a traceback for unexpected ones)."""
+    """A cell's result (`computed`), or its error (`where`, `message`, and a traceback for unexpected ones)."""
 
     key: str
-    metrics: dict[str, Any] | None = None
-    predictions: Predictions | None = None
-    seconds: float = 0.0
+    computed: Computed | None = None
     device: str = ""
     host: str = ""
     pid: int = 0
@@ -85,7 +81,7 @@ def context_for(spec: ContextSpec) -> RunContext:
     return _CONTEXTS[tag]
 
 
-def compute_cell(spec: ContextSpec, key: str) -> CellOutcome:
+def compute_remote(spec: ContextSpec, key: str) -> CellOutcome:
     """Compute the cell `key` of the spec's plan; a failure is returned as the outcome's error, not raised
     (so the scheduler retries only a worker that died, never a cell that failed on its input)."""
     torch.set_num_threads(spec.threads)
@@ -96,12 +92,8 @@ def compute_cell(spec: ContextSpec, key: str) -> CellOutcome:
         if cell is None:
             raise BenchError(spec.suite_path, f"cell {key[:12]} is not in this worker's plan: the suite, its data "
                                               "or a plug-in differs from the driver's")
-        seed_everything(cell.key)
-        t0 = time.perf_counter()
-        record = compute_fn(cell.kind)(cell, ctx)
-        out.seconds = time.perf_counter() - t0
-        out.metrics, out.predictions = record.metrics, record.predictions
-        out.device = str(ctx.device)
+        out.computed = compute_cell(cell, ctx)
+        out.device = out.computed.device
     except BenchError as exc:
         out.error = (exc.where, exc.message)
     except Exception as exc:  # noqa: BLE001  (any bug in a cell fails that cell only; the driver reports it)
@@ -110,4 +102,4 @@ def compute_cell(spec: ContextSpec, key: str) -> CellOutcome:
     return out
 
 
-__all__ = ["CellOutcome", "ContextSpec", "compute_cell", "context_for"]
+__all__ = ["CellOutcome", "ContextSpec", "compute_remote", "context_for"]

@@ -11,25 +11,29 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from bench.attacks.registry import get_attack
+from bench.config.strict import Strict
+from bench.config.types import MAX_COUNT
 from bench.errors import BenchError, format_validation_error, short
 from bench.plugins import is_plugin_spec as is_user_spec
 
 
-class CrosscheckEntry(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+class CrosscheckEntry(Strict):
+    """One cross-check: `attack` from each of `implementations` (the first under test) on `model`."""
 
     attack: str
     model: str
     implementations: list[str] = Field(min_length=2)
     params: dict[str, Any] = Field(default_factory=dict)
-    n: int = Field(16, ge=1, le=1_000_000, strict=True)
+    n: int = Field(16, ge=1, le=MAX_COUNT, strict=True)
 
 
-def entries(raw: list[dict], models: dict, base_dir: Path, load_plugins: bool = True) -> list[CrosscheckEntry]:
-    """Validate the section; user attack paths are resolved relative to the suite's folder.
+def entries(raw: list[CrosscheckEntry | dict], models: dict, base_dir: Path,
+            load_plugins: bool = True) -> list[CrosscheckEntry]:
+    """Validate the section's entries (as the suite wrote them, or as `CrosscheckEntry`); user attack paths are
+    resolved relative to the suite's folder.
 
     Each implementation is a backend registered for the attack (`native`, `art`, `foolbox`) or a user attack
     (`file.py:Name`, `module:Name`) that is a Python function or class of the attack contract; with

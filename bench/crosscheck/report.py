@@ -1,12 +1,14 @@
 """Rendering a cross-check report, from its plain data (`CrosscheckReport.as_data()`, which the store
-keeps): the implementations, pairs and verdicts tables, as text or markdown."""
+keeps): the implementations, pairs and verdicts tables, as text or markdown; and the `crosscheck:` section's
+part of the leaderboard (`crosscheck_section`, `crosscheck_brief`), from the stored cells."""
 
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from typing import Any
 
-from bench.report.format import tabulate
+from bench.report.format import md_inline, tabulate
 
 Data = dict[str, Any]
 
@@ -146,3 +148,39 @@ def _f(v: float | None) -> str:
 def _share(v: float) -> str:
     return "-" if math.isnan(v) else f"{v:.3f}"
 
+
+def crosscheck_section(board, out_dir: Path, stem: str) -> str:
+    """The stored cross-checks of a `bench.report.leaderboard.Board`, each with its verdict."""
+    found = [r for r in board.results.sections.to_dict("records") if r["kind"] == "crosscheck"]
+    if not found:
+        return ""
+    parts = ["## Cross-checks of attack implementations: the reports"]
+    for r in found:
+        e = r["payload"]
+        title = md_inline(f"### {e['attack']} on {e['model']}: "
+                          f"{', '.join(Path(i).name for i in e['implementations'])}")
+        if board.s.seeds > 1:  # the named model is replica 0 (bench.suite.replicas)
+            title += f" (model: seed 0 of {board.s.seeds})"
+        m = r["metrics"]
+        if not isinstance(m, dict):
+            parts.append(f"{title}\n\nNot run yet.")
+            continue
+        verdict = "all verdicts pass" if m["ok"] else "**disagreement: at least one verdict fails**"
+        parts.append(f"{title}\n\n{verdict}\n\n{render_markdown(m['report'])}")
+    return "\n\n".join(parts)
+
+
+def crosscheck_brief(board) -> str:
+    """One line per stored cross-check for the main document: its verdict (the full report is in the appendix)."""
+    found = [r for r in board.results.sections.to_dict("records") if r["kind"] == "crosscheck"]
+    if not found:
+        return ""
+    lines = []
+    for r in found:
+        e, m = r["payload"], r["metrics"]
+        impls = ", ".join(Path(i).name for i in e["implementations"])
+        verdict = ("not run yet" if not isinstance(m, dict) else "all verdicts pass" if m["ok"]
+                   else "**disagreement: at least one verdict fails**")
+        lines.append(f"- {e['attack']} on {e['model']} ({impls}, {e['n']} images): {verdict}.")
+    return ("## Cross-checks of attack implementations\n\n" + "\n".join(lines)
+            + "\n\nThe reports (implementations, pairs, grades, verdicts) are in the appendix.")

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from bench.data.config import DataConfig
 from bench.data.dataset import ImageSet
 from bench.data.images import load_image_folder, load_manifest
 from bench.data.split import split_from_column, stratified_split
 from bench.data.synthetic import generate_synthetic_faces
 from bench.errors import BenchError
-from bench.suite.schema import DataConfig
 
 
 def load_data(cfg: DataConfig, seed: int, base_dir: Path) -> tuple[ImageSet, ImageSet]:

@@ -25,15 +25,13 @@ import numpy as np
 import torch
 
 from bench import FAKE
-from bench.attacks.counting import count_passes
-from bench.attacks.registry import get_attack, run_attack
-from bench.attacks.restarts import with_restarts
-from bench.attacks.storage import Storage, quantise, storage_key, stored_detector
+from bench.attacks.making import measured, run_point, unchanged
+from bench.attacks.registry import get_attack
+from bench.attacks.storage import Storage, storage_key, stored_detector, to_uint8
 from bench.cells.context import RunContext
+from bench.cells.keys import cell_key, declare_kind
 from bench.cells.registry import Record, computes
 from bench.defenses.apply import preprocessed
-from bench.defenses.jpeg import to_uint8
-from bench.digests import digest
 from bench.dip.adaptive_point import ATTACK, TWIN, AdaptivePoint
 from bench.dip.config import DIPAdaptiveConfig, DIPConfig
 from bench.dip.engine import purify
@@ -41,12 +39,15 @@ from bench.dip.protocol import Sampled, calibrated, dip_seed, sample_categories
 from bench.metrics import Proportion
 from bench.models.detector import Detector
 from bench.suite.load import LoadedSuite
-from bench.suite.plan import PLAN_VERSION, Plan, SectionCell
+from bench.suite.plan import Plan, SectionCell
 
 KIND = "dip-adaptive"
-# Version of the adaptive cells' meaning, in their keys. 2 (issue 20): read out at the calibrated iteration by
-# default, convergence twins, per-image scores and unchanged images recorded. 3: made through the suite's storage.
-ADAPTIVE_VERSION = 3
+# The adaptive cells' version (its own, then the plan version all kinds shared: `bench.cells.registry`). 2 (issue
+# 20): read out at the calibrated iteration by default, convergence twins, per-image scores and unchanged images
+# recorded. 3: made through the suite's storage. A change to their meaning makes it (3, 3, 1).
+declare_kind(KIND, (3, 3))
+
+
 def adaptive_points(ad: DIPAdaptiveConfig) -> list[AdaptivePoint]:
     """Every adaptive attack of the config, every parameter explicit."""
     points: list[AdaptivePoint] = []
@@ -72,8 +73,8 @@ def adaptive_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
     storage = storage_key(ev)
     cells = []
     for pt in adaptive_points(ad):
-        key = digest([KIND, ADAPTIVE_VERSION, PLAN_VERSION, "test-fakes", dip.key, pt.attack, pt.params, pt.restarts,
-                      ad.images, ad.readout, storage])
+        key = cell_key(KIND, "test-fakes", dip.key, pt.attack, pt.params, pt.restarts, ad.images, ad.readout,
+                       storage)
         base = {"model": s.dip.classifier, "classifier": s.dip.classifier, "restarts": pt.restarts,
                 "images": ad.images, "readout": ad.readout, "dip_cell": dip.key}
         cells.append(SectionCell(KIND, key, dip.deps, {**base, "attack": pt.attack, "params": pt.params,
@@ -83,7 +84,7 @@ def adaptive_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
         factor = ad.convergence.steps_factor
         subset = min(ad.images, ad.convergence.images or ad.images)
         twin = pt.scaled(factor)
-        tkey = digest([KIND, ADAPTIVE_VERSION, PLAN_VERSION, TWIN, key, factor, subset])
+        tkey = cell_key(KIND, TWIN, key, factor, subset)
         cells.append(SectionCell(KIND, tkey, dip.deps, {
             **base, "attack": twin.attack, "params": twin.params, "subset": subset, "role": TWIN, "of": key,
             "steps_factor": factor, "label": f"{twin.title} (convergence twin: {factor}x the steps)"}))
@@ -117,18 +118,15 @@ def attacked_detector(classifier: Detector, purifier, storage: Storage) -> Detec
 
 def craft_adaptive(defended: Detector, pt: AdaptivePoint, x: torch.Tensor, y: torch.Tensor,
                    device: torch.device) -> torch.Tensor:
-    """The attack point on `defended` (native backend), with its restarts on the images not yet fooled."""
+    """The attack point on `defended` (native backend, as the craft cell runs a point: `bench.attacks.making`),
+    with its restarts on the images not yet fooled, judged on the attack's output through `defended`."""
     params = get_attack(pt.attack).params.model_validate(pt.params)
-    if pt.restarts <= 1:
-        return run_attack(pt.attack, "native", defended, x.to(device), y.to(device), params)
 
-    def run(xx: torch.Tensor, yy: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        adv = run_attack(pt.attack, "native", defended, xx.to(device), yy.to(device), params)
+    def fooled(adv: torch.Tensor, xs: torch.Tensor, ys: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():
-            fooled = defended(adv.to(device)).argmax(1).cpu() != yy
-        return fooled, adv
+            return defended(adv.to(device)).argmax(1).cpu() != ys
 
-    return with_restarts(x, y, torch.zeros(len(x), dtype=torch.bool), pt.restarts, run)
+    return run_point(pt.attack, "native", params, pt.restarts, defended, x.to(device), y.to(device), fooled)
 
 
 @computes(KIND)
@@ -149,20 +147,19 @@ def run_dip_adaptive(cell: SectionCell, ctx: RunContext) -> Record:
     attack_readout = dcfg.readout if pay.get("readout", "calibrated") == "calibrated" else int(pay["readout"])
     acfg = dcfg.model_copy(update={"readout": min(int(attack_readout), dcfg.iterations)})
     purifier = DIPPreprocessor(acfg, seed=seed + 1, quiet=True, cache_size=0, resample=True)
-    defended = attacked_detector(det, purifier, Storage.of(ctx.suite.evaluation))
+    storage = Storage.of(ctx.suite.evaluation)
+    defended = attacked_detector(det, purifier, storage)
     pt = AdaptivePoint(pay["attack"], pay["params"], int(pay["restarts"]))
-    ev = ctx.suite.evaluation
     t0 = time.perf_counter()
-    with count_passes(defended) as passes:
-        adv = craft_adaptive(defended, pt, x, y, ctx.device).cpu()
-    seconds_attack = time.perf_counter() - t0
-    stored = quantise(adv, ev.storage, ev.jpeg_quality).float().div(255)
+    adv, cost = measured(defended, lambda: craft_adaptive(defended, pt, x, y, ctx.device).cpu())
+    passes, seconds_attack = cost.passes, cost.seconds
+    stored = storage.store(to_uint8(adv)).float().div(255)
     res = purify(stored, dcfg, seed, quiet=ctx.quiet, keys=[f"adaptive/{i}" for i in ids], device=ctx.device)
     p_def = det.predict_proba(res.purified)[:, 1].numpy()
     p_bare = det.predict_proba(stored)[:, 1].numpy()
     linf = (stored - x).flatten(1).abs().max(1).values.numpy()
     l2 = (stored - x).flatten(1).norm(dim=1).numpy()
-    unchanged = (to_uint8(adv) == to_uint8(x)).flatten(1).all(1)  # before storage, to 8-bit precision
+    same = unchanged(to_uint8(adv), x)  # before storage, to 8-bit precision
     metrics = summarise_adaptive(p_bare, p_def, cfg.thresholds)
     purifications = passes.forward / max(1, len(ids))
     metrics.update({
@@ -172,7 +169,7 @@ def run_dip_adaptive(cell: SectionCell, ctx: RunContext) -> Record:
         "iterations": int(dcfg.iterations),
         "n_images": len(ids), "distinct_sources": len(set(ids)),
         "image_ids": list(ids), "p_real_defended": [float(v) for v in p_def],
-        "unchanged": Proportion(int(unchanged.sum()), len(ids)).as_dict(),
+        "unchanged": Proportion(int(same.sum()), len(ids)).as_dict(),
         "purifications_per_image": purifications,
         "seconds_attack": seconds_attack, "seconds": time.perf_counter() - t0,
         "ms_per_image_iteration": 1000 * seconds_attack / max(1, passes.forward * int(acfg.readout)),

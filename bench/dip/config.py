@@ -3,16 +3,28 @@
 The defaults are the paper's (Ulyanov et al.'s denoising network); `levels_for` says how many levels
 of the generator fit an image, `candidates` lists the readouts `readout: auto` chooses among.
 `DIPAdaptiveConfig`: the adaptive attacks through DIP of the suite's `dip.adaptive` (`bench.dip.adaptive`).
+`DIPProtocol`: the suite's `dip:` section, which holds both (registered in `bench.dip.section`).
 """
 
 from __future__ import annotations
 
-from typing import Literal
+import copy
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    PrivateAttr,
+    ValidationError,
+    field_serializer,
+    field_validator,
+    model_validator,
+)
 
+from bench.config.strict import Strict
+from bench.config.types import MAX_COUNT, Integer, Number
 from bench.errors import validation_error
-from bench.suite.types import Integer, Number
 
 # The two unperturbed categories of Tables III and IV (the protocol samples them, the report reads them).
 UNPERTURBED_FAKE = "unperturbed fake-correct"
@@ -178,3 +190,42 @@ class DIPAdaptiveConfig(BaseModel):
             return cls(**dict(params or {}))
         except ValidationError as exc:
             raise validation_error(exc, where) from None
+
+
+class DIPProtocol(Strict):
+    """The paper's DIP experiment (section V-C): purify sampled test images and score them."""
+
+    classifier: str = Field(description="a model of the suite (the paper: the blur-augmented ResNet-18)")
+    per_category: Integer = Field(10, ge=1, le=MAX_COUNT, description="images sampled per category")
+    calibration_per_category: Integer = Field(
+        2, ge=0, le=MAX_COUNT, description="held-out images per category for readout: auto")
+    thresholds: list[Number] = Field(default_factory=lambda: [0.5, 0.25], min_length=1)
+    params: DIPConfig = Field(default_factory=DIPConfig, description="DIP settings (`DIPConfig`)")
+    trajectory_points: Integer = Field(100, ge=2, le=MAX_COUNT, description="P(real) recorded at this many iterations")
+    adaptive: DIPAdaptiveConfig | None = Field(
+        None, description="adaptive attacks through DIP (`DIPAdaptiveConfig`): images, pgd, cw_l2")
+    _given_params: dict[str, Any] = PrivateAttr(default_factory=dict)
+
+    @field_validator("thresholds")
+    @classmethod
+    def _thresholds(cls, v: list[Number]) -> list[Number]:
+        if any(not 0.0 < t < 1.0 for t in v):
+            raise ValueError("thresholds must lie in (0, 1)")
+        return v
+
+    @model_validator(mode="wrap")
+    @classmethod
+    def _keep_given(cls, data: Any, handler: Any) -> DIPProtocol:
+        """Remember `params` as the suite wrote them: the `dip` cell's key digests this section's dump, whose
+        `params` are those (so a default filled in, or an integer read as a float, re-keys nothing)."""
+        model = handler(data)
+        given = data.get("params") if isinstance(data, dict) else None
+        if isinstance(given, BaseModel):
+            given = given.model_dump(mode="json", exclude_unset=True)
+        if isinstance(given, dict):
+            model._given_params = copy.deepcopy(given)
+        return model
+
+    @field_serializer("params")
+    def _params_as_given(self, params: DIPConfig) -> dict[str, Any]:
+        return copy.deepcopy(self._given_params)

@@ -17,15 +17,17 @@ import torch
 
 from bench import FAKE, REAL
 from bench.cells.context import RunContext
+from bench.cells.keys import cell_key, declare_kind
 from bench.cells.registry import Record, computes
-from bench.digests import digest
 from bench.dip.config import UNPERTURBED_FAKE, UNPERTURBED_REAL, DIPConfig
 from bench.dip.engine import purify
 from bench.dip.readout import ReadoutChoice, choose_readout
 from bench.errors import BenchError
 from bench.metrics import Proportion, classification_metrics
 from bench.suite.load import LoadedSuite
-from bench.suite.plan import PLAN_VERSION, AttackCell, Plan, SectionCell
+from bench.suite.plan import AttackCell, Plan, SectionCell
+
+declare_kind("dip", (3,))
 
 
 @dataclass
@@ -45,8 +47,8 @@ def dip_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
     clf = s.dip.classifier
     crafts = sorted({c.craft.key for c in _cells_for(plan, clf)})
     # "disjoint": calibration sources are never evaluated (the sampling's meaning changed, so its key did)
-    key = digest(["dip", PLAN_VERSION, "disjoint", s.dip.model_dump(exclude={"adaptive"}), plan.models[clf].key,
-                  crafts, plan.data_key, s.seed])
+    key = cell_key("dip", "disjoint", s.dip.model_dump(exclude={"adaptive"}), plan.models[clf].key, crafts,
+                   plan.data_key, s.seed)
     return [SectionCell("dip", key, (plan.models[clf].key, *crafts), {"model": clf, "classifier": clf})]
 
 
@@ -156,7 +158,7 @@ def run_dip(cell: SectionCell, ctx: RunContext) -> Record:
     t0 = time.perf_counter()
     det = ctx.detector(cfg.classifier)
     evaluation, calibration = sample_categories(ctx)
-    dcfg = DIPConfig.from_dict(cfg.params, where="dip.params")
+    dcfg = cfg.params
     seed = dip_seed(cell.key)
     dcfg, readout_info = calibrated(dcfg, det, calibration, cell.key, ctx.quiet)
     every = max(1, dcfg.iterations // cfg.trajectory_points)

@@ -1,35 +1,36 @@
-"""The paper's DIP experiment registered as a suite section: its cell (`protocol`), the adaptive attacks through
-DIP (`adaptive`, rendered in Table III) and its tables (`report`)."""
+"""The paper's DIP experiment registered as a suite section: its field (`dip:`, a `DIPProtocol`), its checks, its
+cell (`protocol`), the adaptive attacks through DIP (`adaptive`, rendered in Table III) and its tables
+(`report`)."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING
 
-from bench.sections.registry import Section, register_section
+from bench.config.work import check_work
+from bench.dip.config import DIPProtocol
+from bench.errors import BenchError, short
+from bench.sections.registry import Section, deferred, register_section
 
-
-# The planning and computing modules import torch: each is imported when the section plans or computes cells.
-def dip_cells(ls, plan) -> list:
-    from bench.dip.protocol import dip_cells as cells  # lazy: torch
-
-    return cells(ls, plan)
-
-
-def adaptive_cells(ls, plan) -> list:
-    from bench.dip.adaptive import adaptive_cells as cells  # lazy: torch
-
-    return cells(ls, plan)
+if TYPE_CHECKING:
+    from bench.suite.load import LoadedSuite
 
 
-def dip_sections(board, out_dir, stem: str) -> Any:
-    from bench.dip.report import dip_sections as render  # lazy: with the other two
+def check_dip(ls: LoadedSuite, load_plugins: bool) -> None:
+    """The classifier is a model of the suite; DIP's iterations and the adaptive attacks' work within the caps."""
+    dip = ls.suite.dip
+    if dip is None:
+        return
+    if dip.classifier not in ls.models:
+        raise BenchError("dip.classifier", f"unknown model {short(dip.classifier)}")
+    check_work(dip.params.model_dump(), "dip.params")
+    check_work(dip.model_dump().get("adaptive"), "dip.adaptive")
 
-    return render(board, out_dir, stem)
 
+SECTION = register_section(Section(
+    kind="dip", field="dip", schema=DIPProtocol | None, default=None, check=check_dip,
+    cells=deferred("bench.dip.protocol:dip_cells"), render=deferred("bench.dip.report:dip_sections"),
+    sharded="first", order=10, computes="bench.dip.protocol"))
 
-SECTION = register_section(Section(kind="dip", cells=dip_cells, render=dip_sections, sharded="first", order=10,
-                                   computes="bench.dip.protocol"))
-
-ADAPTIVE = register_section(Section(kind="dip-adaptive", cells=adaptive_cells, render=lambda board, out_dir, stem: "",
-                                    sharded="first", order=11, computes="bench.dip.adaptive"))
-# rendered inside Table III (bench.dip.report)
+ADAPTIVE = register_section(Section(  # rendered inside Table III (bench.dip.report)
+    kind="dip-adaptive", cells=deferred("bench.dip.adaptive:adaptive_cells"), sharded="first", order=11,
+    computes="bench.dip.adaptive"))

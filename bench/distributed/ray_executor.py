@@ -1,11 +1,12 @@
 """The Ray executor: a plan's cell graph as Ray tasks, in dependency order, as many at once as resources allow.
 
 Each task asks for `cpus_per_cell` CPUs (and `num_gpus_per_cell` GPUs, fractions allowed), rebuilds the run's
-context on its worker from plain data (`bench.cells.remote`), computes ONE cell with the serial executor's
-seeding and compute function, and returns its outcome; the driver alone writes the results store, as each
-cell finishes (killing the driver loses at most the cells in flight; a rerun, serial or Ray, reuses the rest).
-A task whose worker died is retried (`max_retries`); a cell that fails on its input fails with its message,
-the cells that need it are not run, every other cell goes on, and the run ends with `CellsFailed` naming them.
+context on its worker from plain data (`bench.cells.remote`), computes ONE cell as every executor does
+(`bench.cells.run.compute_cell`: seeded from its key), and returns its outcome; the driver alone writes the
+results store (`bench.cells.run.store_computed`), as each cell finishes (killing the driver loses at most the
+cells in flight; a rerun, serial or Ray, reuses the rest). A task whose worker died is retried (`max_retries`);
+a cell that fails on its input fails with its message, the cells that need it are not run, every other cell
+goes on, and the run ends with `CellsFailed` naming them.
 """
 
 from __future__ import annotations
@@ -21,11 +22,12 @@ from tqdm.auto import tqdm
 
 from bench.cells.artifacts import discard_unverified
 from bench.cells.context import RunContext
-from bench.cells.remote import CellOutcome, ContextSpec, compute_cell
+from bench.cells.remote import CellOutcome, ContextSpec, compute_remote
+from bench.cells.run import store_computed
 from bench.distributed.session import check_address, ray_session
 from bench.distributed.tracker import start_tracker
 from bench.errors import BenchError
-from bench.executor import RunStats, cell_done, store_cell
+from bench.executor import RunStats, cell_done
 from bench.store import ResultStore
 
 POLL_S = 1.0  # how often the progress bar's "where" is refreshed while cells run
@@ -40,7 +42,7 @@ class CellsFailed(BenchError):
 def run_cell_task(spec: dict[str, Any], key: str, tracker: Any) -> CellOutcome:
     """The Ray task: report where it runs, then compute one cell."""
     tracker.started.remote(key, ray.get_runtime_context().get_node_id())
-    return compute_cell(ContextSpec(**spec), key)
+    return compute_remote(ContextSpec(**spec), key)
 
 
 def first_line(exc: BaseException) -> str:
@@ -173,7 +175,8 @@ class RayExecutor:
             where, message = out.error
             self._fail(cell, f"{where}: {message}" if where else message, stats, out.traceback)
             return
-        store_cell(store, cell, ctx, out, out.seconds, out.device, run_id)
+        assert out.computed is not None  # no error: the worker computed it
+        store_computed(store, cell, ctx, out.computed, run_id)
         stats.computed += 1
         self.placement[node] += 1
 

@@ -10,7 +10,7 @@ from bench.data.dataset import ImageSet
 from bench.defenses.base import TrainingDefense
 from bench.errors import BenchError
 from bench.models.detector import Detector
-from bench.suite.schema import Recipe
+from bench.models.recipe import Recipe
 
 __all__ = ["Recipe", "train_detector"]
 

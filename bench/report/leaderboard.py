@@ -44,7 +44,6 @@ from bench.report.replicas import (
 from bench.report.sanity import ALL_CHECKS, Flag, attack_gave_up, degenerate_classifier, run_checks
 from bench.report.summary import summary
 from bench.results.query import Results
-from bench.sections import sections
 from bench.smoothing.report import certificates
 
 TABLE_I_COLUMNS = [
@@ -462,7 +461,7 @@ def render(results: Results, out_dir: Path) -> tuple[str, list[Path]]:
                        b.results.sections.to_dict("records"))
     grouped = _flag_groups(b, flags)
     grid_tables, grid_figures = grid_sections(b, stem)
-    secs = sections()
+    secs = results.ls.sections  # the built-in sections and the suite's plug-ins
     main = [title_and_header(b), summary(b, compute_ranking(b), grouped, len(ALL_CHECKS)), table_i(b),
             family_tables(b), breakdown_sections(b)]
     main += [sec.render(b, b.out_dir, stem) for sec in secs if not sec.appendix]

@@ -7,7 +7,8 @@ detected at budget eps when the detector detects it unperturbed and either still
 example or that example lies farther than eps (L2 of the stored example, as scored). A success whose
 perturbation exceeds the largest declared budget is never counted as one; the section says how many there
 were, and for an attack with a logit margin kappa (CW-L2's `confidence`) on how many fakes it was
-reached. A figure draws the curves. Registered as a suite section without cells: it reads stored results only.
+reached. A figure draws the curves. Registered as a suite section without cells
+(`bench.sections.security_curves`): it reads stored results only.
 """
 
 from __future__ import annotations
@@ -18,7 +19,6 @@ from typing import Any
 from bench.metrics import Proportion
 from bench.report.figures import plot_accuracy_curves
 from bench.report.format import prop, tabulate
-from bench.sections.registry import Section, register_section
 
 
 def _detected(b, key: str) -> dict[str, bool]:
@@ -85,6 +85,3 @@ def security_curves(b, out_dir: Path, stem: str) -> str:
         parts.append(text)
     return "\n\n".join(parts) if len(parts) > 2 else ""
 
-
-SECTION = register_section(Section(kind="security_curves", cells=lambda ls, plan: [], render=security_curves,
-                                   sharded="never", order=5, appendix=True))  # per seed: the summary has the median

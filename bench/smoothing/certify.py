@@ -18,19 +18,20 @@ from typing import Any
 import numpy as np
 
 from bench import FAKE
+from bench.attacks.storage_spec import storage_key
 from bench.cells.context import RunContext
+from bench.cells.keys import cell_key, declare_kind
 from bench.cells.registry import Record, computes
 from bench.defenses.registry import resolve_defense_class
-from bench.digests import digest
 from bench.errors import BenchError
 from bench.metrics import Proportion
 from bench.smoothing.defense import RandomizedSmoothing, SmoothedDetector
 from bench.smoothing.scoring import stored
 from bench.smoothing.stats import ABSTAIN
 from bench.suite.load import LoadedSuite
-from bench.suite.plan import PLAN_VERSION, Plan, SectionCell
+from bench.suite.plan import Plan, SectionCell
 
-CERTIFY_VERSION = 1  # bump when the meaning of a certify cell changes
+declare_kind("certify", (3, 1))
 CLASS_NAMES = {FAKE: "fake", 1: "real", ABSTAIN: "abstain"}
 
 
@@ -50,16 +51,14 @@ def certify_cells(ls: LoadedSuite, plan: Plan) -> list[SectionCell]:
     cfg = ls.suite.certify
     if cfg is None:
         return []
-    ev = ls.suite.evaluation
-    storage = [ev.storage, ev.jpeg_quality if ev.storage == "jpeg" else None]
+    storage = storage_key(ls.suite.evaluation)
     budgets = sorted(float(b) for b in ls.suite.report.l2_budgets)
     out = []
     for v in plan.variants.values():
         if v.defense is None or not is_smoothing(ls, v.defense):
             continue
         settings = cfg.model_dump()
-        key = digest(["certify", PLAN_VERSION, CERTIFY_VERSION, v.key, plan.data_key, plan.attack_ids, storage,
-                      settings, budgets])
+        key = cell_key("certify", v.key, plan.data_key, plan.attack_ids, storage, settings, budgets)
         payload = {"variant": v.name, "model": v.model, "defense": v.defense, **settings, "budgets": budgets}
         out.append(SectionCell("certify", key, plan.variant_deps(v), payload))
     return out

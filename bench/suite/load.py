@@ -16,15 +16,14 @@ from pydantic import ValidationError
 
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack
-from bench.crosscheck.entries import entries
 from bench.defenses.registry import check_defense
 from bench.digests import file_digest
-from bench.dip.config import DIPAdaptiveConfig, DIPConfig
 from bench.errors import BenchError, format_validation_error, short
 from bench.models.registry import list_models
 from bench.plugins import is_plugin_spec, plugin_path
+from bench.sections import Section, builtin_sections, load_plugin_section
 from bench.suite.replicas import expand_replicas
-from bench.suite.schema import AttackConfig, ModelConfig, Suite
+from bench.suite.schema import AttackConfig, ModelConfig, Suite, suite_model
 from bench.suite.validate import check_loaded, read_suite_file
 
 
@@ -110,6 +109,7 @@ class LoadedSuite:
     overrides: dict[str, Any]
     models: dict[str, ResolvedModel] = field(default_factory=dict)
     attacks: list[AttackPoint] = field(default_factory=list)
+    sections: list[Section] = field(default_factory=builtin_sections)  # the built-in ones and its plug-ins
 
     @property
     def base_dir(self) -> Path:
@@ -127,7 +127,9 @@ class LoadedSuite:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> LoadedSuite:
-        ls = cls(Path(d["path"]), Suite.model_validate(d["suite"]), d["profile"], d["overrides"])
+        path = Path(d["path"])
+        secs = suite_sections(d["suite"].get("sections"), path.parent, str(path))
+        ls = cls(path, suite_model(secs).model_validate(d["suite"]), d["profile"], d["overrides"], sections=secs)
         ls.models = {m["name"]: ResolvedModel.from_dict(m) for m in d["models"]}
         ls.attacks = [AttackPoint.from_dict(a) for a in d["attacks"]]
         return ls
@@ -187,17 +189,41 @@ def _load_one(path: Path, raw: dict, profile: str | None, extra: dict | None, lo
         overrides = deep_merge(overrides, extra)
     merged = deep_merge(raw, overrides)
     shown = f"{path} (profile {profile})" if profile else str(path)
+    secs = suite_sections(merged.get("sections"), path.parent, shown, load_plugins)
+    unloaded = not load_plugins and bool(merged.get("sections"))
     try:
-        suite = Suite.model_validate(merged)
+        suite = suite_model(secs, open_fields=unloaded).model_validate(merged)
     except ValidationError as exc:
         raise BenchError(shown, format_validation_error(exc)) from None
-    loaded = LoadedSuite(path=path, suite=suite, profile=profile, overrides=overrides)
+    loaded = LoadedSuite(path=path, suite=suite, profile=profile, overrides=overrides, sections=secs)
     try:
         _resolve(loaded, load_plugins)
         check_loaded(loaded)
     except BenchError as exc:
         raise BenchError(f"{shown}: {exc.where}" if exc.where else shown, exc.message) from None
     return loaded
+
+
+def suite_sections(specs: Any, base_dir: Path, shown: str, load_plugins: bool = True) -> list[Section]:
+    """The built-in sections and the suite's plug-in sections (`sections: [file.py:NAME, ...]`), in the
+    leaderboard's order. Without `load_plugins`, a plug-in is checked by name only (its code is not imported)."""
+    secs = builtin_sections()
+    if specs is None:
+        return secs
+    if not isinstance(specs, list) or not all(isinstance(x, str) for x in specs):
+        raise BenchError(f"{shown}: sections",
+                         f"expected a list of 'file.py:NAME' or 'module:NAME', got {short(specs)}")
+    for i, spec in enumerate(specs):
+        where = f"{shown}: sections[{i}]"
+        if load_plugins:
+            sec = load_plugin_section(spec, where, base_dir)
+            taken = set(Suite.model_fields) | {other.field for other in secs}
+            if sec.field is not None and sec.field in taken:
+                raise BenchError(where, f"{short(spec)}: the suite already has a field {sec.field!r}")
+            secs.append(sec)
+        else:
+            _check_plugin_name(spec, where, base_dir)
+    return sorted(secs, key=lambda sec: sec.order)
 
 
 def _check_plugin_name(use: str, where: str, base_dir: Path) -> None:
@@ -268,14 +294,9 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
             raise BenchError(f"defenses.{name}", "training-time defenses belong under a model's `defense:`")
     for key, a in s.attacks.items():
         _resolve_attack(ls, key, a, load_plugins)
-    if s.crosscheck:
-        entries(s.crosscheck, ls.models, ls.base_dir, load_plugins=load_plugins)
-    if s.dip is not None:
-        if s.dip.classifier not in ls.models:
-            raise BenchError("dip.classifier", f"unknown model {short(s.dip.classifier)}")
-        DIPConfig.from_dict(s.dip.params, where="dip.params")
-        if s.dip.adaptive is not None:
-            DIPAdaptiveConfig.from_dict(s.dip.adaptive, where="dip.adaptive")
+    for sec in ls.sections:
+        if sec.check is not None:
+            sec.check(ls, load_plugins)
     for i, (src, dst) in enumerate(s.threat_models.transfer):
         for which, m in (("source", src), ("target", dst)):
             if m not in ls.models:

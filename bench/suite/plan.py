@@ -15,18 +15,13 @@ import numpy as np
 
 from bench import FAKE
 from bench.attacks.storage_spec import storage_key
+from bench.cells.keys import cell_key
 from bench.digests import data_digest, digest, file_digest
 from bench.plugins import plugin_path
 from bench.suite.load import AttackPoint, LoadedSuite, ResolvedModel, runs_against
 
 if TYPE_CHECKING:  # a data split holds tensors; the plan is read without torch
     from bench.data.dataset import ImageSet
-
-PLAN_VERSION = 3  # bump when the meaning of a cell changes, so old results are not reused
-# bump when what attacks (and controls) return changes: new keys for every craft and scored cell, none for models,
-# clean or gradient cells (the training seed comes from the model's key). 2: APGD and Square return their best
-# iterate; noise_l2 ignores the images its attack left unperturbed.
-CRAFT_VERSION = 2
 
 
 @dataclass(frozen=True)
@@ -149,10 +144,10 @@ class Plan:
     sections: list[SectionCell] = field(default_factory=list)
 
     def clean_key(self, v: Variant) -> str:
-        return digest(["clean", PLAN_VERSION, v.key, self.data_key])
+        return cell_key("clean", v.key, self.data_key)
 
     def gradnorm_key(self, m: ModelCell, n: int) -> str:
-        return digest(["gradnorm", PLAN_VERSION, m.key, self.data_key, n])
+        return cell_key("gradnorm", m.key, self.data_key, n)
 
     def variant_deps(self, v: Variant) -> tuple[str, ...]:
         return (self.models[v.model].key,)
@@ -231,7 +226,7 @@ def _add_scoring_cells(plan: Plan, gradnorm_images: int | None, defended_images:
     if gradnorm_images and defended_images:
         for v in plan.variants.values():  # through each evaluation-time defense's forward too
             if v.defense is not None:
-                key = digest(["gradnorm", PLAN_VERSION, v.key, plan.data_key, defended_images])
+                key = cell_key("gradnorm", v.key, plan.data_key, defended_images)
                 plan.gradnorms[v.name] = GradNormCell(v.name, defended_images, key, plan.variant_deps(v))
 
 
@@ -253,7 +248,7 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
             deps = (cfg["init_from"],)
         defense_src = _defense_source_digest(rm.training_defense[0], ls.base_dir) if rm.training_defense else None
         seed = s.seed + rm.replica  # the training seed: replicas differ (bench.suite.replicas)
-        key = digest(["model", PLAN_VERSION, cfg, rm.training_defense, defense_src, data_key, seed, s.data.size])
+        key = cell_key("model", cfg, rm.training_defense, defense_src, data_key, seed, s.data.size)
         plan.models[name] = ModelCell(rm, key, deps)
         return key
 
@@ -305,10 +300,10 @@ def add_attack_cell(plan: Plan, ls: LoadedSuite, ap: AttackPoint, src: str, dst:
         if ap.reference is not None:
             pkey.append(ap.reference)
     sv = plan.variants[src]
-    ckey = digest(["craft", PLAN_VERSION, CRAFT_VERSION, pkey, sv.key, plan.data_key, plan.attack_ids, storage, s.seed])
+    ckey = cell_key("craft", pkey, sv.key, plan.data_key, plan.attack_ids, storage, s.seed)
     craft = plan.crafts.setdefault(ckey, CraftCell(ap, sv, ckey, (*plan.variant_deps(sv), *extra_deps)))
     tv = plan.variants[dst]
-    akey = digest(["attack", PLAN_VERSION, ckey, tv.key])
+    akey = cell_key("attack", ckey, tv.key)
     cell = AttackCell(ap, sv, tv, threat, craft, akey, (ckey, *plan.variant_deps(tv)))
     plan.attacks.append(cell)
     return cell

@@ -1,55 +1,32 @@
 """The suite file format, validated with pydantic. See README "Suite format".
 
 A suite declares data, models (each optionally trained with a training-time defense, possibly a
-grid), evaluation-time defenses, attacks with their grids, threat models, profiles and outputs.
+grid), evaluation-time defenses, attacks with their grids, threat models, profiles and outputs. The
+components own their models (`bench.data.config.DataConfig`, `bench.models.recipe.Recipe`); the optional
+sections (`bench.sections`) declare their own fields (`dip`, `crosscheck`, `certify`, a plug-in's), which
+`suite_model` adds to `Suite`.
 """
 
 from __future__ import annotations
 
-from typing import Any, Literal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, create_model, field_validator, model_validator
 
+from bench.config.strict import Strict
+from bench.config.types import MAX_COUNT, Boolean, Integer, Number
+from bench.data.config import DataConfig
+from bench.models.recipe import Recipe
 from bench.models.registry import default_recipe
-from bench.suite.types import Boolean, Integer, Number
+
+if TYPE_CHECKING:
+    from bench.sections.registry import Section
 
 MAX_SEED = 2**32 - 1  # numpy's seeds are unsigned 32-bit; SQLite's integers are signed 64-bit
 MAX_DESCRIPTION = 4000  # characters: the description is printed in the leaderboard's header
 MAX_LABEL = 200
-MAX_COUNT = 1_000_000  # images, batch sizes, steps: anything larger is a typo on this harness
 MAX_SEEDS = 32  # training replicas per model
-
-
-class Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
-
-
-class DataConfig(Strict):
-    """Where images come from. `synthetic-faces` is generated; `folder` and `csv` read the user's files."""
-
-    source: Literal["synthetic-faces", "folder", "csv"] = "synthetic-faces"
-    path: str | None = None
-    n: Integer = Field(2000, ge=8, le=MAX_COUNT, description="synthetic-faces: number of images (balanced)")
-    size: Integer = Field(64, ge=16, le=1024, description="square image size after the resize rule")
-    train_fraction: Number = Field(0.75, gt=0.0, lt=1.0)
-
-    @model_validator(mode="after")
-    def _path(self) -> DataConfig:
-        if self.source != "synthetic-faces" and not self.path:
-            raise ValueError(f"source {self.source!r} needs a path")
-        return self
-
-
-class Recipe(Strict):
-    """Every hyperparameter of training (the paper's defaults); part of the checkpoint's cache key."""
-
-    epochs: Integer = Field(5, ge=1, le=10_000)
-    batch_size: Integer = Field(16, ge=1, le=MAX_COUNT)
-    lr: Number = Field(1e-3, gt=0.0)
-    momentum: Number = Field(0.9, ge=0.0, lt=1.0)
-    step_size: Integer = Field(7, ge=1, le=MAX_COUNT)
-    gamma: Number = Field(0.1, gt=0.0, le=1.0)
-    weight_decay: Number = Field(0.0, ge=0.0)
 
 
 class ModelConfig(Strict):
@@ -222,36 +199,6 @@ class ReportConfig(Strict):
                     "with a larger perturbation than the largest is not counted, and is flagged")
 
 
-class CertifyConfig(Strict):
-    """CERTIFY of Cohen et al. (2019) on every attacked fake, for each variant behind a `smoothing` defense: the top
-    class of `n0` selection samples, its probability bounded below from `n` estimation samples at level `alpha`."""
-
-    n0: Integer = Field(100, ge=1, le=MAX_COUNT, description="selection samples per image")
-    n: Integer = Field(100_000, ge=1, le=100 * MAX_COUNT, description="estimation samples per image")
-    alpha: Number = Field(0.001, gt=0.0, lt=0.5, description="failure probability of each image's certificate")
-
-
-class DIPProtocol(Strict):
-    """The paper's DIP experiment (section V-C): purify sampled test images and score them."""
-
-    classifier: str = Field(description="a model of the suite (the paper: the blur-augmented ResNet-18)")
-    per_category: Integer = Field(10, ge=1, le=MAX_COUNT, description="images sampled per category")
-    calibration_per_category: Integer = Field(
-        2, ge=0, le=MAX_COUNT, description="held-out images per category for readout: auto")
-    thresholds: list[Number] = Field(default_factory=lambda: [0.5, 0.25], min_length=1)
-    params: dict[str, Any] = Field(default_factory=dict, description="DIP settings (bench.dip.config.DIPConfig)")
-    trajectory_points: Integer = Field(100, ge=2, le=MAX_COUNT, description="P(real) recorded at this many iterations")
-    adaptive: dict[str, Any] | None = Field(
-        None, description="adaptive attacks through DIP (bench.dip.config.DIPAdaptiveConfig): images, pgd, cw_l2")
-
-    @field_validator("thresholds")
-    @classmethod
-    def _thresholds(cls, v: list[Number]) -> list[Number]:
-        if any(not 0.0 < t < 1.0 for t in v):
-            raise ValueError("thresholds must lie in (0, 1)")
-        return v
-
-
 class Suite(Strict):
     name: str = Field(pattern=r"^[A-Za-z0-9_.-]+$", max_length=100)
     description: str = Field("", max_length=MAX_DESCRIPTION)
@@ -265,8 +212,26 @@ class Suite(Strict):
     threat_models: ThreatModels = ThreatModels()
     evaluation: EvaluationConfig = EvaluationConfig()
     report: ReportConfig = ReportConfig()
-    crosscheck: list[dict[str, Any]] = Field(default_factory=list)
-    dip: DIPProtocol | None = None
-    certify: CertifyConfig | None = Field(default_factory=CertifyConfig,
-                                          description="certified radii of the smoothed variants (null: none)")
     profiles: dict[str, dict[str, Any]] = Field(default_factory=dict)
+    sections: list[str] = Field(default_factory=list, description="plug-in sections: 'file.py:NAME' or "
+                                "'module:NAME', each a bench.sections.Section with its own field")
+
+
+class _OpenSuite(Suite):
+    """A suite whose plug-in sections were not loaded: their fields are kept, unchecked."""
+
+    model_config = ConfigDict(extra="allow")
+
+
+_MODELS: dict[tuple, tuple[tuple, type[Suite]]] = {}  # the sections are kept: their ids stay theirs
+
+
+def suite_model(sections: Sequence[Section], *, open_fields: bool = False) -> type[Suite]:
+    """`Suite` with each section's own field (`Section.field`, typed `Section.schema`, default
+    `Section.default`). With `open_fields`, any other top-level field is accepted unchecked (a suite whose
+    plug-in sections are checked by name only)."""
+    key = (tuple(id(s) for s in sections), open_fields)
+    if key not in _MODELS:
+        fields = {s.field: (s.schema, s.default) for s in sections if s.field is not None}
+        _MODELS[key] = (tuple(sections), create_model("Suite", __base__=_OpenSuite if open_fields else Suite, **fields))
+    return _MODELS[key][1]

@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 import yaml
 from yaml.constructor import ConstructorError
 
+from bench.config.work import check_work
 from bench.errors import BenchError, short, utf8_text
 
 if TYPE_CHECKING:
@@ -34,14 +35,6 @@ LIMITS = {
     "attack_settings": 4096,  # attack grid points, all attacks together
     "data_bytes": 8 << 30,  # images as float32 in memory (n x 3 x size x size x 4 bytes)
 }
-
-# Caps on the work one attack (or DIP) may ask for: anything larger is a typo, and would run until killed.
-WORK_CAPS = {
-    "steps": 100_000, "max_iterations": 100_000, "iterations": 100_000, "queries": 100_000,  # iterations
-    "restarts": 1_000, "binary_search_steps": 1_000, "eot": 1_000,  # repeats of those iterations
-}
-MAX_PASSES = 10_000_000  # iterations x repeats: gradient (or query) passes per image, per attack
-_REPEATS = ("restarts", "binary_search_steps", "eot")
 
 # Smallest square input each built-in architecture can take (VGG's five 2x2 poolings need 32 px).
 MIN_INPUT_SIZE = {"vgg16": 32, "vgg16_bn": 32}
@@ -237,39 +230,12 @@ def check_loaded(ls: LoadedSuite) -> None:
                              f"the limit is {LIMITS['data_bytes'] / 2**30:.0f} GiB")
 
 
-def _work(params: Any, where: str) -> None:
-    """Refuse an iteration count or a repeat count over WORK_CAPS, or a product of them over MAX_PASSES, in a
-    parameter mapping and the mappings nested in it (an ensemble's members, DIP's adaptive attacks)."""
-    if not isinstance(params, dict):
-        return
-    for key, value in params.items():
-        cap = WORK_CAPS.get(str(key))
-        if cap is not None and isinstance(value, int) and not isinstance(value, bool) and value > cap:
-            raise BenchError(f"{where}.{key}", f"{value} is over the cap of {cap:,} (documented in README: "
-                             "Bad input); a longer run is a typo on this harness")
-        if isinstance(value, dict):
-            _work(value, f"{where}.{key}")
-    iterations = max((v for k, v in params.items() if k in WORK_CAPS and k not in _REPEATS
-                      and isinstance(v, int) and not isinstance(v, bool)), default=1)
-    passes = iterations
-    for k in _REPEATS:
-        v = params.get(k)
-        if isinstance(v, int) and not isinstance(v, bool) and v > 0:
-            passes *= v
-    if passes > MAX_PASSES:
-        raise BenchError(where, f"{passes:,} passes per image (iterations x restarts x binary search steps x EOT) "
-                         f"is over the cap of {MAX_PASSES:,}")
-
-
 def _check_work(ls: LoadedSuite) -> None:
     s = ls.suite
     for ap in ls.attacks:
-        _work(ap.params, f"attacks.{ap.key}")
+        check_work(ap.params, f"attacks.{ap.key}")
     for name, d in s.defenses.items():
-        _work(d.params, f"defenses.{name}.params")
-    if s.dip is not None:
-        _work(s.dip.params, "dip.params")
-        _work(s.dip.model_dump().get("adaptive"), "dip.adaptive")
+        check_work(d.params, f"defenses.{name}.params")
 
 
 def _check_budgets(ls: LoadedSuite) -> None:
@@ -302,7 +268,7 @@ def _check_derived(ls: LoadedSuite) -> None:
                                  "in [0, 1], so eps 1 already allows any image") from None
     for where, ap in derived_checks(ls):
         get_attack(ap.attack).params.model_validate(ap.params)
-        _work(ap.params, where)
+        check_work(ap.params, where)
 
 
 def _check_model_references(ls: LoadedSuite) -> None:

@@ -3,8 +3,8 @@ and `tests/expected/tiny.md` (its leaderboard, as `bench report` renders it from
 
     python tests/expected/regenerate.py
 
-Run it after a change that gives cells new keys or new metrics (a PLAN_VERSION bump, a new column, a new
-attack in the tiny suite) or changes the leaderboard's text, then review `git diff tests/expected/tiny.md`
+Run it after a change that gives cells new keys or new metrics (a kind's version bump, `declare_kind`, a new
+column, a new attack in the tiny suite) or changes the leaderboard's text, then review `git diff tests/expected/tiny.md`
 and commit both files. The golden test (`tests/test_end_to_end.py`) renders the committed store, so it
 checks the renderer on every machine; the numbers in the store come from whichever machine ran this.
 """

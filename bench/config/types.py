@@ -14,3 +14,5 @@ from pydantic import AllowInfNan, Strict
 Number = Annotated[float, Strict(), AllowInfNan(False)]
 Integer = Annotated[int, Strict()]
 Boolean = Annotated[bool, Strict()]
+
+MAX_COUNT = 1_000_000  # images, batch sizes, steps: anything larger is a typo on this harness
