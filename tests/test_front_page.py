@@ -152,7 +152,7 @@ def test_sentences_from_a_constructed_ranking_state_each_interval():
                         PairDiff("min_norm", "d", "u", 4.61, 4.1, 5.0, True)])
     said = sentences(r, [], len(ALL_CHECKS))
     assert said[0] == ("On robust accuracy at L-inf eps = 0.02, ResNet-18 + JPEG ranks first with 85.4 (67-98), "
-                       "tied with ResNet-18 at 75.0 (53-93): their intervals overlap.")
+                       "tied with ResNet-18 at 75.0 (53-93): the paired comparison does not separate them.")
     assert said[1] == "On median minimum-norm L2, ResNet-18 + JPEG ranks first with 7.27 (6.8-7.4)."
     diff = next(s for s in said if s.startswith("Against its undefended baseline"))
     assert "robust accuracy +10.4 points (+2.1 to +18.7)" in diff and "+4.61 (+4.10 to +5.00)" in diff

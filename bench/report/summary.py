@@ -105,9 +105,9 @@ def caption(b: Board, r: Ranking, adaptive: bool) -> str:
             "detected unperturbed and under every bounded attack at that budget, adaptive ones included; higher is "
             "more robust) and the median minimum-norm L2 (the smallest delivered perturbation, before storage, with "
             "which any minimum-norm attack fooled the stored image of a fake; larger is more robust, ∞ when most "
-            "fakes were never fooled). Two rows share a "
-            f"rank when their intervals do not separate them ({sep}). n = {n} attacked fakes{seeds}; clean "
-            f"accuracy on {images} test images. Cells: value (95% interval), accuracies in %.")
+            "fakes were never fooled). Two rows share a rank when the paired comparison of their per-image outcomes "
+            f"does not separate them ({sep}). n = {n} attacked fakes{seeds}; clean accuracy on {images} test "
+            "images. Cells: value (95% interval), accuracies in %.")
     if adaptive:
         text += " Adaptive attack: the strongest attack made through the model's evaluation-time defense."
     if certified_numbers(b):
@@ -143,7 +143,7 @@ def leader_sentence(r: Ranking, axis: str) -> str | None:
     fmt = robust_text if axis == "robust" else norm_text
     text = f"On {what}, {r.labels.get(lead, lead)} ranks first with {fmt(r.rows[lead][axis])}"
     if others:
-        text += f", tied with {_who(r, others, axis)}: their intervals overlap"
+        text += f", tied with {_who(r, others, axis)}: the paired comparison does not separate them"
     return text + "."
 
 
