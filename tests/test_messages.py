@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+import bench.results.query as query
 from bench.atomic import atomic_write
 from bench.cli import main
 from bench.data.images import MAX_PIXELS, load_image
@@ -86,3 +87,17 @@ def test_export_to_a_folder_is_refused_naming_it(tmp_path):
     assert code == 2 and f"{tmp_path / 'out.csv'}: is a folder" in err and err.count("\n") == 1, err
     code, err = bench("export", "tiny", "--db", str(db), "--out", str(tmp_path))
     assert code == 2 and "is a folder" in err, err
+
+
+def test_a_sealed_run_this_bench_cannot_read_is_another_version_not_damage(tmp_path, monkeypatch):
+    db = tmp_path / "tiny.sqlite"
+    db.write_bytes((Path(__file__).parent / "expected" / "tiny.sqlite").read_bytes())
+    assert bench("export", "tiny", "--db", str(db), "--out", str(tmp_path / "ok.csv"))[0] == 0
+    def newer(d):  # what pydantic says of a suite field this version does not know
+        raise ValueError("1 validation error for Suite\nsections\n  Extra inputs are not permitted")
+
+    monkeypatch.setattr(query.LoadedSuite, "from_dict", staticmethod(newer))
+    code, err = bench("export", "tiny", "--db", str(db), "--out", str(tmp_path / "out.csv"))
+    assert code == 2 and err.count("\n") == 1, err
+    assert "stored by another version of bench" in err and "damaged" not in err and str(db) in err, err
+    assert not (tmp_path / "out.csv").exists()

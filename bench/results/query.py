@@ -119,6 +119,11 @@ def stored_suite(store: ResultStore, suite: str, profile: str | None) -> tuple[L
     try:
         return LoadedSuite.from_dict(run["plan"]["suite"]), Plan.from_dict(run["plan"]["plan"])
     except (KeyError, TypeError, ValueError, AttributeError) as exc:  # a plan that is JSON, but not a plan
+        if run.get("seal"):  # the run matches its seal (checked on reading it): intact, from another bench
+            raise BenchError(str(store.path), f"run {run['run_id']} was stored by another version of bench (commit "
+                                              f"{run.get('git_commit') or 'unrecorded'}) whose plan this one cannot "
+                                              f"read ({type(exc).__name__}: {_first_line(exc)}); render it with that "
+                                              "version, or `bench run` the suite with this one") from None
         raise damaged_database(store.path, f"the plan of run {run['run_id']} does not decode "
                                            f"({type(exc).__name__}: {str(exc)[:200]})") from None
 
@@ -127,3 +132,8 @@ def load_results(store: ResultStore, suite: str, profile: str | None) -> Results
     """The latest finished run's results of a suite, from the store alone."""
     ls, plan = stored_suite(store, suite, profile)
     return results_from(store, ls, plan)
+
+
+def _first_line(exc: Exception) -> str:
+    text = str(exc).strip().splitlines()
+    return " ".join(text[:2])[:200] if text else type(exc).__name__
