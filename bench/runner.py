@@ -22,7 +22,8 @@ from bench.sections import add_section_cells, section_of
 from bench.settings import default_home
 from bench.store import ResultStore
 from bench.suite.load import LoadedSuite
-from bench.suite.plan import Plan, plan_for_data
+from bench.suite.plan import Plan
+from bench.suite.planner import plan_for_data
 
 
 def prepare(ls: LoadedSuite, home: Path | None = None, device: torch.device | None = None,

@@ -28,7 +28,7 @@ from bench.defenses.apply import apply_defense
 from bench.models import create_model
 from bench.models.checkpoint import load_saved_detector
 from bench.suite.load import load_suite
-from bench.suite.plan import plan_for_data
+from bench.suite.planner import plan_for_data
 
 OLD_PAIR = [PGDParams(eps=0.02, norm="linf", steps=s, step_size=0.002, random_start=False) for s in (20, 40)]
 

@@ -19,7 +19,8 @@ import yaml
 import bench.cells.keys as cell_keys
 from bench.sections import add_section_cells
 from bench.suite.load import load_suite
-from bench.suite.plan import Plan, build_plan
+from bench.suite.plan import Plan
+from bench.suite.planner import build_plan
 
 TINY = Path(__file__).parent / "suites" / "tiny.yaml"
 DATA_KEY = "0" * 64

@@ -13,7 +13,7 @@ from bench.report.sanity import run_checks
 from bench.results.query import load_results
 from bench.store import ResultStore
 from bench.suite.load import load_suite
-from bench.suite.plan import plan_for_data
+from bench.suite.planner import plan_for_data
 
 SUITE = {
     "name": "conv", "seed": 0,

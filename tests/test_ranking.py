@@ -21,7 +21,7 @@ from bench.report.ranking import baseline_of, compute_ranking
 from bench.results.query import results_from
 from bench.store import ResultStore
 from bench.suite.load import load_suite
-from bench.suite.plan import build_plan
+from bench.suite.planner import build_plan
 
 N, K = 32, 3
 

@@ -16,7 +16,7 @@ from bench.cli import main
 from bench.errors import BenchError
 from bench.metrics import Proportion, replica_mean, t_quantile, wilson_interval
 from bench.suite.load import load_suite
-from bench.suite.plan import build_plan
+from bench.suite.planner import build_plan
 
 SUITE = {
     "name": "seeds2",

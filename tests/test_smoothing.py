@@ -41,7 +41,7 @@ from bench.smoothing.report import certified_numbers
 from bench.smoothing.stats import ABSTAIN, binomial_p_value, clopper_pearson_lower, predict_from_counts
 from bench.store import ResultStore
 from bench.suite.load import load_suite
-from bench.suite.plan import build_plan
+from bench.suite.planner import build_plan
 from bench.suite.schema import EvaluationConfig
 
 SIZE = 8  # px: the hand-made detectors below are linear in the image

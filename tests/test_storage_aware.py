@@ -24,7 +24,7 @@ from bench.data.synthetic import generate_synthetic_faces
 from bench.models import create_model
 from bench.models.training import Recipe, train_detector
 from bench.suite.load import AttackPoint, load_suite
-from bench.suite.plan import build_plan
+from bench.suite.planner import build_plan
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -10,7 +10,7 @@ import numpy as np
 from bench.data.sources import load_data
 from bench.store import SCHEMA, ResultStore
 from bench.suite.load import deep_merge, load_suite
-from bench.suite.plan import plan_for_data
+from bench.suite.planner import plan_for_data
 
 SUITE = Path(__file__).parent / "suites" / "tiny.yaml"
 

@@ -29,7 +29,7 @@ from bench.device import resolve_device
 from bench.errors import BenchError
 from bench.sections import add_section_cells
 from bench.suite.load import load_suite
-from bench.suite.plan import plan_for_data
+from bench.suite.planner import plan_for_data
 
 
 @dataclass(frozen=True)
