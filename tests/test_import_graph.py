@@ -135,7 +135,7 @@ LAYERS: list[tuple[str, list[str]]] = [
                     "bench.cells.keys",  # cell names: the suite's plan builds every key
                     "bench.report.format"]),  # number and markdown formatting: the components' own reports use it
     ("components", ["bench.data", "bench.models", "bench.attacks", "bench.defenses", "bench.dip", "bench.crosscheck",
-                    "bench.smoothing", "bench.diagnostics", "bench.breakdown", "bench.sections"]),
+                    "bench.smoothing", "bench.diagnostics", "bench.subset_metrics", "bench.sections"]),
     ("suite", ["bench.suite"]),
     ("running", ["bench.cells", "bench.executor", "bench.distributed", "bench.runner", "bench.merge",
                  "bench.dip.protocol", "bench.dip.adaptive", "bench.crosscheck.cells", "bench.smoothing.certify"]),
