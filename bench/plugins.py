@@ -15,6 +15,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from bench.digests import file_digest
 from bench.errors import BenchError, ContractError
 
 _FILE_MODULES: dict[tuple[str, int], Any] = {}
@@ -43,6 +44,25 @@ def plugin_path(spec: str, base_dir: Path | str | None) -> Path | None:
         return None
     path = Path(target).expanduser()
     return path if path.is_absolute() else (Path(base_dir or Path.cwd()) / path).resolve()
+
+
+def check_spec(spec: str, where: str, base_dir: Path | str | None) -> None:
+    """A plug-in reference checked without importing it: its form, and for a file that the file exists."""
+    split_spec(spec, where)
+    path = plugin_path(spec, base_dir)
+    if path is not None and not path.is_file():
+        raise BenchError(where, f"plug-in file {path} does not exist")
+
+
+def source_digest(spec: str, base_dir: Path | str | None) -> str | None:
+    """What names a plug-in's code in its cells' keys, so that editing it re-keys them: a file's SHA-256 (None
+    if it is missing), a module's name; None for a registered name."""
+    if not is_plugin_spec(spec):
+        return None
+    path = plugin_path(spec, base_dir)
+    if path is None:
+        return spec.rpartition(":")[0]
+    return file_digest(path) if path.is_file() else None
 
 
 def load_module(target: str, where: str, base_dir: Path | str | None = None) -> Any:

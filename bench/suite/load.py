@@ -17,10 +17,9 @@ from pydantic import ValidationError
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack
 from bench.defenses.registry import check_defense
-from bench.digests import file_digest
 from bench.errors import BenchError, format_validation_error, short
 from bench.models.registry import list_models
-from bench.plugins import is_plugin_spec, plugin_path
+from bench.plugins import check_spec, is_plugin_spec, source_digest
 from bench.sections import Section, builtin_sections, load_plugin_section
 from bench.suite.replicas import expand_replicas
 from bench.suite.schema import AttackConfig, ModelConfig, Suite, suite_model
@@ -222,20 +221,8 @@ def suite_sections(specs: Any, base_dir: Path, shown: str, load_plugins: bool = 
                 raise BenchError(where, f"{short(spec)}: the suite already has a field {sec.field!r}")
             secs.append(sec)
         else:
-            _check_plugin_name(spec, where, base_dir)
+            check_spec(spec, where, base_dir)
     return sorted(secs, key=lambda sec: sec.order)
-
-
-def _check_plugin_name(use: str, where: str, base_dir: Path) -> None:
-    """A plug-in reference checked without importing it: its form, and for a file that the file exists."""
-    target, _, cls_name = use.strip().rpartition(":")
-    if not target or not cls_name.isidentifier():
-        raise BenchError(where, f"{short(use)}: expected 'file.py:ClassName' or 'module:ClassName'")
-    if target.endswith(".py") or "/" in target or "\\" in target:
-        file = Path(target).expanduser()
-        file = file if file.is_absolute() else base_dir / file
-        if not file.is_file():
-            raise BenchError(where, f"plug-in file {file} does not exist")
 
 
 def _grid(items: dict[str, Any], where: str) -> list[dict[str, Any]]:
@@ -274,7 +261,7 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
             if load_plugins or not is_plugin_spec(dname):
                 kinds = check_defense(dname, p, where=f"{where}.defense.{dname}", base_dir=ls.base_dir)
             else:
-                _check_plugin_name(dname, f"{where}.defense", ls.base_dir)
+                check_spec(dname, f"{where}.defense", ls.base_dir)
                 kinds = None
             if kinds is not None and "training" not in kinds:
                 raise BenchError(f"{where}.defense.{dname}", "models take training-time defenses only; "
@@ -288,7 +275,7 @@ def _resolve(ls: LoadedSuite, load_plugins: bool = True) -> None:
             if target not in ls.models:
                 raise BenchError(f"defenses.{name}.applies_to", f"unknown model {short(target)}")
         if not load_plugins and is_plugin_spec(d.use):
-            _check_plugin_name(d.use, f"defenses.{name}.use", ls.base_dir)
+            check_spec(d.use, f"defenses.{name}.use", ls.base_dir)
             continue
         if check_defense(d.use, d.params, where=f"defenses.{name}", base_dir=ls.base_dir) == ("training",):
             raise BenchError(f"defenses.{name}", "training-time defenses belong under a model's `defense:`")
@@ -337,14 +324,13 @@ def _resolve_attack(ls: LoadedSuite, key: str, a: AttackConfig, load_plugins: bo
     where = f"attacks.{key}"
     src = None
     if is_plugin_spec(a.backend) and not load_plugins:  # checked by name only: its code is not imported
-        _check_plugin_name(a.backend, f"{where}.backend", ls.base_dir)
+        check_spec(a.backend, f"{where}.backend", ls.base_dir)
         return
     if is_plugin_spec(a.backend):
         from bench.attacks.user import register_user_backend  # lazy: the user's code, and torch
 
         spec = register_user_backend(a.attack, a.backend, ls.base_dir, where=f"{where}.backend")
-        path = plugin_path(a.backend, ls.base_dir)
-        src = file_digest(path) if path is not None else a.backend.rpartition(":")[0]
+        src = source_digest(a.backend, ls.base_dir)
     else:
         spec = get_attack(a.attack, where=f"{where}.attack")
     if a.backend not in spec.backends:

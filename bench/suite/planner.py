@@ -5,7 +5,6 @@ train/test split."""
 
 from __future__ import annotations
 
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -13,7 +12,7 @@ import numpy as np
 from bench import FAKE
 from bench.cells.keys import cell_key
 from bench.digests import data_digest, digest, file_digest
-from bench.plugins import plugin_path
+from bench.plugins import source_digest
 from bench.suite.controls import add_controls_and_checks
 from bench.suite.load import LoadedSuite, runs_against
 from bench.suite.plan import ModelCell, Plan, Variant, add_attack_cell, add_scoring_cells
@@ -46,7 +45,7 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
         if rm.config.init_from:
             cfg["init_from"] = model_key(rm.config.init_from)
             deps = (cfg["init_from"],)
-        defense_src = _defense_source_digest(rm.training_defense[0], ls.base_dir) if rm.training_defense else None
+        defense_src = source_digest(rm.training_defense[0], ls.base_dir) if rm.training_defense else None
         seed = s.seed + rm.replica  # the training seed: replicas differ (bench.suite.replicas)
         key = cell_key("model", cfg, rm.training_defense, defense_src, data_key, seed, s.data.size)
         plan.models[name] = ModelCell(rm, key, deps)
@@ -57,7 +56,7 @@ def build_plan(ls: LoadedSuite, data_key: str, attack_ids: list[str]) -> Plan:
         plan.variants[name] = Variant(name, name, None, plan.models[name].key, ls.models[name].label)
     for dname, d in s.defenses.items():
         use = d.use
-        src = _defense_source_digest(use, ls.base_dir)
+        src = source_digest(use, ls.base_dir)
         for m in d.applies_to:
             vname = f"{m}+{dname}"
             key = digest(["variant", plan.models[m].key, use, d.params, src])
@@ -90,13 +89,3 @@ def plan_for_data(ls: LoadedSuite, train: ImageSet, test: ImageSet) -> Plan:
     s = ls.suite
     idx = attacked_indices(test, s.evaluation.max_attack_images, s.seed)
     return build_plan(ls, data_digest(train, test), [test.ids[i] for i in idx])
-
-
-def _defense_source_digest(use: str, base_dir: Path) -> str | None:
-    """A user's defense file is part of the key, so editing it invalidates its cells."""
-    if ":" not in use:
-        return None
-    path = plugin_path(use, base_dir)
-    if path is not None:
-        return file_digest(path) if path.is_file() else None
-    return use.split(":", 1)[0]
