@@ -436,6 +436,16 @@ def test_defense_that_breaks_its_contract_is_refused_naming_it(user_file, cls, f
     assert fragment in err.value.message
 
 
+def test_applying_a_wrapper_holds_it_to_the_contract_without_the_preflight(user_file):
+    from bench.defenses.apply import apply_defense
+
+    with pytest.raises(ContractError) as err:  # the contract's rule, not a silent wrap of what it returned
+        apply_defense(_tiny(size=8), "nad", "my_defenses.py:NotADetector", {}, user_file, check_contract=False)
+    assert err.value.where == "defenses.nad" and "Detector" in err.value.message
+    det = apply_defense(_tiny(size=8), "avg", "my_defenses.py:Averaged", {}, user_file, check_contract=False)
+    assert isinstance(det, Detector)
+
+
 def test_preprocessor_contract_is_also_enforced_inside_art(user_file):
     from bench.models.estimators import to_art
 

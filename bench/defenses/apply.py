@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from bench.defenses.base import as_detector, evaluation_kind
-from bench.defenses.contract import check_defense, check_logits
+from bench.defenses.contract import check_defense, check_logits, wrap_detector
 from bench.defenses.registry import create_defense
 from bench.errors import BenchError
 from bench.models.detector import Detector
@@ -75,9 +75,7 @@ def apply_defense(base: Detector, name: str, use: str, params: dict, base_dir: P
     if kind == "preprocessor":
         det = preprocessed(base, defense)
     else:
-        det = defense.wrap(base)
-        if not isinstance(det, Detector):
-            det = as_detector(det, like=base)
+        det = wrap_detector(defense, base)  # the contract's one rule: `wrap` returns a Detector
     det = det.eval()
     with torch.no_grad():
         check_logits(where, probe, det(probe.to(det.device)), base.spec.num_classes)
