@@ -17,6 +17,7 @@ from pydantic import ValidationError
 
 from bench.errors import BenchError, validation_error
 from bench.registry import Registry
+from bench.settings import configure_art
 
 if TYPE_CHECKING:  # annotations only: the parameter models import this module to declare themselves
     import torch
@@ -184,6 +185,19 @@ def register_attack(*, name: str, title: str, family: str, norm: str, budget: st
         return params
 
     return deco
+
+
+# What a backend's first call imports, by backend: a timed run imports it first (importing ART takes seconds,
+# once per process, and is not the attack's cost).
+BACKEND_IMPORTS: dict[str, tuple[str, ...]] = {"art": ("art.attacks.evasion", "art.estimators.classification"),
+                                               "foolbox": ("foolbox",)}
+
+
+def warm_backend(backend: str) -> None:
+    """Import the toolkit behind `backend` (none for native and user backends) before its attack is timed."""
+    configure_art()  # ART writes its config where ART_DATA_PATH points: set before its first import
+    for module in BACKEND_IMPORTS.get(backend, ()):
+        importlib.import_module(module)
 
 
 def register_backend(attack: str, backend: str) -> Callable[[AttackFn], AttackFn]:

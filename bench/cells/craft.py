@@ -22,14 +22,13 @@ from bench.attacks.counting import PassCount
 from bench.attacks.delivery import budget_of, deliver, delivered_budget, grid_eps, on_grid
 from bench.attacks.effective import effective_params
 from bench.attacks.making import measured, run_point, unchanged
-from bench.attacks.registry import get_attack
+from bench.attacks.registry import get_attack, warm_backend
 from bench.attacks.storage import Storage, stored_detector
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
 from bench.errors import BenchError
 from bench.metrics import Proportion, perturbation_norms, summary
 from bench.models.detector import Detector
-from bench.settings import configure_art
 from bench.suite.load import AttackPoint
 from bench.suite.plan import CraftCell
 
@@ -70,16 +69,6 @@ def make_examples(ap: AttackPoint, params, det: Detector, images: torch.Tensor, 
     return torch.cat(outs) if outs else images.clone()
 
 
-def import_toolkit(backend: str) -> None:
-    """Import a toolkit before an attack of it is timed: importing ART takes seconds, once per process, and is
-    not the attack's cost."""
-    if backend == "art":
-        configure_art()
-        import art.attacks.evasion  # noqa: F401  (lazy: heavy, and only ART backends need it)
-    elif backend == "foolbox":
-        import foolbox  # noqa: F401  (lazy: only Foolbox backends need it)
-
-
 @dataclass
 class Crafted:
     """An attack point's examples: its float output, the delivered 8-bit images, their budget, the cost."""
@@ -98,7 +87,7 @@ def craft(ap: AttackPoint, params, source: Detector, storage: Storage, images: t
     at its L-inf budget on the 8-bit grid) and deliver them within its budget: what the craft cell stores."""
     effective = effective_params(ap.attack, ap.backend, params.model_dump())
     det = attack_detector(ap, source, storage)
-    import_toolkit(ap.backend)
+    warm_backend(ap.backend)
     raw, cost = measured(det, lambda: make_examples(ap, on_grid(ap.attack, params), det, images, labels, batch_size,
                                                      torch.device(device)))
     passes, seconds = cost.passes, cost.seconds

@@ -17,7 +17,6 @@ attack); every other one is a *reference*. The report gives, side by side:
 
 from __future__ import annotations
 
-import importlib
 import math
 import time
 from dataclasses import asdict, dataclass, field
@@ -29,7 +28,7 @@ from pydantic import ValidationError
 
 from bench.attacks.counting import PassCount, count_passes
 from bench.attacks.params import AttackParams
-from bench.attacks.registry import get_attack, run_attack
+from bench.attacks.registry import get_attack, run_attack, warm_backend
 from bench.attacks.user import is_user_spec, load_user_attack, validate_adversarial
 from bench.crosscheck.grade import Grade, curve_budgets, distances, optimality, robust_accuracy
 from bench.crosscheck.report import render_markdown, render_text
@@ -37,7 +36,6 @@ from bench.crosscheck.tolerances import Tolerances
 from bench.diagnostics import REACH_STEP, REACH_STEPS, reachable_margin
 from bench.errors import BenchError, validation_problems
 from bench.models.detector import Detector
-from bench.settings import configure_art
 
 DEFAULT_IMPLEMENTATIONS = ("native", "art", "foolbox")
 TIE_L2 = 1e-6  # two L2 norms closer than this are a tie
@@ -194,15 +192,6 @@ def _sync(detector: Detector) -> None:
         torch.cuda.synchronize(detector.device)
 
 
-def _warm_imports(name: str) -> None:
-    """Import a toolkit before its run is timed: import time is not attack cost."""
-    modules = {"art": ("art.attacks.evasion", "art.estimators.classification"), "foolbox": ("foolbox",)}
-    if name == "art":
-        configure_art()  # ART writes its config where ART_DATA_PATH points, set before its first import
-    for module in modules.get(name, ()):
-        importlib.import_module(module)
-
-
 def _run_one(
     name: str, attack: str, detector: Detector, x: torch.Tensor, y: torch.Tensor, params: AttackParams, seed: int
 ) -> ImplResult:
@@ -219,7 +208,7 @@ def _run_one(
                 f"unknown implementation of {attack}; use one of {', '.join(sorted(spec.backends))} "
                 "or a user attack 'module.path:Name' / 'path/to/file.py:Name'",
             )
-        _warm_imports(name)
+        warm_backend(name)
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         detector.eval()
