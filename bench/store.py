@@ -509,6 +509,17 @@ class ResultStore:
                 counts[run_id] = counts.get(run_id, 0) + n
         return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] or 0))
 
+    def run_machine(self, run_id: int) -> dict[str, Any] | None:
+        """A run's machine and device as recorded (`bench.provenance.machine`), read without verifying the run's
+        seal: a later run may have recomputed some of its cells, which changes the seal, not the machine."""
+        row = self.db.execute("SELECT machine, device FROM runs WHERE run_id=?", (run_id,)).fetchone()
+        if row is None:
+            return None
+        try:
+            return {"machine": json.loads(row[0] or "{}"), "device": row[1]}
+        except (ValueError, TypeError) as exc:
+            raise damaged_database(self.path, f"run {run_id}: its machine does not decode as JSON ({exc})") from None
+
     def computed_by(self, cell_ids: list[str]) -> list[dict[str, Any]]:
         """Which commits computed these cells: per git commit of the cells' runs (None: not recorded), the number
         of cells and when the first and last of them were stored; most cells first."""

@@ -169,7 +169,8 @@ def normalise(board: str) -> str:
     out = []
     cells = False
     for line in board.splitlines():
-        if line.startswith(("- Numbers:", "- Machine:", "- Last run:", "- Versions:", "- Machine-dependent:")):
+        if line.startswith(("- Numbers:", "- Machine:", "- Machines:", "- Last run:", "- Versions:",
+                            "- Machine-dependent:")):
             continue
         if line.startswith("## "):
             cells = line.startswith("## Every attack cell")

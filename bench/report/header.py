@@ -78,9 +78,14 @@ def machine_short(b: Board) -> str:
     only read them from the store computed nothing), each machine with its share when there are several."""
     store = b.results.store
     shares: dict[str, int] = {}
+    latest = b.results.run or {}
     for run_id, n in store.computing_runs(board_cell_ids(b)):
-        text = _machine_text(store.run(run_id) if run_id is not None else None)
-        shares[text] = shares.get(text, 0) + n
+        # the latest run was read verified against its seal; an older one's seal goes stale when a later run
+        # recomputes one of its cells, so only its machine is read
+        run = latest if run_id == latest.get("run_id") else store.run_machine(run_id) if run_id is not None else None
+        if run is not None:  # cells whose run row is gone (a damaged or hand-edited store) name no machine
+            text = _machine_text(run)
+            shares[text] = shares.get(text, 0) + n
     if not shares:
         shares = {_machine_text(b.results.run): 0}
     tail = "Suite, provenance and every cell: [appendix](#appendix)."
