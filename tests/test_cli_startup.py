@@ -50,8 +50,8 @@ def test_the_lazy_backend_table_matches_what_the_modules_register():
     for m in modules:
         importlib.import_module(m)
     for spec in list_attacks():
-        registered = {name: fn.__module__ for name, fn in spec.backends._fns.items()
-                      if fn.__module__.startswith("bench.attacks.") and ":" not in name}  # not a user plug-in
+        registered = {name: b.fn.__module__ for name, b in spec.backends._fns.items()
+                      if b.fn.__module__.startswith("bench.attacks.") and ":" not in name}  # not a user plug-in
         assert registered == BUILTIN_BACKENDS.get(spec.name, {}), spec.name
 
 

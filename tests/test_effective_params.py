@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-from bench.attacks.effective import effective_params, render_params
 from bench.attacks.params import CWL2Params
+from bench.attacks.registry import effective_params
+from bench.report.format import render_params
 
 
 def test_toolkit_cw_says_c_max_is_not_used():

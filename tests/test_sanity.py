@@ -85,8 +85,10 @@ def test_degenerate_classifier_is_flagged_and_a_sound_one_is_not():
     assert (DOCS / "degenerate-classifier.md").is_file()
 
 
-def test_flagged_and_average_rows_are_never_marked_best():
-    rows = [["sound", "-"], ["always-fake †", "-"], ["Average of two", "-"]]
-    values = [[Proportion(80, 100).as_dict()], [Proportion(99, 100).as_dict()], [Proportion(90, 100).as_dict()]]
-    _best(rows, values)
-    assert rows[0][1].startswith("**80.0%") and rows[1][1] == "-" and rows[2][1] == "-"
+def test_rows_that_may_not_be_marked_best_never_are_whatever_their_labels():
+    """Whether a row may be marked best is data on the row (flagged degenerate, an average), not its label text."""
+    rows = [["sound", "-"], ["flagged", "-"], ["a grid's average", "-"], ["Average model †", "-"]]
+    values = [[Proportion(k, 100).as_dict()] for k in (80, 99, 90, 85)]
+    _best(rows, values, [True, False, False, True])
+    assert rows[1][1] == "-" and rows[2][1] == "-" and rows[0][1] == "-"
+    assert rows[3][1].startswith("**85.0%")

@@ -174,7 +174,7 @@ def best_of_restarts(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: AP
     return adv
 
 
-@register_backend("apgd", "native")
+@register_backend("apgd", "native", eot=True)
 def apgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: APGDParams) -> torch.Tensor:
     """APGD-CE, batched; images the detector already misclassifies are returned as they are."""
     return apgd_batched(detector, x, y, p)

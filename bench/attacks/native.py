@@ -70,7 +70,7 @@ def _loss_grad(detector: Detector, x: torch.Tensor, y: torch.Tensor, eot: int = 
 
 
 # ---------------------------------------------------------------- FGSM
-@register_backend("fgsm", "native")
+@register_backend("fgsm", "native", eot=True)
 def fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams) -> torch.Tensor:
     """FGSM, eq. (1): x + eps * sign(grad_x J(x, y)), clipped to [0, 1]."""
     x, y = _prepare(detector, x, y)
@@ -98,7 +98,7 @@ def _pgd_start(x0: torch.Tensor, p: PGDParams) -> torch.Tensor:
     return (x0 + r).clamp(0.0, 1.0)
 
 
-@register_backend("pgd", "native")
+@register_backend("pgd", "native", eot=True)
 def pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> torch.Tensor:
     """PGD ascent on the cross-entropy: `steps` steps of `step_size` (sign step for L-inf, unit-L2
     gradient step for L2), each followed by projection onto the eps ball around x and into [0, 1].
@@ -336,7 +336,7 @@ def _cw_l2_batch(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Pa
     return best_adv
 
 
-@register_backend("cw_l2", "native")
+@register_backend("cw_l2", "native", eot=True)
 def cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Params) -> torch.Tensor:
     """Carlini-Wagner L2, eqs. (3)-(6), batched, with a per-image search for c in [c_min, c_max]."""
     x, y = _prepare(detector, x, y)

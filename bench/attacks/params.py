@@ -7,7 +7,7 @@ An attack object holds only its hyperparameters (as in Foolbox 3); which impleme
 from __future__ import annotations
 
 import math
-from typing import Any, Literal
+from typing import Any, ClassVar, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 
@@ -31,11 +31,17 @@ class AttackParams(BaseModel):
     """Base: unknown fields are errors, values are validated on assignment."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+    # How the implementations of the attack differ where a cross-check compares them (printed with its report).
+    implementations_note: ClassVar[str] = ""
 
     def passes_per_image(self) -> float:
         """Forward plus backward passes per image the attack may spend at most (an ensemble runs cheaper
         members first); unknown: infinity."""
         return math.inf
+
+    def describe(self, title: str) -> str:
+        """The attack at these parameters in words, for a table row (`title` is the attack's)."""
+        return f"{title} " + ", ".join(f"{k}={v}" for k, v in self.model_dump().items())
 
     @model_serializer(mode="wrap")
     def _without_added_defaults(self, handler) -> dict[str, Any]:
@@ -61,7 +67,7 @@ class FGSMParams(AttackParams):
 
 
 @register_attack(name="cw_l2", title="CW-L2", family="minimum-norm", norm="l2", budget=None, deterministic=False,
-                 iterations="max_iterations")
+                 iterations="max_iterations", margin="confidence")
 class CWL2Params(AttackParams):
     """Carlini-Wagner L2, eqs. (3)-(6). c is binary-searched per image within [c_min, c_max]."""
 
@@ -79,11 +85,22 @@ class CWL2Params(AttackParams):
         json_schema_extra=ADDED_AFTER_KEYS)
 
     eot: Integer = EOT_FIELD
-
+    implementations_note: ClassVar[str] = (
+        "The c search differs between implementations: native searches c per image within [c_min, c_max] (c_min "
+        "first, then geometric bisection between the largest failing and the smallest succeeding c, c_max standing "
+        "in until one succeeds; the last step tries c_max itself); ART starts at c_min and doubles / halves with "
+        "no upper bound (and line-searches the step size instead of using Adam, with no early abort); Foolbox "
+        "starts at c_min, multiplies by 10 until it succeeds, then bisects toward 0, so it can end below c_min. "
+        "c_max only binds the native one."
+    )
 
     def passes_per_image(self) -> float:
         per_iteration = 2.0 * self.eot if self.step_rule == "adam" else 2.0 + 2 * LINE_SEARCH_DOUBLINGS + 1
         return per_iteration * self.max_iterations * self.binary_search_steps
+
+    def describe(self, title: str) -> str:
+        return (f"{title} kappa {self.confidence:g}, c in [{self.c_min:g}, {self.c_max:g}], "
+                f"{self.binary_search_steps} x {self.max_iterations} iterations, EOT {self.eot}")
 
     @model_validator(mode="after")
     def _range(self) -> CWL2Params:
@@ -109,6 +126,10 @@ class PGDParams(AttackParams):
 
     def passes_per_image(self) -> float:
         return 2.0 * self.steps * self.eot
+
+    def describe(self, title: str) -> str:
+        return (f"{title} {'L-inf' if self.norm == 'linf' else 'L2'} eps {self.eps:g}, {self.steps} steps of "
+                f"{self.step_size:g}, EOT {self.eot}")
 
 
 @register_attack(name="apgd", title="APGD-CE", family="iterative", norm="linf", budget="eps", deterministic=False,
@@ -227,7 +248,7 @@ class EnsembleParams(AttackParams):
         out = []
         for key, m in self.members.items():
             spec = ATTACKS.find(m.attack)
-            if spec is None or m.attack == "ensemble":
+            if spec is None or issubclass(spec.params, EnsembleParams):  # no ensemble inside an ensemble
                 raise ValueError(f"member {key}: unknown attack {m.attack!r}")
             if m.backend not in spec.backends:
                 raise ValueError(f"member {key}: attack {m.attack!r} has no backend {m.backend!r}; "

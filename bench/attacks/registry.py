@@ -1,7 +1,8 @@
-"""The attack registry: each attack is declared once (its parameters, family, threat norm, budget and
-determinism) and implemented by one or more registered backends, all called the same way.
+"""The attack registry: each attack is declared once (its parameters, family, threat norm, budget, determinism,
+margin parameter and, for a control, what it controls for) and implemented by one or more registered backends, all
+called the same way; each backend declares what it supports (EOT) and what it does with the parameters (`Backend`).
 
-Checks, cross-checks and the leaderboard read these declarations, never attack names.
+Checks, cross-checks and the leaderboard read these declarations, never attack or backend names.
 `create_attack(name, backend, **params)` is the factory (an attack object holding its hyperparameters);
 `run_attack(name, backend, detector, x, y, params)` returns adversarial images (float32 CPU, [0, 1]).
 """
@@ -9,7 +10,7 @@ Checks, cross-checks and the leaderboard read these declarations, never attack n
 from __future__ import annotations
 
 import importlib
-from collections.abc import Callable, Iterator, MutableMapping
+from collections.abc import Callable, Iterator, Mapping, MutableMapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
@@ -29,6 +30,9 @@ AttackFn = Callable[["Detector", "torch.Tensor", "torch.Tensor", "AttackParams"]
 Family = Literal["single-step", "iterative", "minimum-norm", "control"]
 FAMILIES: tuple[str, ...] = ("single-step", "iterative", "minimum-norm", "control")
 NORMS: tuple[str, ...] = ("linf", "l2")
+# What a control (family "control") holds beside the clean image: nothing but the storage, or random noise at a size.
+STORAGE_ONLY, RANDOM_NOISE = "storage-only", "random-noise"
+CONTROL_KINDS: tuple[str, ...] = (STORAGE_ONLY, RANDOM_NOISE)
 
 
 # bench's own backends: attack -> backend -> the module whose import registers it. They are imported when first
@@ -50,24 +54,62 @@ BUILTIN_BACKENDS: dict[str, dict[str, str]] = {
 }
 
 
+@dataclass(frozen=True)
+class Backend:
+    """One implementation of an attack and what it declares about itself.
+
+    - `eot`: it averages gradients over `eot` passes through a randomized defense (`bench.attacks.eot`); an
+      attack point with `eot > 1` runs only on a backend that declares it;
+    - `unused`: the parameters it ignores (name -> why, printed after "not used by <backend>"), e.g. a
+      toolkit's CW-L2 has no upper end of the c search (`c_max`);
+    - `behaviour`: the parameters it uses differently from the native backend (name -> what it does);
+    - `imports`: what its first call imports (a toolkit), imported before it is timed (`warm_backend`).
+    """
+
+    name: str
+    fn: AttackFn
+    eot: bool = False
+    unused: Mapping[str, str] = field(default_factory=dict)
+    behaviour: Mapping[str, str] = field(default_factory=dict)
+    imports: tuple[str, ...] = ()
+
+    def __call__(self, detector: Detector, x: torch.Tensor, y: torch.Tensor, params: AttackParams) -> torch.Tensor:
+        return self.fn(detector, x, y, params)
+
+    def effective_params(self, params: dict[str, Any]) -> dict[str, str]:
+        """Each parameter as this backend ran it: its value, or its value marked as not used (with why) or as
+        used differently (how), e.g. `c_max=100.0 (not used by foolbox: ...)`. The craft cell stores it with its
+        metrics, so the leaderboard prints what the backend used from the store alone."""
+        out = {}
+        for k, v in params.items():
+            if k in self.unused:
+                why = f": {self.unused[k]}" if self.unused[k] else ""
+                out[k] = f"{v} (not used by {self.name}{why})"
+            elif k in self.behaviour:
+                out[k] = f"{v} ({self.name}: {self.behaviour[k]})"
+            else:
+                out[k] = str(v)
+        return out
+
+
 class Backends(MutableMapping):
-    """An attack's backends, name -> implementation: the registered ones, and bench's own (`BUILTIN_BACKENDS`)
-    whose module is imported the first time one of them is looked up."""
+    """An attack's backends, name -> `Backend`: the registered ones, and bench's own (`BUILTIN_BACKENDS`) whose
+    module is imported the first time one of them is looked up."""
 
     def __init__(self, attack: str) -> None:
         self.attack = attack
-        self._fns: dict[str, AttackFn] = {}
+        self._fns: dict[str, Backend] = {}
 
     def _lazy(self) -> dict[str, str]:
         return BUILTIN_BACKENDS.get(self.attack, {})
 
-    def __getitem__(self, name: str) -> AttackFn:
+    def __getitem__(self, name: str) -> Backend:
         if name not in self._fns and name in self._lazy():
             importlib.import_module(self._lazy()[name])  # registers its backends (register_backend)
         return self._fns[name]
 
-    def __setitem__(self, name: str, fn: AttackFn) -> None:
-        self._fns[name] = fn
+    def __setitem__(self, name: str, backend: Backend) -> None:
+        self._fns[name] = backend
 
     def __delitem__(self, name: str) -> None:
         del self._fns[name]
@@ -97,7 +139,11 @@ class AttackSpec:
       c search and early stopping) is not;
     - `iterations`: the integer parameter that holds the attack's number of iterations (PGD's `steps`, CW-L2's
       `max_iterations`, Square's `queries`), or None: the not-converged check reruns an attack with a multiple
-      of it (docs/checks/not-converged.md) and never guesses it from parameter names.
+      of it (docs/checks/not-converged.md) and never guesses it from parameter names;
+    - `margin`: the parameter that holds a required logit margin (CW-L2's `confidence`, kappa), or None: checks
+      and cross-checks explain an attack that returns images unperturbed where no iterate reached it;
+    - `control`: for a control, what it holds beside the clean image (`STORAGE_ONLY` or `RANDOM_NOISE`); a
+      random-noise control's parameter model names its size parameter (`size_param`).
     """
 
     name: str
@@ -108,6 +154,8 @@ class AttackSpec:
     budget: str | None
     deterministic: bool
     iterations: str | None = None
+    margin: str | None = None
+    control: str | None = None
     backends: Backends = field(init=False)
 
     def __post_init__(self) -> None:
@@ -136,7 +184,8 @@ class AttackSpec:
     def declaration(self) -> dict[str, Any]:
         """The declarations as plain data (stored with every plan, read by checks and reports)."""
         return {"attack": self.name, "title": self.title, "family": self.family, "norm": self.norm,
-                "budget": self.budget, "deterministic": self.deterministic, "iterations": self.iterations}
+                "budget": self.budget, "deterministic": self.deterministic, "iterations": self.iterations,
+                "margin": self.margin, "control": self.control}
 
 
 def _get(params: AttackParams | dict[str, Any], name: str) -> Any:
@@ -148,7 +197,7 @@ ATTACKS: Registry[AttackSpec] = Registry("attack")
 
 def declare_attack(params: type[AttackParams], *, name: str, title: str, family: str, norm: str,
                    budget: str | None, deterministic: bool, iterations: str | None = None,
-                   where: str = "attack") -> AttackSpec:
+                   margin: str | None = None, control: str | None = None, where: str = "attack") -> AttackSpec:
     """Declare an attack (or return the existing declaration of that name, which must match)."""
     if family not in FAMILIES:
         raise BenchError(f"{where}.family", f"unknown family {family!r}; expected one of {', '.join(FAMILIES)}")
@@ -160,7 +209,12 @@ def declare_attack(params: type[AttackParams], *, name: str, title: str, family:
         raise BenchError(f"{where}.budget", "a minimum-norm attack has no budget parameter (budget: None)")
     if iterations is not None and not _is_integer_field(params, iterations):
         raise BenchError(f"{where}.iterations", f"{iterations!r} is not an integer parameter of {params.__name__}")
-    spec = AttackSpec(name, title, params, family, norm, budget, deterministic, iterations)
+    if margin is not None and margin not in params.model_fields:
+        raise BenchError(f"{where}.margin", f"{margin!r} is not a parameter of {params.__name__}")
+    if (family == "control") != (control is not None) or (control is not None and control not in CONTROL_KINDS):
+        raise BenchError(f"{where}.control", f"a control declares what it controls for, one of "
+                                             f"{', '.join(CONTROL_KINDS)}, and only a control does (got {control!r})")
+    spec = AttackSpec(name, title, params, family, norm, budget, deterministic, iterations, margin, control)
     old = ATTACKS.find(name)
     if old is not None:
         if old.declaration() != spec.declaration():
@@ -176,40 +230,66 @@ def _is_integer_field(params: type[AttackParams], name: str) -> bool:
 
 
 def register_attack(*, name: str, title: str, family: str, norm: str, budget: str | None, deterministic: bool,
-                    iterations: str | None = None) -> Callable[[type[AttackParams]], type[AttackParams]]:
+                    iterations: str | None = None, margin: str | None = None,
+                    control: str | None = None) -> Callable[[type[AttackParams]], type[AttackParams]]:
     """Class decorator on an attack's parameter model: declares the attack."""
 
     def deco(params: type[AttackParams]) -> type[AttackParams]:
         declare_attack(params, name=name, title=title, family=family, norm=norm, budget=budget,
-                       deterministic=deterministic, iterations=iterations)
+                       deterministic=deterministic, iterations=iterations, margin=margin, control=control)
         return params
 
     return deco
 
 
-# What a backend's first call imports, by backend: a timed run imports it first (importing ART takes seconds,
-# once per process, and is not the attack's cost).
-BACKEND_IMPORTS: dict[str, tuple[str, ...]] = {"art": ("art.attacks.evasion", "art.estimators.classification"),
-                                               "foolbox": ("foolbox",)}
-
-
-def warm_backend(backend: str) -> None:
-    """Import the toolkit behind `backend` (none for native and user backends) before its attack is timed."""
+def warm_backend(attack: str, backend: str) -> None:
+    """Import the toolkit behind `backend` of `attack` (its declared `imports`; none for native and user backends)
+    before the attack is timed: importing ART takes seconds, once per process, and is not the attack's cost."""
     configure_art()  # ART writes its config where ART_DATA_PATH points: set before its first import
-    for module in BACKEND_IMPORTS.get(backend, ()):
+    backends = get_attack(attack).backends
+    for module in backends[backend].imports if backend in backends else ():
         importlib.import_module(module)
 
 
-def register_backend(attack: str, backend: str) -> Callable[[AttackFn], AttackFn]:
-    """Function decorator: `fn(detector, x, y, params) -> x_adv` implements `attack` as `backend`."""
+def register_backend(attack: str, backend: str, *, eot: bool = False, unused: Mapping[str, str] | None = None,
+                     behaviour: Mapping[str, str] | None = None,
+                     imports: tuple[str, ...] = ()) -> Callable[[AttackFn], AttackFn]:
+    """Function decorator: `fn(detector, x, y, params) -> x_adv` implements `attack` as `backend`, with what the
+    backend declares about itself (`Backend`)."""
 
     def deco(fn: AttackFn) -> AttackFn:
         if attack not in ATTACKS:
             raise KeyError(f"declare the attack {attack!r} before its backends")
-        ATTACKS.get(attack, "backend").backends[backend] = fn
+        spec = ATTACKS.get(attack, "backend")
+        for k in [*(unused or {}), *(behaviour or {})]:
+            if k not in spec.params.model_fields:
+                raise KeyError(f"backend {backend!r} of {attack!r} declares {k!r}, not a parameter of the attack")
+        spec.backends[backend] = Backend(backend, fn, eot, dict(unused or {}), dict(behaviour or {}), imports)
         return fn
 
     return deco
+
+
+def effective_params(attack: str, backend: str, params: dict[str, Any]) -> dict[str, str]:
+    """Each parameter as `backend` runs it (`Backend.effective_params`); a backend not registered in this process
+    (a user's file not loaded) prints the values as given."""
+    spec = get_attack(attack)
+    if backend in spec.backends:
+        return spec.backends[backend].effective_params(params)
+    return {k: str(v) for k, v in params.items()}
+
+
+def noise_control(norm: str) -> AttackSpec:
+    """The registered random-noise control in `norm` (the control of an attack's budget in that norm)."""
+    found = [s for s in ATTACKS.values() if s.control == RANDOM_NOISE and s.norm == norm]
+    if len(found) != 1:
+        raise KeyError(f"{len(found)} random-noise controls declared in {norm}; expected one")
+    return found[0]
+
+
+def controls_of(kind: str) -> list[AttackSpec]:
+    """The registered controls of one kind (`CONTROL_KINDS`), in declaration order."""
+    return [s for s in ATTACKS.values() if s.control == kind]
 
 
 def get_attack(name: str, where: str = "attack") -> AttackSpec:
@@ -228,11 +308,14 @@ def run_attack(
         raise BenchError(
             "backend", f"attack {name!r} has no backend {backend!r}; available: {', '.join(sorted(spec.backends))}"
         )
-    if backend != "native" and int(getattr(params, "eot", 1)) > 1:
-        raise BenchError(f"{name}.eot", f"eot > 1 (expectation over transformation) needs backend: native, "
-                                        f"not {backend!r} (the toolkits take one gradient per step)")
+    impl = spec.backends[backend]
+    if not impl.eot and int(getattr(params, "eot", 1)) > 1:
+        able = [b for b in spec.backends if spec.backends[b].eot]
+        raise BenchError(f"{name}.eot", f"eot > 1 (expectation over transformation) needs a backend that averages "
+                                        f"gradients over passes ({', '.join(able) or 'none of this attack'}), not "
+                                        f"{backend!r} (it takes one gradient per step)")
     detector.eval()
-    return spec.backends[backend](detector, x, y, params)
+    return impl(detector, x, y, params)
 
 
 @dataclass(frozen=True)

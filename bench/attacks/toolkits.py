@@ -16,6 +16,12 @@ from bench.models.detector import Detector
 from bench.models.estimators import to_art, to_foolbox
 
 ART_BATCH = 128
+# What each toolkit's first call imports: imported before an attack is timed (`bench.attacks.registry.warm_backend`).
+ART_IMPORTS = ("art.attacks.evasion", "art.estimators.classification")
+FOOLBOX_IMPORTS = ("foolbox",)
+# The toolkits' CW-L2: c starts at c_min and grows (ART: per-step line search on c; Foolbox: x10 until success,
+# then bisection) with no upper end; step_rule is native only (ART always line-searches, Foolbox always uses Adam).
+NO_C_CEILING = "it has no upper end of the c search"
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -29,7 +35,7 @@ def _out(a: np.ndarray | torch.Tensor) -> torch.Tensor:
 
 
 # ---------------------------------------------------------------- ART
-@register_backend("fgsm", "art")
+@register_backend("fgsm", "art", imports=ART_IMPORTS)
 def art_fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams) -> torch.Tensor:
     from art.attacks.evasion import FastGradientMethod  # lazy: ART is slow to import
 
@@ -40,7 +46,8 @@ def art_fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams
     return _out(attack.generate(_np(x), y=y.cpu().numpy()))
 
 
-@register_backend("cw_l2", "art")
+@register_backend("cw_l2", "art", imports=ART_IMPORTS, unused={
+    "c_max": NO_C_CEILING, "abort_early": "", "step_rule": "it always line-searches the step"})
 def art_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Params) -> torch.Tensor:
     """ART's CW-L2 (line search on c per step, doubling/halving); c starts at `c_min`."""
     from art.attacks.evasion import CarliniL2Method  # lazy: ART is slow to import
@@ -53,7 +60,7 @@ def art_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Param
     return _out(attack.generate(_np(x), y=np.eye(2, dtype=np.float32)[y.cpu().numpy()]))
 
 
-@register_backend("pgd", "art")
+@register_backend("pgd", "art", imports=ART_IMPORTS)
 def art_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> torch.Tensor:
     from art.attacks.evasion import ProjectedGradientDescent  # lazy: ART is slow to import
 
@@ -65,7 +72,14 @@ def art_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) 
     return _out(attack.generate(_np(x), y=y.cpu().numpy()))
 
 
-@register_backend("apgd", "art")
+# ART 1.20.1's AutoProjectedGradientDescent, read in its source: see the docstring below.
+@register_backend("apgd", "art", imports=ART_IMPORTS,
+                  unused={"random_start": "it always starts from a random point of the ball"}, behaviour={
+    "steps": "returns the last iterate where it is misclassified, else the random start, not the highest-loss "
+             "iterate; halves the step where the loss beat the best loss (not the previous iterate) in under 75% of "
+             "the steps since the last checkpoint, or where the best loss has not risen since it",
+    "restarts": "each restart only on the images still classified correctly, from the previous start plus new noise",
+})
 def art_apgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: APGDParams) -> torch.Tensor:
     """ART's AutoProjectedGradientDescent with loss_type="cross_entropy" (DLR is undefined for two classes).
 
@@ -94,7 +108,7 @@ def art_apgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: APGDParams
     return _out(attack.generate(_np(x), y=y.cpu().numpy()))
 
 
-@register_backend("square", "art")
+@register_backend("square", "art", imports=ART_IMPORTS)
 def art_square(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: SquareParams) -> torch.Tensor:
     """ART's SquareAttack, L-inf, on its default margin loss (logit of the label minus the highest other).
 
@@ -122,14 +136,15 @@ def _fb_run(detector: Detector, attack, x: torch.Tensor, y: torch.Tensor, epsilo
     return _out(adv.detach())
 
 
-@register_backend("fgsm", "foolbox")
+@register_backend("fgsm", "foolbox", imports=FOOLBOX_IMPORTS)
 def foolbox_fgsm(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FGSMParams) -> torch.Tensor:
     import foolbox as fb  # lazy: only Foolbox backends need it
 
     return _fb_run(detector, fb.attacks.LinfFastGradientAttack(random_start=False), x, y, [p.eps])
 
 
-@register_backend("cw_l2", "foolbox")
+@register_backend("cw_l2", "foolbox", imports=FOOLBOX_IMPORTS,
+                  unused={"c_max": NO_C_CEILING, "step_rule": "it always uses Adam"})
 def foolbox_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2Params) -> torch.Tensor:
     """Foolbox's CW-L2 (batched Adam); c starts at `c_min`, x10 until success, then bisects.
 
@@ -148,7 +163,7 @@ def foolbox_cw_l2(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: CWL2P
     return adv
 
 
-@register_backend("pgd", "foolbox")
+@register_backend("pgd", "foolbox", imports=FOOLBOX_IMPORTS)
 def foolbox_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDParams) -> torch.Tensor:
     import foolbox as fb  # lazy: only Foolbox backends need it
 
@@ -157,7 +172,7 @@ def foolbox_pgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: PGDPara
     return _fb_run(detector, attack, x, y, [p.eps])
 
 
-@register_backend("fmn", "foolbox")
+@register_backend("fmn", "foolbox", imports=FOOLBOX_IMPORTS)
 def foolbox_fmn(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FMNParams) -> torch.Tensor:
     """Foolbox's L2FMNAttack, started from x (no initial attack, so its boundary search is unused).
 
@@ -174,7 +189,7 @@ def foolbox_fmn(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: FMNPara
     return _fb_run(detector, attack, x, y, None)
 
 
-@register_backend("ddn", "foolbox")
+@register_backend("ddn", "foolbox", imports=FOOLBOX_IMPORTS)
 def foolbox_ddn(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: DDNParams) -> torch.Tensor:
     """Foolbox's DDNAttack (no quantisation step; step size cosine-annealed from 1 to 0.01)."""
     import foolbox as fb  # lazy: only Foolbox backends need it

@@ -15,8 +15,9 @@ A class may implement a registered attack (then `attack:` in the suite names tha
 attack of its own with the class attributes `name`, `title`, `family` ("single-step", "iterative" or
 "minimum-norm"), `norm` ("linf" or "l2"), `budget` (the parameter bounding the perturbation, or None),
 `deterministic`, and `Params` (a subclass of `bench.attacks.params.AttackParams`), and optionally `iterations`
-(the integer parameter holding its number of iterations, which the not-converged check multiplies). Checks
-and cross-checks then treat it by those declarations, like a built-in attack.
+(the integer parameter holding its number of iterations, which the not-converged check multiplies) and `margin`
+(the parameter holding a required logit margin). Checks and cross-checks then treat it by those declarations,
+like a built-in attack.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ import numpy as np
 import torch
 
 from bench.attacks.params import AttackParams
-from bench.attacks.registry import AttackSpec, declare_attack, get_attack
+from bench.attacks.registry import AttackSpec, Backend, declare_attack, get_attack
 from bench.errors import BenchError, ContractError
 from bench.image_contract import check_images
 from bench.models.detector import Detector
@@ -59,7 +60,8 @@ def declare_user_attack(obj: Any, where: str) -> AttackSpec:
         raise ContractError(where, f"{obj.__name__}.Params must subclass bench.attacks.params.AttackParams")
     return declare_attack(params, name=str(obj.name), title=str(obj.title), family=str(obj.family),
                           norm=str(obj.norm), budget=obj.budget, deterministic=bool(obj.deterministic),
-                          iterations=getattr(obj, "iterations", None), where=where)
+                          iterations=getattr(obj, "iterations", None), margin=getattr(obj, "margin", None),
+                          where=where)
 
 
 @dataclass
@@ -107,7 +109,7 @@ def register_user_backend(attack: str, spec: str, base_dir: Path | str | None, w
         if declared.name != attack:
             raise BenchError(where, f"{spec} declares the attack {declared.name!r}, but the suite names {attack!r}")
     aspec = get_attack(attack, where=where)
-    aspec.backends[spec] = user
+    aspec.backends[spec] = Backend(spec, user)
     return aspec
 
 

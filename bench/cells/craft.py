@@ -20,9 +20,8 @@ from bench.atomic import atomic_write
 from bench.attacks.controls import noise_radius
 from bench.attacks.counting import PassCount
 from bench.attacks.delivery import budget_of, deliver, delivered_budget, grid_eps, on_grid
-from bench.attacks.effective import effective_params
 from bench.attacks.making import measured, run_point, unchanged
-from bench.attacks.registry import get_attack, warm_backend
+from bench.attacks.registry import effective_params, get_attack, warm_backend
 from bench.attacks.storage import Storage, stored_detector
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
@@ -76,7 +75,7 @@ class Crafted:
     raw: torch.Tensor
     delivered: torch.Tensor  # uint8 NCHW: the adversary's files, before storage
     budget: dict[str, Any] | None  # bench.attacks.delivery.delivered_budget, for a bounded point
-    effective: dict[str, str]  # the parameters as run (bench.attacks.effective)
+    effective: dict[str, str]  # the parameters as run (bench.attacks.registry.Backend)
     passes: PassCount
     seconds: float
 
@@ -87,7 +86,7 @@ def craft(ap: AttackPoint, params, source: Detector, storage: Storage, images: t
     at its L-inf budget on the 8-bit grid) and deliver them within its budget: what the craft cell stores."""
     effective = effective_params(ap.attack, ap.backend, params.model_dump())
     det = attack_detector(ap, source, storage)
-    warm_backend(ap.backend)
+    warm_backend(ap.attack, ap.backend)
     raw, cost = measured(det, lambda: make_examples(ap, on_grid(ap.attack, params), det, images, labels, batch_size,
                                                      torch.device(device)))
     passes, seconds = cost.passes, cost.seconds

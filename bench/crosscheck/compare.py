@@ -40,16 +40,6 @@ from bench.models.detector import Detector
 DEFAULT_IMPLEMENTATIONS = ("native", "art", "foolbox")
 TIE_L2 = 1e-6  # two L2 norms closer than this are a tie
 
-C_SEARCH_NOTE = (
-    "The c search differs between implementations: native searches c per image within [c_min, c_max] (c_min "
-    "first, then geometric bisection between the largest failing and the smallest succeeding c, c_max standing "
-    "in until one succeeds; the last step tries c_max itself); ART starts at c_min and doubles / halves with "
-    "no upper bound (and line-searches the step size instead of using Adam, with no early abort); Foolbox "
-    "starts at c_min, multiplies by 10 until it succeeds, then bisects toward 0, so it can end below c_min. "
-    "c_max only binds the native one."
-)
-
-
 @dataclass
 class ImplResult:
     """One implementation's run."""
@@ -208,7 +198,7 @@ def _run_one(
                 f"unknown implementation of {attack}; use one of {', '.join(sorted(spec.backends))} "
                 "or a user attack 'module.path:Name' / 'path/to/file.py:Name'",
             )
-        warm_backend(name)
+        warm_backend(attack, name)
         torch.manual_seed(seed)
         np.random.seed(seed % 2**32)
         detector.eval()
@@ -355,17 +345,17 @@ def crosscheck(
     verdicts = _verdicts(attack_name, exact, results[0], results[1:], n, tol)
     reach = None
     spec = get_attack(attack_name)
-    if spec.family == "minimum-norm" and "c_min" in spec.params.model_fields:
-        notes.append(C_SEARCH_NOTE)
-    if spec.family == "minimum-norm" and "confidence" in spec.params.model_fields:
-        if n and p.confidence > 0:
-            reach = reachable_margin(detector, x, y)
-            notes.append(
-                f"kappa {p.confidence:g} is a logit margin: a margin-maximising PGD ({REACH_STEPS} sign steps of "
-                f"{REACH_STEP}, anywhere in the [0, 1] box) reached it on {int((reach >= p.confidence).sum())} of {n} "
-                f"images (largest margins {float(reach.min()):.1f} to {float(reach.max()):.1f}). CW-L2 returns "
-                "the original image wherever no iterate reaches kappa"
-            )
+    if p.implementations_note:
+        notes.append(p.implementations_note)
+    kappa = float(getattr(p, spec.margin)) if spec.margin else 0.0
+    if kappa > 0 and n:
+        reach = reachable_margin(detector, x, y)
+        notes.append(
+            f"kappa {kappa:g} is a logit margin: a margin-maximising PGD ({REACH_STEPS} sign steps of "
+            f"{REACH_STEP}, anywhere in the [0, 1] box) reached it on {int((reach >= kappa).sum())} of {n} "
+            f"images (largest margins {float(reach.min()):.1f} to {float(reach.max()):.1f}). {spec.title} returns "
+            "the original image wherever no iterate reaches kappa"
+        )
     notes.append("success: the detector's prediction on the returned image differs from the true label")
     clean_wrong = _predict(detector, x) != y if n else torch.zeros(0, dtype=torch.bool)
     clean_correct = int((~clean_wrong).sum())

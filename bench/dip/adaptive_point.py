@@ -36,9 +36,7 @@ class AdaptivePoint:
 
     @property
     def title(self) -> str:
-        p = self.params
-        if self.attack == "pgd":
-            extra = f", {self.restarts} restarts" if self.restarts > 1 else ""
-            return f"PGD L-inf eps {p['eps']:g}, {p['steps']} steps of {p['step_size']:g}, EOT {p['eot']}{extra}"
-        return (f"CW-L2 kappa {p['confidence']:g}, c in [{p['c_min']:g}, {p['c_max']:g}], "
-                f"{p['binary_search_steps']} x {p['max_iterations']} iterations, EOT {p['eot']}")
+        """The attack in words (`AttackParams.describe`), with its restarts when more than one."""
+        spec = get_attack(self.attack)
+        extra = f", {self.restarts} restarts" if self.restarts > 1 else ""
+        return spec.params.model_validate(self.params).describe(spec.title) + extra

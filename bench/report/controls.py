@@ -11,9 +11,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from bench.attacks.effective import effective_params, render_params
+from bench.attacks.registry import ATTACKS, RANDOM_NOISE, STORAGE_ONLY, effective_params, get_attack, noise_control
 from bench.metrics import replica_mean
-from bench.report.format import num, prop
+from bench.report.format import num, prop, render_params
 from bench.report.replicas import group_rows, replica_sets
 
 if TYPE_CHECKING:
@@ -26,7 +26,7 @@ Row = dict[str, Any]
 class ControlColumns:
     """Which control columns Table II shows, and their cells."""
 
-    storage: bool
+    storage: str | None  # the storage-only control's attack, when a cell of it is stored
     noise: dict[str, list[tuple[str, float]]] = field(default_factory=dict)  # attack key -> (control, budget)
     cells: dict[tuple[str, str, float | None], Row] = field(default_factory=dict)  # (target, attack, eps) -> row
     replicas: dict[str, list[Row]] = field(default_factory=dict)  # group's variant name -> its replicas' variants
@@ -47,38 +47,43 @@ def _budget(r: Row) -> float | None:
     return None if e is None or e != e else float(e)
 
 
-NOISE_OF_NORM = {"linf": "noise", "l2": "noise_l2"}  # the control of random noise at a budget in each norm
+def control_kind(r: Row) -> str | None:
+    """What a row's attack controls for (`AttackSpec.control`): storage only, random noise, or None."""
+    spec = ATTACKS.find(r["attack"])
+    return None if spec is None else spec.control
 
 
 def _control_budget(r: Row) -> float | None:
-    """A control's budget: its declared one, or the given L2 of an L2 noise control (not one sized by an attack)."""
-    if r["attack"] == "noise_l2":
-        return None if r["params"].get("of") or r["params"].get("l2") is None else float(r["params"]["l2"])
+    """A control's budget: its declared one, or the given size of a noise control without a declared budget (not
+    one sized by an attack's examples)."""
+    if r["budget"] is None and control_kind(r) == RANDOM_NOISE:
+        size = r["params"].get(get_attack(r["attack"]).params.size_param)
+        return None if r["params"].get("of") or size is None else float(size)
     return _budget(r)
 
 
 def control_columns(b: Board) -> ControlColumns:
     cells = {(r["target"], r["attack"], _control_budget(r)): r for r in b.controls
-             if r["attack"] in ("storage", *NOISE_OF_NORM.values()) and (r["attack"] != "noise_l2"
-                                                                       or _control_budget(r) is not None)}
+             if control_kind(r) == STORAGE_ONLY or (control_kind(r) == RANDOM_NOISE and _control_budget(r) is not None)}
     noise = {}
     for a in b.ls.attacks:
-        ctl = NOISE_OF_NORM.get(a.norm)
-        if a.in_table and a.budget is not None and ctl and any(k[1:] == (ctl, a.budget_value) for k in cells):
+        ctl = noise_control(a.norm).name
+        if a.in_table and a.budget is not None and any(k[1:] == (ctl, a.budget_value) for k in cells):
             noise[a.key] = [(ctl, a.budget_value)]
-    return ControlColumns(any(a == "storage" for (_, a, _) in cells), noise, cells, replica_sets(b))
+    storage = next((r["attack"] for r in cells.values() if control_kind(r) == STORAGE_ONLY), None)
+    return ControlColumns(storage, noise, cells, replica_sets(b))
 
 
 def grid_control_rows(b: Board, norm: str, axis: str, values: list) -> list[list]:
     """Noise rows (one per model, the mean over its training replicas) for a per-budget table of an L-inf or L2
     attack over its budget `eps` (sign noise, or Gaussian noise of that L2 norm)."""
-    if norm not in NOISE_OF_NORM or axis != "eps":
+    if axis != "eps":
         return []
     rows = []
     ctl = control_columns(b)
     what = "noise control" if norm == "linf" else "L2 noise control"
     for v in group_rows(b):
-        accs = [ctl.value(v, NOISE_OF_NORM[norm], float(x)) for x in values]
+        accs = [ctl.value(v, noise_control(norm).name, float(x)) for x in values]
         if any(a is not None for a in accs):
             rows.append([f"{v['label']} ({what}, not an attack)"] + [prop(a) for a in accs])
     return rows
@@ -104,7 +109,7 @@ def norm_texts(craft: dict | None, m: dict) -> list[str]:
 
 def point_params(b: Board, a) -> str:
     """An attack point's parameters as its backend ran them: from a stored craft cell's metrics (the backend's
-    own account), else from the declarations of the backends (`bench.attacks.effective`)."""
+    own account), else from the declarations of the backends (`bench.attacks.registry.Backend`)."""
     for r in b.attack:
         if r["attack_key"] == a.key and r["params"] == a.params and isinstance(r["craft_metrics"], dict):
             eff = r["craft_metrics"].get("effective_params")

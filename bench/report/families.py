@@ -6,10 +6,19 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
+from bench.attacks.registry import get_attack
 from bench.report.controls import control_columns, point_params
 from bench.report.format import compact, tabulate
 from bench.report.marks import best_note, gave_up_note, grid_groups, grid_label, mark_best
-from bench.report.replicas import aggregate_cells, attack_cells, clean_metric, group_label, group_rows, pool_groups
+from bench.report.replicas import (
+    aggregate_cells,
+    attack_cells,
+    clean_metric,
+    group_label,
+    group_rows,
+    may_be_best,
+    pool_groups,
+)
 
 if TYPE_CHECKING:
     from bench.report.leaderboard import Board
@@ -84,7 +93,7 @@ def family_tables(b: Board) -> str:
 
 
 def _noise_header(control: str, eps: float) -> str:
-    return f"{'Noise' if control == 'noise' else 'L2 noise'} at eps {eps:g} (control)"
+    return f"{'Noise' if get_attack(control).norm == 'linf' else 'L2 noise'} at eps {eps:g} (control)"
 
 
 def _family_table(b: Board, keys: list[str], ctl, noise: list[tuple[str, float]]) -> str:
@@ -92,12 +101,12 @@ def _family_table(b: Board, keys: list[str], ctl, noise: list[tuple[str, float]]
     headers = ["Model", "Unperturbed fakes"] + (["Storage only (control)"] if ctl.storage else []) \
         + [_noise_header(c, e) for c, e in noise]
     headers += [f"{b.attack_title(k)} {THREATS[t]}" for k in keys for t in threats]
-    rows, vals = [], []
+    rows, vals, eligible = [], [], []
     per_group: dict[str, list[dict | None]] = {}
     for v in group_rows(b):
         cols: list[dict | None] = [clean_metric(b, v, "fake_recall")]
         texts = [compact(cols[0])]
-        for kind, e in ([("storage", None)] if ctl.storage else []) + noise:
+        for kind, e in ([(ctl.storage, None)] if ctl.storage else []) + noise:
             cols.append(None)  # controls: shown, never marked best
             texts.append(compact(ctl.value(v, kind, e)))
         for k in keys:
@@ -112,11 +121,13 @@ def _family_table(b: Board, keys: list[str], ctl, noise: list[tuple[str, float]]
         per_group[v["name"]] = cols
         rows.append([group_label(b, v)] + texts)
         vals.append(cols)
+        eligible.append(may_be_best(b, v))
     for (base, dname), names in grid_groups(b).items():
         pooled = [pool_groups([per_group[n][j] for n in names if n in per_group]) for j in range(len(headers) - 1)]
         rows.append([grid_label(b, base, dname, names)] + [compact(p) if p else "" for p in pooled])
         vals.append(pooled)
-    mark_best(rows, vals, fmt=compact)
+        eligible.append(False)  # an average over a grid of models
+    mark_best(rows, vals, eligible, fmt=compact)
     keep = [0] + [j for j in range(1, len(headers)) if any(r[j] not in ("n/a", "", NOT_APPLICABLE) for r in rows)]
     return tabulate([[r[j] for j in keep] for r in rows], [headers[j] for j in keep], tablefmt="github")
 

@@ -38,6 +38,11 @@ def tabulate(rows: Iterable[Iterable[Any]], headers: Any = (), tablefmt: str = "
     return _tabulate(rows, headers, tablefmt=tablefmt, **kw)
 
 
+def render_params(params: dict[str, str]) -> str:
+    """An attack point's parameters as `k=v, ...` (values as its backend ran them)."""
+    return ", ".join(f"{k}={v}" for k, v in params.items())
+
+
 def pct(x: float | None, digits: int = 1) -> str:
     if x is None or (isinstance(x, float) and math.isnan(x)):
         return "n/a"

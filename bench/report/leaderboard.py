@@ -37,6 +37,7 @@ from bench.report.replicas import (
     clean_metric,
     group_label,
     group_rows,
+    may_be_best,
     pool_groups,
     replica_sets,
     seeds_of,
@@ -163,20 +164,22 @@ def _acc(b: Board, r: Row | None) -> tuple[dict | None, str]:
 
 # ---------------------------------------------------------------------- sections
 def table_i(b: Board) -> str:
-    rows, vals = [], []
+    rows, vals, eligible = [], [], []
     by_name: dict[str, list[dict | None]] = {}
     for v in group_rows(b):
         m = [clean_metric(b, v, c) for c, _ in TABLE_I_COLUMNS]
         by_name[v["name"]] = m
         vals.append(m)
         rows.append([group_label(b, v)] + [compact(x) for x in m] + [num(clean_auroc(b, v))])
+        eligible.append(may_be_best(b, v))
     for (base, dname), names in _groups(b).items():
         pooled = [pool_groups([by_name[n][j] for n in names]) for j in range(len(TABLE_I_COLUMNS))]
         aucs = [a for a in (clean_auroc(b, {"name": n}) for n in names) if a is not None]
         auc = float(np.mean(aucs)) if aucs else None
         rows.append([_group_label(b, base, dname, names)] + [compact(p) for p in pooled] + [num(auc)])
         vals.append(pooled)
-    _best(rows, vals, fmt=compact)
+        eligible.append(False)  # an average over a grid of models
+    _best(rows, vals, eligible, fmt=compact)
     headers = ["Model"] + [h for _, h in TABLE_I_COLUMNS] + ["AUROC"]
     m = next((x for x in b.clean.values() if x), None)
     n = (f"n = {m['accuracy']['n']} test images ({m['fake_recall']['n']} fake, {m['real_recall']['n']} real)"

@@ -26,12 +26,13 @@ def grid_label(b: Board, base: str, dname: str, names: list[str]) -> str:
     return f"Average {b.ls.models[names[0]].config.label or base} ({dname}, {len(names)} models)"
 
 
-def mark_best(rows: list[list], values: list[list[dict | None]], fmt: Callable[..., str] = prop) -> None:
-    """Mark the best value in each column (highest accuracy) among rows that are not averages and not
-    flagged degenerate (labels ending in a dagger); `values[i][j]` is the value behind `rows[i][j + 1]`."""
+def mark_best(rows: list[list], values: list[list[dict | None]], eligible: list[bool],
+              fmt: Callable[..., str] = prop) -> None:
+    """Mark the best value in each column (highest accuracy) among the rows that may be marked best (`eligible[i]`:
+    a single model not flagged degenerate, `bench.report.replicas.may_be_best`; never an average over models);
+    `values[i][j]` is the value behind `rows[i][j + 1]`."""
     if not values:
         return
-    eligible = [not str(r[0]).startswith("Average") and not str(r[0]).endswith("†") for r in rows]
     for j in range(len(values[0])):
         col = [(v[j]["value"] if v[j] and v[j].get("n") and ok else -1.0)
                for v, ok in zip(values, eligible, strict=True)]

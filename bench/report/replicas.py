@@ -61,6 +61,11 @@ def degenerate_count(b: Board, v: Row) -> int:
     return sum(r["name"] in b.degenerate for r in replica_sets(b).get(v["name"], [v]))
 
 
+def may_be_best(b: Board, v: Row) -> bool:
+    """Whether the group's row may be marked best in a column: none of its replicas is flagged degenerate."""
+    return degenerate_count(b, v) == 0
+
+
 def group_label(b: Board, v: Row) -> str:
     """The group's label; a dagger when any replica is flagged degenerate (with how many of k seeds)."""
     flagged, k = degenerate_count(b, v), seeds_of(b, v)

@@ -2,8 +2,8 @@
 
 Each check looks at stored results only (rows of the attack frame of `bench.results.query`, as dicts) and,
 when it fires, names the model, the attack and the numbers, and links its own doc in `docs/checks/`.
-Checks read the attacks' declarations (family, norm, budget), never their names. A flag is a reason to
-look, not a verdict.
+Checks read the attacks' declarations (family, norm, budget, margin parameter, control kind) and the check
+attacks' keys, never attack names. A flag is a reason to look, not a verdict.
 """
 
 from __future__ import annotations
@@ -12,7 +12,9 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from bench.attacks.registry import ATTACKS, STORAGE_ONLY, AttackSpec
 from bench.report.format import num
+from bench.suite.controls import CONVERGENCE_CHECK, CONVERGENCE_STRONGER_CHECK, UNBOUNDED_CHECK
 
 Row = dict[str, Any]  # one row of the attack frame
 
@@ -35,6 +37,12 @@ class Flag:
 
 def _acc(r: Row) -> dict:
     return r["metrics"]["accuracy"]
+
+
+def _declared(r: Row, what: str) -> Any:
+    """What the row's attack declares (`AttackSpec.<what>`); None for an attack not declared in this process."""
+    spec: AttackSpec | None = ATTACKS.find(r["attack"])
+    return None if spec is None else getattr(spec, what)
 
 
 def _clearly_higher(a: dict, b: dict) -> bool:
@@ -162,8 +170,9 @@ def attack_left_images_unchanged(cells: list[Row]) -> Iterator[Flag]:
     for r in cells:
         if attack_gave_up(r):
             u = r["craft_metrics"]["unchanged"]
-            kappa = r["params"].get("confidence") if r["family"] == "minimum-norm" else None
-            hint = (f" (CW-L2 returns an image unperturbed when no iterate reached the logit margin "
+            margin = _declared(r, "margin")
+            kappa = r["params"].get(margin) if margin else None
+            hint = (f" ({r['title']} returns an image unperturbed when no iterate reached the logit margin "
                     f"kappa={kappa:g})" if kappa is not None else "")
             yield Flag("attack-left-images-unchanged", r["target"],
                        f"{r['label']} ({r['backend']}) returned {u['k']} of the {u['n']} attacked fakes "
@@ -244,7 +253,7 @@ def unbounded_attack_fails(cells: list[Row]) -> Iterator[Flag]:
     """The run's unbounded check attack (an L-inf budget of the whole box, or a huge c) leaves more than
     MAX_UNBOUNDED_DETECTED of the fakes it attacked detected: the attack, or its gradient, is broken."""
     for r in cells:
-        if _role(r) != "check" or r["attack_key"] != "unbounded" or not r["metrics"]:
+        if _role(r) != "check" or r["attack_key"] != UNBOUNDED_CHECK or not r["metrics"]:
             continue
         a = _acc(r)
         if a["value"] > MAX_UNBOUNDED_DETECTED:
@@ -261,7 +270,7 @@ def _matching_controls(r: Row, controls: list[Row]) -> list[Row]:
     for c in controls:
         if c["target"] != r["target"] or not c["metrics"]:
             continue
-        if c["attack"] == "storage":
+        if _declared(c, "control") == STORAGE_ONLY:
             out.append(c)
         elif c["budget"] is not None and r["budget"] is not None and r["norm"] == c["norm"] \
                 and abs(c["budget_value"] - r["budget_value"]) < 1e-12:
@@ -311,15 +320,17 @@ def not_converged(cells: list[Row]) -> Iterator[Flag]:
                        f"{s['label'] if s else r['label']} ({r['backend']}) with {more or 'more iterations'} leaves "
                        f"{a['value']:.1%} of the first {a['n']} attacked fakes detected, as run by the suite "
                        f"{ref['value']:.1%} of the same fakes: it had not converged")
-    base = {r["target"]: r for r in cells if _role(r) == "check" and r["attack_key"] == "convergence" and r["metrics"]}
+    base = {r["target"]: r for r in cells
+            if _role(r) == "check" and r["attack_key"] == CONVERGENCE_CHECK and r["metrics"]}
     for r in cells:
-        if _role(r) != "check" or r["attack_key"] != "convergence-stronger" or not r["metrics"]:
+        if _role(r) != "check" or r["attack_key"] != CONVERGENCE_STRONGER_CHECK or not r["metrics"]:
             continue
         b = base.get(r["target"])
+        steps = _declared(r, "iterations")
         if b and _acc(b)["value"] - _acc(r)["value"] > MAX_CONVERGENCE_GAIN:
             yield Flag("not-converged", r["target"],
-                       f"{r['title']} with steps={r['params'].get('steps')} leaves {_acc(r)['value']:.1%} detected, "
-                       f"with steps={b['params'].get('steps')} {_acc(b)['value']:.1%} (n={_acc(r)['n']})",
+                       f"{r['title']} with {steps}={r['params'].get(steps)} leaves {_acc(r)['value']:.1%} detected, "
+                       f"with {steps}={b['params'].get(steps)} {_acc(b)['value']:.1%} (n={_acc(r)['n']})",
                        _acc(b)["value"] - _acc(r)["value"])
 
 

@@ -25,11 +25,14 @@ from typing import Any
 
 from pydantic import ValidationError
 
-from bench.attacks.registry import get_attack
+from bench.attacks.registry import NORMS, STORAGE_ONLY, controls_of, get_attack, noise_control
 from bench.errors import BenchError, validation_error
 from bench.suite.load import AttackPoint, LoadedSuite, runs_against
 from bench.suite.plan import Plan, add_attack_cell
 from bench.suite.schema import CheckAttack
+
+# The check attacks' keys (their cells' `attack_key`), read by the checks that judge them (`bench.report.sanity`).
+UNBOUNDED_CHECK, CONVERGENCE_CHECK, CONVERGENCE_STRONGER_CHECK = "unbounded", "convergence", "convergence-stronger"
 
 
 def control_point(key: str, attack: str, params: dict[str, Any], varying: tuple[str, ...] = ()) -> AttackPoint:
@@ -79,26 +82,23 @@ def budgets(ls: LoadedSuite, norm: str, model: str | None = None) -> list[float]
                    and (model is None or runs_against(ls, ap.key, model))})
 
 
-def linf_budgets(ls: LoadedSuite, model: str | None = None) -> list[float]:
-    """Every distinct L-inf budget of the suite's attack points (that run against `model`, when given), in order."""
-    return budgets(ls, "linf", model)
-
-
 def add_controls(plan: Plan, ls: LoadedSuite) -> None:
     seed = ls.suite.seed
     models = [v for v in plan.variants.values() if v.defense is None]
-    points = [control_point("storage", "storage", {})]
-    points += [control_point("noise", "noise", {"eps": e, "seed": seed}, ("eps",)) for e in linf_budgets(ls)]
-    points += [control_point("noise_l2", "noise_l2", {"l2": e, "seed": seed}, ("l2",)) for e in budgets(ls, "l2")]
-    for ap in points:
+    points = [(control_point(c.name, c.name, {}), None) for c in controls_of(STORAGE_ONLY)]
+    for norm in NORMS:  # the random-noise control of each norm at the budgets of the attacks a model meets
+        noise = noise_control(norm)
+        size = noise.params.size_param
+        points += [(control_point(noise.name, noise.name, {size: e, "seed": seed}, (size,)), (norm, size))
+                   for e in budgets(ls, norm)]
+    for ap, sized in points:
         for m in models:
-            if ap.attack == "noise" and ap.params["eps"] not in linf_budgets(ls, m.name):
-                continue  # noise only at the L-inf budgets of the attacks this model meets
-            if ap.attack == "noise_l2" and not ap.params.get("of") and ap.params["l2"] not in budgets(ls, "l2", m.name):
-                continue  # and at the L2 budgets
+            if sized is not None and ap.params[sized[1]] not in budgets(ls, sized[0], m.name):
+                continue  # noise only at the budgets of the attacks this model meets
             for v in plan.variants.values():
                 if v.model == m.name:
                     add_attack_cell(plan, ls, ap, m.name, v.name, "white-box")
+    l2_noise = noise_control("l2")
     for ap in ls.attacks:
         if not (ap.family == "minimum-norm" or (ap.norm == "l2" and ap.budget is None)):
             continue
@@ -106,7 +106,7 @@ def add_controls(plan: Plan, ls: LoadedSuite) -> None:
             craft = next((c.craft for c in plan.attacks if c.attack == ap and c.source.name == m.name), None)
             if craft is None:
                 continue
-            point = control_point("noise_l2", "noise_l2", {"of": craft.key, "of_label": ap.label, "seed": seed},
+            point = control_point(l2_noise.name, l2_noise.name, {"of": craft.key, "of_label": ap.label, "seed": seed},
                                   ("of_label",))
             for v in plan.variants.values():
                 if v.model == m.name:
@@ -136,7 +136,7 @@ def rerun_targets(plan: Plan, ls: LoadedSuite) -> list[tuple[AttackPoint, str, s
 
 def _unbounded(ls: LoadedSuite) -> AttackPoint | None:
     checks = ls.suite.evaluation.checks
-    return None if checks.unbounded is None else check_point(ls, "unbounded", checks.unbounded,
+    return None if checks.unbounded is None else check_point(ls, UNBOUNDED_CHECK, checks.unbounded,
                                                              "evaluation.checks.unbounded")
 
 
@@ -145,15 +145,16 @@ def _convergence(ls: LoadedSuite) -> tuple[AttackPoint, AttackPoint] | None:
     if cfg is None:
         return None
     where = "evaluation.checks.convergence"
-    base = check_point(ls, "convergence", cfg, where)
-    if "steps" not in base.params:
-        raise BenchError(f"{where}.attack", f"attack {cfg.attack!r} has no `steps` parameter to multiply")
-    more: dict[str, Any] = {"steps": int(base.params["steps"]) * cfg.steps_factor}
+    base = check_point(ls, CONVERGENCE_CHECK, cfg, where)
+    steps = get_attack(cfg.attack).iterations
+    if steps is None:
+        raise BenchError(f"{where}.attack", f"attack {cfg.attack!r} declares no iteration parameter to multiply")
+    more: dict[str, Any] = {steps: int(base.params[steps]) * cfg.steps_factor}
     if cfg.restarts > 1:
         if "random_start" not in base.params:
             raise BenchError(f"{where}.restarts", f"attack {cfg.attack!r} has no `random_start` to restart from")
         more["random_start"] = True
-    return base, check_point(ls, "convergence-stronger", cfg, where, more, restarts=cfg.restarts)
+    return base, check_point(ls, CONVERGENCE_STRONGER_CHECK, cfg, where, more, restarts=cfg.restarts)
 
 
 def derived_checks(ls: LoadedSuite) -> list[tuple[str, AttackPoint]]:
