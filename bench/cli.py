@@ -3,23 +3,37 @@
 from __future__ import annotations
 
 import argparse
+import atexit
+import contextlib
+import os
+import shutil
+import signal
 import sqlite3
 import sys
+import tempfile
+import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING
 
-# Only what builds the parser and reports errors is imported here: each command imports what it needs (torch,
-# the toolkits, pandas) in its handler, so `bench --help`, `bench list` and `bench validate` start at once
-# (benchmarks/cli_startup.py; tests/test_cli_startup.py checks that `import bench.cli` imports no torch).
-from bench.atomic import writable_or_error
+# What builds the parser, reports errors and runs the light commands is imported here; torch, the toolkits and
+# pandas are imported by the heavy commands' handlers only, so `bench --help`, `bench list` and `bench validate`
+# start at once (benchmarks/cli_startup.py; tests/test_cli_startup.py checks that `import bench.cli` imports no
+# torch; tests/test_import_graph.py that every function-level import defers something heavy).
+from bench.atomic import remove_stale_temporaries, writable_or_error
+from bench.attacks.registry import list_attacks
 from bench.crosscheck.arguments import add_crosscheck_arguments
+from bench.data.synthetic import write_image_folder
+from bench.defenses.registry import list_defenses
 from bench.errors import BenchError
 from bench.faults import environment_error
+from bench.integrity import damaged_database, is_damage
+from bench.lock import home_lock
+from bench.merge import merge_stores
+from bench.models.registry import list_models
 from bench.settings import configure_matplotlib, default_home
-
-if TYPE_CHECKING:
-    from bench.store import ResultStore  # lazy (see the imports above)
+from bench.store import ResultStore
+from bench.suite.load import load_suite
+from bench.suite.validate import check_leaderboard_dir, read_suite_file
 
 
 def _add_common(p: argparse.ArgumentParser) -> None:
@@ -115,15 +129,11 @@ def _data_override(path: Path | None) -> dict | None:
 
 
 def cmd_run(args) -> int:
-    from bench.atomic import writable_or_error  # lazy (see the imports above)
     from bench.device import resolve_device  # lazy (see the imports above)
     from bench.executor import RunStats  # lazy (see the imports above)
-    from bench.lock import home_lock  # lazy (see the imports above)
     from bench.report.leaderboard import write_leaderboard  # lazy (see the imports above)
     from bench.results.query import results_from  # lazy (see the imports above)
     from bench.runner import prepare, run_suite  # lazy (see the imports above)
-    from bench.store import ResultStore  # lazy (see the imports above)
-    from bench.suite.load import load_suite  # lazy (see the imports above)
 
     t0 = time.perf_counter()
     device = resolve_device(args.device)
@@ -165,8 +175,6 @@ class SignalInterrupt(KeyboardInterrupt):
     """SIGTERM or SIGHUP (a batch scheduler, `docker stop`, a closed terminal), handled as Ctrl-C is."""
 
     def __init__(self, signum: int) -> None:
-        import signal  # lazy: only a run installs handlers
-
         super().__init__()
         self.signal_name = signal.Signals(signum).name
         self.exit_code = 128 + signum
@@ -175,9 +183,6 @@ class SignalInterrupt(KeyboardInterrupt):
 def _signals_interrupt():
     """For the block: SIGTERM and SIGHUP raise `SignalInterrupt` in the main thread (the run stops as on
     Ctrl-C: the cell in flight is lost, the run is marked interrupted, the message says so)."""
-    import contextlib  # lazy: only a run installs handlers
-    import signal  # lazy, as above
-    import threading  # lazy, as above
 
     @contextlib.contextmanager
     def handlers():
@@ -202,8 +207,6 @@ def _signals_interrupt():
 def _clean_temporaries(home: Path, leaderboard: Path) -> None:
     """The temporary files a killed process left: all of them in the home (this run holds its lock), those
     older than 10 minutes in the leaderboard folder (a report may be writing there now)."""
-    from bench.atomic import remove_stale_temporaries  # lazy: only a run cleans
-
     for folder in (home, home / "checkpoints", home / "adversarial"):
         remove_stale_temporaries(folder)
     remove_stale_temporaries(leaderboard, older_than_s=600)
@@ -211,10 +214,6 @@ def _clean_temporaries(home: Path, leaderboard: Path) -> None:
 
 def _check_database_file(db: Path) -> None:
     """What `bench run` will write its results to: a file in a writable folder, and a store that verifies."""
-    import os  # lazy: only this check uses it
-
-    from bench.store import ResultStore  # lazy (see the imports above)
-
     if db.is_dir():
         raise BenchError(str(db), "is a folder, not a results database file (--db names a file)")
     writable_or_error(db.parent, "the results database's folder (--db)")
@@ -254,16 +253,12 @@ def _parse_shard(text: str | None) -> tuple[int, int] | None:
 
 
 def cmd_merge(args) -> int:
-    from bench.merge import merge_stores  # lazy: only this command merges
-
     for src, cells, runs in merge_stores(args.target, args.sources):  # all or nothing
         print(f"{src}: {cells} cells, {runs} runs merged into {args.target}")
     return 0
 
 
 def cmd_validate(args) -> int:
-    from bench.suite.load import load_suite  # lazy (see the imports above)
-
     ls = load_suite(args.suite, args.profile, _data_override(args.data), load_plugins=args.load_plugins,
                     other_profiles_plugins=args.load_plugins)
     if ls.suite.data.source != "synthetic-faces":  # the user's images: read them all, as a run would
@@ -278,10 +273,6 @@ def cmd_validate(args) -> int:
 
 
 def cmd_list(args) -> int:
-    from bench.attacks.registry import list_attacks  # lazy (see the imports above)
-    from bench.defenses.registry import list_defenses  # lazy (see the imports above)
-    from bench.models.registry import list_models  # lazy (see the imports above)
-
     print("models:  ", ", ".join(list_models()))
     print("attacks:")
     for a in list_attacks():
@@ -292,11 +283,9 @@ def cmd_list(args) -> int:
 
 
 def _suite_name(path: Path) -> str:
-    from bench.suite.validate import read_suite_file as read_yaml  # lazy (see the imports above)
-
     """A suite's name: from its file when it exists (only the name is read), else the argument itself."""
     if path.is_file():
-        name = read_yaml(path).get("name")
+        name = read_suite_file(path).get("name")
         if not isinstance(name, str) or not name:
             raise BenchError(f"{path}: name", "the suite has no name")
         return name
@@ -307,8 +296,6 @@ def _suite_name(path: Path) -> str:
 
 def _read_store(args) -> ResultStore:
     """The store a read-only command reads: opened read-only, never created (nor its home)."""
-    from bench.store import ResultStore  # lazy (see the imports above)
-
     return ResultStore(args.db or (args.home or default_home()) / "results.sqlite", readonly=True)
 
 
@@ -320,7 +307,6 @@ def cmd_report(args) -> int:
     try:
         results = load_results(store, _suite_name(args.suite), args.profile)
         if args.out is None:  # the stored suite's folder: below the working directory, as validate checks
-            from bench.suite.validate import check_leaderboard_dir  # lazy: only this path needs it
 
             check_leaderboard_dir(results.ls)
         path = write_leaderboard(results, args.out)
@@ -353,7 +339,6 @@ def cmd_export(args) -> int:
 
 def cmd_data(args) -> int:
     from bench.data.faces import print_report  # lazy (see the imports above)
-    from bench.data.synthetic import write_image_folder  # lazy (see the imports above)
 
     if args.data_command == "faces":
         return print_report(args)
@@ -379,15 +364,12 @@ def main(argv: list[str] | None = None) -> int:
     except UnicodeEncodeError as exc:  # a stored text damaged into bytes that are not UTF-8, used as a key
         if "surrogates" not in str(exc):
             raise
-        from bench.integrity import damaged_database  # lazy: only on this path
 
         print(f"error: {damaged_database(_db_path(args), 'a stored text is not UTF-8')}", file=sys.stderr)
         return 2
     except (OSError, sqlite3.Error) as exc:
         err = environment_error(exc, _db_path(args))
         if err is None and isinstance(exc, sqlite3.DatabaseError):
-            from bench.integrity import damaged_database, is_damage  # lazy: only on this path
-
             err = damaged_database(_db_path(args), str(exc)) if is_damage(exc) else None
         if err is None:
             raise
@@ -399,16 +381,10 @@ def _matplotlib_cache(args) -> None:
     """matplotlib's cache under the home for the commands that write the home (run, crosscheck, data); the
     others write no home, so theirs goes under the home only when it exists and is writable, else in a
     temporary folder removed at exit."""
-    import os  # lazy (the CLI's import block is kept small): only this setup uses os, shutil, tempfile
-    import shutil  # lazy, as above
-    import tempfile  # lazy, as above
-
     home = getattr(args, "home", None) or default_home()
     if args.command in ("run", "crosscheck", "data") or os.access(home, os.W_OK):
         configure_matplotlib(home)
     elif "MPLCONFIGDIR" not in os.environ:
-        import atexit  # lazy, as above
-
         tmp = tempfile.mkdtemp(prefix="bench-mpl-")
         atexit.register(shutil.rmtree, tmp, True)
         os.environ["MPLCONFIGDIR"] = tmp

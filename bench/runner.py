@@ -21,7 +21,7 @@ from bench.runs import mark_abandoned, record_owner
 from bench.sections import add_section_cells, section_of
 from bench.settings import default_home
 from bench.store import ResultStore
-from bench.suite.load import LoadedSuite
+from bench.suite.loaded import LoadedSuite
 from bench.suite.plan import Plan
 from bench.suite.planner import plan_for_data
 

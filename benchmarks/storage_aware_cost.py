@@ -32,7 +32,7 @@ from bench.models.checkpoint import load_saved_detector, save_detector
 from bench.models.detector import Detector
 from bench.models.registry import create_model
 from bench.models.training import Recipe, train_detector
-from bench.suite.load import AttackPoint
+from bench.suite.loaded import AttackPoint
 
 TARGET = 1.5  # storage-aware seconds per image at most this multiple of storage-unaware
 ATTACKS = {  # the quick profile's settings (suites/paper.yaml), native

@@ -11,7 +11,7 @@ from bench.attacks.registry import get_attack
 from bench.metrics import Proportion
 from bench.report.sanity import run_checks
 from bench.results.query import attack_row
-from bench.suite.load import AttackPoint
+from bench.suite.loaded import AttackPoint
 from bench.suite.plan import AttackCell, CraftCell, Variant
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "checks"

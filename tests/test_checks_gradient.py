@@ -17,7 +17,7 @@ pytestmark = pytest.mark.slow  # these tests train models: .ci/run also runs the
 ROUNDING = '''
 import torch
 
-from bench.defenses.base import PreprocessorDefense
+from bench.defenses.preprocessor import PreprocessorDefense
 
 
 class Rounding(PreprocessorDefense):

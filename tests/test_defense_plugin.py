@@ -113,7 +113,7 @@ def test_user_defense_cells_are_in_the_database(plugin_run):
 
 BREAKS_ON_BIG_BATCHES = '''
 import torch
-from bench.defenses.base import PreprocessorDefense
+from bench.defenses.preprocessor import PreprocessorDefense
 
 
 class BreaksOnBigBatches(PreprocessorDefense):

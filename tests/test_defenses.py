@@ -286,7 +286,8 @@ def test_jpeg_runs_inside_art_with_bpda_gradients():
 
 USER_DEFENSES = """
 import torch
-from bench.defenses.base import PreprocessorDefense, TrainingDefense, WrapperDefense, as_detector
+from bench.defenses.base import TrainingDefense, WrapperDefense, as_detector
+from bench.defenses.preprocessor import PreprocessorDefense
 
 
 class Quantise(PreprocessorDefense):

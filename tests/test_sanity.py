@@ -10,7 +10,7 @@ from bench.metrics import Proportion
 from bench.report.leaderboard import _best
 from bench.report.sanity import run_checks
 from bench.results.query import attack_row
-from bench.suite.load import AttackPoint
+from bench.suite.loaded import AttackPoint
 from bench.suite.plan import AttackCell, CraftCell, Variant
 
 DOCS = Path(__file__).resolve().parents[1] / "docs" / "checks"

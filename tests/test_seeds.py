@@ -63,7 +63,7 @@ def test_replicas_expand_at_load_time_with_replica_wise_references(tmp_path):
 
 
 def LoadedRoundTrip(ls) -> bool:  # noqa: N802  (a helper the assert above reads as a sentence)
-    from bench.suite.load import LoadedSuite
+    from bench.suite.loaded import LoadedSuite
     back = LoadedSuite.from_dict(ls.as_dict())
     return back.models == ls.models and back.suite == ls.suite
 

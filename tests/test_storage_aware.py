@@ -23,7 +23,8 @@ from bench.data.dataset import ImageSet
 from bench.data.synthetic import generate_synthetic_faces
 from bench.models import create_model
 from bench.models.training import Recipe, train_detector
-from bench.suite.load import AttackPoint, load_suite
+from bench.suite.load import load_suite
+from bench.suite.loaded import AttackPoint
 from bench.suite.planner import build_plan
 
 pytestmark = pytest.mark.usefixtures("one_thread")

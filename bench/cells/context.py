@@ -17,7 +17,7 @@ from bench.defenses.apply import apply_defense
 from bench.errors import BenchError
 from bench.models.checkpoint import load_saved_detector, load_user_checkpoint
 from bench.models.detector import Detector, ModelSpec
-from bench.suite.load import AttackPoint, LoadedSuite
+from bench.suite.loaded import AttackPoint, LoadedSuite
 from bench.suite.plan import CraftCell, ModelCell, Plan, Variant
 
 CALIBRATION_IMAGES = 16  # training images (half real, half fake) a suite defense calibrates on

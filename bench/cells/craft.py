@@ -28,7 +28,7 @@ from bench.cells.registry import Record, computes
 from bench.errors import BenchError
 from bench.metrics import Proportion, perturbation_norms, summary
 from bench.models.detector import Detector
-from bench.suite.load import AttackPoint
+from bench.suite.loaded import AttackPoint
 from bench.suite.plan import CraftCell
 
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from bench.registry import Registry
+from bench.sections import section_of
 from bench.store import Predictions
 
 if TYPE_CHECKING:  # annotations only: the context imports the plan, which the kinds' modules import too
@@ -54,8 +55,6 @@ def _load(kind: str) -> None:
         return
     module = BUILTIN_KINDS.get(kind)
     if module is None:
-        from bench.sections import section_of  # lazy: the sections import this module
-
         sec = section_of(kind)
         module = sec.computes if sec is not None else None
     if module is not None:

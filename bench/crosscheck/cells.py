@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING
 from bench.cells.keys import cell_key, declare_kind
 from bench.cells.registry import Record, computes
 from bench.crosscheck.entries import entries
-from bench.suite.load import LoadedSuite
+from bench.suite.loaded import LoadedSuite
 from bench.suite.plan import Plan, SectionCell
 
 if TYPE_CHECKING:

@@ -12,7 +12,7 @@ from bench.crosscheck.entries import CrosscheckEntry, entries
 from bench.sections.registry import Section, deferred, register_section
 
 if TYPE_CHECKING:
-    from bench.suite.load import LoadedSuite
+    from bench.suite.loaded import LoadedSuite
 
 
 def check_crosscheck(ls: LoadedSuite, load_plugins: bool) -> None:

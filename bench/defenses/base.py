@@ -1,22 +1,20 @@
 """The defense plug-in API: three kinds, each a small class with a documented contract.
 
 - `TrainingDefense`: changes the training recipe, by augmenting batches and/or adding a loss term.
-- `PreprocessorDefense` (in `bench.defenses.preprocessor`, re-exported here): transforms inputs
-  before the detector; it *is* an ART `PreprocessorPyTorch`, so every ART attack runs through it.
+- `PreprocessorDefense` (`bench.defenses.preprocessor`, its own module because it imports ART): transforms
+  inputs before the detector; it *is* an ART `PreprocessorPyTorch`, so every ART attack runs through it.
 - `WrapperDefense`: takes a detector and returns a detector.
 
 Every defense has a `name`; the registry sets it to the suite's name for the defense, and every
 contract violation (`bench.errors.ContractError`) names it. `bench.defenses.contract.check_defense`
 exercises a defense's contract on a sample batch before a run uses it.
-
-`PreprocessorDefense` is resolved lazily, so that importing the training loop does not import ART.
 """
 
 from __future__ import annotations
 
 import inspect
 import sys
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
@@ -24,10 +22,7 @@ from bench.defenses.registry import KINDS
 from bench.errors import ContractError
 from bench.models.detector import Detector, ModelSpec
 
-if TYPE_CHECKING:
-    from bench.defenses.preprocessor import PreprocessorDefense
-
-__all__ = ["KINDS", "PreprocessorDefense", "TrainingDefense", "WrapperDefense", "as_detector", "defense_kind",
+__all__ = ["KINDS", "TrainingDefense", "WrapperDefense", "as_detector", "defense_kind",
            "defense_kinds", "evaluation_kind"]
 
 
@@ -120,12 +115,3 @@ def evaluation_kind(obj: object) -> str:
         raise ContractError(str(getattr(obj, "name", type(obj).__name__)),
                             "is a training-time defense; it belongs under a model's `defense:`")
     return kinds[0]
-
-
-def __getattr__(name: str) -> Any:
-    if name == "PreprocessorDefense":
-        # lazy: the preprocessor base class imports ART, which the training loop does not need
-        from bench.defenses.preprocessor import PreprocessorDefense
-
-        return PreprocessorDefense
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -12,6 +12,7 @@ import math
 from collections.abc import Callable
 from typing import Any
 
+from bench.dip.config import DIPConfig
 from bench.errors import BenchError, short
 
 SUBSAMPLING = ("4:4:4", "4:2:2", "4:2:0")
@@ -84,8 +85,6 @@ def _jpeg(params: dict[str, Any]) -> None:
 
 
 def _dip(params: dict[str, Any]) -> None:
-    from bench.dip.config import DIPConfig  # lazy: pydantic only, no torch
-
     p = dict(params or {})
     extra = {k: p.pop(k) for k in ("seed", "quiet", "cache_size", "resample") if k in p}
     DIPConfig.from_dict(p, "dip")

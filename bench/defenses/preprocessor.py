@@ -1,7 +1,7 @@
 """`PreprocessorDefense`: an input transformation in front of the detector, and an ART preprocessor.
 
 Kept apart from `bench.defenses.base` because it subclasses ART's `PreprocessorPyTorch`, and importing
-ART is slow; `bench.defenses.base.PreprocessorDefense` resolves to this class on first use.
+ART is slow: a defense file imports it from here.
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from bench.dip.engine import purify
 from bench.dip.protocol import Sampled, calibrated, dip_seed, sample_categories
 from bench.metrics import Proportion
 from bench.models.detector import Detector
-from bench.suite.load import LoadedSuite
+from bench.suite.loaded import LoadedSuite
 from bench.suite.plan import Plan, SectionCell
 
 KIND = "dip-adaptive"

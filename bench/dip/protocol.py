@@ -24,7 +24,7 @@ from bench.dip.engine import purify
 from bench.dip.readout import ReadoutChoice, choose_readout
 from bench.errors import BenchError
 from bench.metrics import Proportion, classification_metrics
-from bench.suite.load import LoadedSuite
+from bench.suite.loaded import LoadedSuite
 from bench.suite.plan import AttackCell, Plan, SectionCell
 
 declare_kind("dip", (3,))

@@ -12,7 +12,7 @@ from bench.errors import BenchError, short
 from bench.sections.registry import Section, deferred, register_section
 
 if TYPE_CHECKING:
-    from bench.suite.load import LoadedSuite
+    from bench.suite.loaded import LoadedSuite
 
 
 def check_dip(ls: LoadedSuite, load_plugins: bool) -> None:

@@ -24,7 +24,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.integrity import damaged_database
 from bench.store import CellResult, ResultStore
-from bench.suite.load import LoadedSuite
+from bench.suite.loaded import LoadedSuite
 from bench.suite.plan import AttackCell, Plan
 
 

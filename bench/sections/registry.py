@@ -22,7 +22,7 @@ from bench.plugins import load_object
 from bench.registry import Registry
 
 if TYPE_CHECKING:  # annotations only: the loader and the plan are above the sections
-    from bench.suite.load import LoadedSuite
+    from bench.suite.loaded import LoadedSuite
     from bench.suite.plan import Plan, SectionCell
 
 

@@ -28,7 +28,7 @@ from bench.metrics import Proportion
 from bench.smoothing.defense import RandomizedSmoothing, SmoothedDetector
 from bench.smoothing.scoring import stored
 from bench.smoothing.stats import ABSTAIN
-from bench.suite.load import LoadedSuite
+from bench.suite.loaded import LoadedSuite
 from bench.suite.plan import Plan, SectionCell
 
 declare_kind("certify", (3, 1))

@@ -27,7 +27,7 @@ from pydantic import ValidationError
 
 from bench.attacks.registry import NORMS, STORAGE_ONLY, controls_of, get_attack, noise_control
 from bench.errors import BenchError, validation_error
-from bench.suite.load import AttackPoint, LoadedSuite, runs_against
+from bench.suite.loaded import AttackPoint, LoadedSuite, runs_against
 from bench.suite.plan import Plan, add_attack_cell
 from bench.suite.schema import CheckAttack
 

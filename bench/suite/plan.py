@@ -13,7 +13,7 @@ from typing import Any
 
 from bench.attacks.storage_spec import storage_key
 from bench.cells.keys import cell_key
-from bench.suite.load import AttackPoint, LoadedSuite, ResolvedModel
+from bench.suite.loaded import AttackPoint, LoadedSuite, ResolvedModel
 
 
 @dataclass(frozen=True)

@@ -11,12 +11,10 @@ a model may not have more replicas than the model it starts from).
 from __future__ import annotations
 
 import dataclasses
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench.errors import BenchError
-
-if TYPE_CHECKING:  # annotations only: bench.suite.load imports this module
-    from bench.suite.load import LoadedSuite
+from bench.suite.loaded import LoadedSuite
 
 REPLICA_MARK = "@seed"  # safe in file names and cell keys; not a character grid expansion produces
 

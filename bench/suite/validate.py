@@ -17,16 +17,17 @@ from __future__ import annotations
 import re
 import unicodedata
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
+from pydantic import ValidationError
 from yaml.constructor import ConstructorError
 
+from bench.attacks.registry import get_attack, noise_control
 from bench.config.work import check_work
-from bench.errors import BenchError, short, utf8_text
-
-if TYPE_CHECKING:
-    from bench.suite.load import LoadedSuite
+from bench.errors import BenchError, format_validation_error, short, utf8_text
+from bench.suite.controls import control_point, derived_checks
+from bench.suite.loaded import LoadedSuite
 
 LIMITS = {
     "suite_bytes": 1 << 20,  # a suite file is at most 1 MiB
@@ -250,18 +251,13 @@ def _check_derived(ls: LoadedSuite) -> None:
     """The attacks a run adds (noise controls at each L-inf budget, the check attacks) validated as the plan
     will build them, each error named by the suite field it comes from: `validate` says valid only for a
     suite whose every parameter model holds."""
-    from pydantic import ValidationError  # lazy: the modules below import bench.suite.load, which imports this
-
-    from bench.attacks.registry import get_attack  # lazy, as above
-    from bench.errors import format_validation_error  # lazy, as above
-    from bench.suite.controls import control_point, derived_checks  # lazy, as above
-
     if ls.suite.evaluation.controls:
         for ap in ls.attacks:
             if ap.budget is None or ap.norm != "linf" or ap.family == "control":
                 continue
             try:
-                control_point("noise", "noise", {"eps": ap.budget_value, "seed": ls.suite.seed}, ("eps",))
+                noise = noise_control("linf")
+                control_point(noise.name, noise.name, {noise.params.size_param: ap.budget_value, "seed": ls.suite.seed})
             except ValidationError as exc:
                 raise BenchError(f"attacks.{ap.key}.{ap.budget}", f"{ap.budget_value:g} cannot be an L-inf budget: "
                                  f"its noise control refuses it ({format_validation_error(exc)}); pixel values lie "
