@@ -23,7 +23,7 @@ import sys
 import tempfile
 from pathlib import Path
 
-from bench.report.leaderboard import Board
+from bench.report.board import Board
 from bench.report.ranking import AXES, Ranking, axis_text, compute_ranking
 from bench.results.query import Results, load_results
 from bench.store import ResultStore

@@ -15,11 +15,12 @@ import yaml
 
 from bench.cli import main
 from bench.provenance import SOURCE_ROOT, git_commit
+from bench.report.board import Board
 from bench.report.flags import group_flags, what_to_do
 from bench.report.format import compact
 from bench.report.header import numbers_line
 from bench.report.layout import MAIN_MAX_LINES, MAX_TABLE_COLUMNS, layout_problems, main_part, table_widths
-from bench.report.leaderboard import Board, _flag_groups
+from bench.report.leaderboard import _flag_groups
 from bench.report.ranking import AxisValue, PairDiff, Ranking, compute_ranking
 from bench.report.sanity import ALL_CHECKS, Flag, run_checks
 from bench.report.summary import checks_sentence, norm_text, robust_text, sentences

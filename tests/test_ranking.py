@@ -16,7 +16,8 @@ import pytest
 from bench.errors import BenchError
 from bench.metrics import Proportion, classification_metrics, replica_mean
 from bench.report import paired
-from bench.report.leaderboard import Board, defense_ranking
+from bench.report.board import Board
+from bench.report.leaderboard import defense_ranking
 from bench.report.ranking import baseline_of, compute_ranking
 from bench.results.query import results_from
 from bench.store import ResultStore

@@ -31,7 +31,7 @@ from bench.defenses.registry import create_defense
 from bench.errors import BenchError
 from bench.metrics import classification_metrics
 from bench.models.detector import Detector, ModelSpec
-from bench.report.leaderboard import Board
+from bench.report.board import Board
 from bench.report.sanity import attack_beats_certificate
 from bench.results.query import load_results
 from bench.smoothing import scoring

@@ -4,13 +4,10 @@ is worth attacking on each subset, and video-level scores. Rendered from the sto
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
+from bench.report.board import Board
 from bench.report.format import md_inline, num, prop, tabulate
 from bench.report.sanity import auroc_text, near_chance
 
-if TYPE_CHECKING:  # annotations only: the leaderboard imports this module
-    from bench.report.leaderboard import Board
 
 def _subsets(board: Board) -> list[str]:
     names: dict[str, None] = {}

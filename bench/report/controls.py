@@ -9,15 +9,13 @@ columns give the perturbation before storage (the attack's own output) and after
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench.attacks.registry import ATTACKS, RANDOM_NOISE, STORAGE_ONLY, effective_params, get_attack, noise_control
 from bench.metrics import replica_mean
+from bench.report.board import Board
 from bench.report.format import num, prop, render_params
 from bench.report.replicas import group_rows, replica_sets
-
-if TYPE_CHECKING:
-    from bench.report.leaderboard import Board
 
 Row = dict[str, Any]
 

@@ -11,17 +11,15 @@
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from bench.metrics import Proportion, replica_mean
+from bench.report.board import Board
 from bench.report.figures import plot_accuracy_curves
 from bench.report.ranking import headline_budget as ranking_headline
 from bench.report.replicas import group_rows, replica_sets
-
-if TYPE_CHECKING:
-    from bench.report.leaderboard import Board
 
 Row = dict[str, Any]
 CURVE_POINTS = 200  # at most this many budgets per curve (quantiles of the per-image L2 beyond)

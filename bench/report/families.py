@@ -4,9 +4,8 @@ adaptive. A family with more attacks than fit in `MAX_COLUMNS` columns continues
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
 from bench.attacks.registry import get_attack
+from bench.report.board import UNAWARE, Board
 from bench.report.controls import control_columns, point_params
 from bench.report.format import compact, tabulate
 from bench.report.marks import best_note, gave_up_note, grid_groups, grid_label, mark_best
@@ -19,9 +18,6 @@ from bench.report.replicas import (
     may_be_best,
     pool_groups,
 )
-
-if TYPE_CHECKING:
-    from bench.report.leaderboard import Board
 
 MAX_COLUMNS = 10
 FAMILY_TITLES = {"single-step": "single-step attacks", "iterative": "iterative attacks",
@@ -132,7 +128,6 @@ def _family_table(b: Board, keys: list[str], ctl, noise: list[tuple[str, float]]
     return tabulate([[r[j] for j in keep] for r in rows], [headers[j] for j in keep], tablefmt="github")
 
 
-UNAWARE = "storage-unaware (the paper's setting)"
 
 
 def storage_note(b: Board) -> str:

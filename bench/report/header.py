@@ -4,16 +4,14 @@ rendered them, on what machine), and the full provenance that the appendix holds
 from __future__ import annotations
 
 import datetime as dt
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import yaml
 
 from bench.provenance import git_commit, is_ancestor
+from bench.report.board import Board
 from bench.report.format import md_inline
 from bench.report.replicas import own_seeds_line
-
-if TYPE_CHECKING:
-    from bench.report.leaderboard import Board
 
 
 def board_cell_ids(b: Board) -> list[str]:

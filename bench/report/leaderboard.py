@@ -11,19 +11,17 @@ reports and every attack cell. `bench.report.layout` checks the reading path's l
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from bench.atomic import atomic_write_text
 from bench.metrics import replica_mean
+from bench.report.board import Board, Row, none_if_missing
 from bench.report.breakdown import breakdown_sections
 from bench.report.controls import grid_control_rows, norm_headers, norm_texts
 from bench.report.curves import figures, headline_budget
-from bench.report.families import UNAWARE, family_tables
+from bench.report.families import family_tables
 from bench.report.figures import plot_accuracy_curves
 from bench.report.flags import checks_run_text, every_flag_table, group_flags, grouped_table
 from bench.report.format import compact, num, pct, prop, tabulate
@@ -42,7 +40,7 @@ from bench.report.replicas import (
     replica_sets,
     seeds_of,
 )
-from bench.report.sanity import ALL_CHECKS, Flag, attack_gave_up, degenerate_classifier, run_checks
+from bench.report.sanity import ALL_CHECKS, Flag, run_checks
 from bench.report.summary import summary
 from bench.results.query import Results
 from bench.smoothing.report import certificates
@@ -55,94 +53,6 @@ TABLE_I_COLUMNS = [
     ("real_recall", "Real recall"),
 ]
 
-Row = dict[str, Any]
-
-
-@dataclass
-class Board:
-    """A suite's results as the sections read them: the frames as row lists, and what is derived from them
-    once (flags, groups). Sections are functions of a Board; they draw figures into `out_dir`."""
-
-    results: Results
-    out_dir: Path
-    figures: list[Path] = field(default_factory=list)
-
-    @property
-    def ls(self):
-        return self.results.ls
-
-    @property
-    def s(self):
-        return self.results.ls.suite
-
-    @cached_property
-    def variants(self) -> list[Row]:
-        return self.results.variants.to_dict("records")
-
-    @cached_property
-    def every_cell(self) -> list[Row]:
-        """Every attack-frame row: the suite's attacks, the controls and the check attacks."""
-        return self.results.attacks.to_dict("records") if len(self.results.attacks) else []
-
-    @cached_property
-    def attack(self) -> list[Row]:
-        """The suite's own attack cells (controls and check attacks are never ranked or averaged)."""
-        return [r for r in self.every_cell if (r.get("role") or "attack") == "attack"]
-
-    @cached_property
-    def controls(self) -> list[Row]:
-        return [r for r in self.every_cell if r.get("role") == "control"]
-
-    @cached_property
-    def gradnorms(self) -> dict[str, dict | None]:
-        return {v["name"]: _none(v.get("gradnorm")) for v in self.variants}
-
-    @cached_property
-    def clean(self) -> dict[str, dict | None]:
-        return {v["name"]: _none(v["metrics"]) for v in self.variants}
-
-    @cached_property
-    def degenerate(self) -> frozenset[str]:
-        """Variants the degenerate-classifier check flags: never marked best, labelled with a dagger."""
-        return frozenset(f.model for f in degenerate_classifier(self.clean))
-
-    @cached_property
-    def gave_up(self) -> frozenset[str]:
-        """Craft keys whose attack returned most of the fakes it attacked unperturbed (the
-        attack-left-images-unchanged check): every cell made from them is marked with a double dagger and
-        never marked best."""
-        return frozenset(r["craft_key"] for r in self.attack if attack_gave_up(r))
-
-    def attack_title(self, key: str) -> str:
-        """The column title of a suite's attack entry (its declared title, storage-unaware ones labelled, with the
-        key when titles repeat)."""
-        first = next(a for a in self.ls.attacks if a.key == key)
-        title = first.title if first.storage_aware else f"{first.title}, {UNAWARE}"
-        sharing = {a.key for a in self.ls.attacks
-                   if a.attack == first.attack and a.storage_aware == first.storage_aware}
-        return title if len(sharing) == 1 else f"{title} ({key})"
-
-    def attack_keys(self) -> list[str]:
-        return list(dict.fromkeys(a.key for a in self.ls.attacks))
-
-    def cell(self, v: Row, key: str, threat: str, in_table: bool = True, adaptive: bool = False) -> Row | None:
-        """The attack cell of attack entry `key` against variant `v` under `threat` (its Table II point)."""
-        for r in self.attack:
-            if r["target"] != v["name"] or r["attack_key"] != key or r["threat"] != threat:
-                continue
-            if in_table and not r["in_table"]:
-                continue
-            if bool(r["adaptive"]) != adaptive:
-                continue
-            return r
-        return None
-
-
-def _none(x: Any) -> Any:
-    """pandas turns a missing dict into NaN; the sections want None."""
-    return None if x is None or (isinstance(x, float) and np.isnan(x)) else x
-
-
 # The tables' shared helpers live in bench.report.marks; these names stay for the sections written against them.
 _groups = grid_groups
 _group_label = grid_label
@@ -154,7 +64,7 @@ _gave_up_note = gave_up_note
 def _acc(b: Board, r: Row | None) -> tuple[dict | None, str]:
     """(accuracy for ranking, its text) of an attack cell; a cell whose attack gave up has no value to
     rank by and a double dagger after its text."""
-    if not r or not _none(r["metrics"]):
+    if not r or not none_if_missing(r["metrics"]):
         return None, "n/a"
     acc = r["metrics"]["accuracy"]
     if r["craft_key"] in b.gave_up:
@@ -209,7 +119,7 @@ def grid_sections(b: Board, stem: str) -> tuple[str, list[str]]:
                 for p in points:
                     founds = [r for rv in sets[v["name"]] for r in b.attack
                               if r["attack_key"] == p.key and r["params"] == p.params and r["target"] == rv["name"]
-                              and r["threat"] == threat and not r["adaptive"] and _none(r["metrics"])]
+                              and r["threat"] == threat and not r["adaptive"] and none_if_missing(r["metrics"])]
                     if founds:
                         src = src or founds[0]["source"]
                     accs.append(replica_mean([r["metrics"]["accuracy"] for r in founds]) if founds else None)
@@ -384,11 +294,11 @@ def all_cells(b: Board) -> str:
         who = f"{r['source']} -> {r['target']}"
         role = r.get("role") or "attack"
         label = r["label"] + ("" if r.get("storage_aware", True) or role == "control" else " (storage-unaware)")
-        m = _none(r["metrics"])
+        m = none_if_missing(r["metrics"])
         if m is None:
             rows.append([label, role, r["backend"], r["threat"], who, "not run", "", "", "", "", "", "", "", ""])
             continue
-        craft = _none(r["craft_metrics"])
+        craft = none_if_missing(r["craft_metrics"])
         rows.append([
             label, role, r["backend"], r["threat"], who, _acc(b, r)[1] if role == "attack" else prop(
                 m["accuracy"]), prop(m["success_rate"]), _before_storage(r, craft), *norm_texts(craft, m),

@@ -5,12 +5,9 @@ from __future__ import annotations
 
 from collections import defaultdict
 from collections.abc import Callable
-from typing import TYPE_CHECKING
 
+from bench.report.board import Board
 from bench.report.format import prop
-
-if TYPE_CHECKING:  # annotations only: the leaderboard imports this module
-    from bench.report.leaderboard import Board
 
 
 def grid_groups(b: Board) -> dict[tuple[str, str], list[str]]:

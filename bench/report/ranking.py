@@ -26,16 +26,14 @@ import itertools
 import math
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
 from bench.metrics import Proportion, replica_mean
 from bench.report import paired
+from bench.report.board import Board
 from bench.report.replicas import degenerate_count, group_label, group_rows, replica_sets
-
-if TYPE_CHECKING:  # annotations only: the leaderboard imports this module
-    from bench.report.leaderboard import Board
 
 Row = dict[str, Any]
 AXES = ("robust", "min_norm")

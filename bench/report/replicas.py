@@ -7,13 +7,11 @@ unchanged apart from the ranking's ties."""
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from bench.metrics import Proportion, replica_mean
+from bench.report.board import Board
 from bench.report.format import prop
-
-if TYPE_CHECKING:  # annotations only: the leaderboard imports this module
-    from bench.report.leaderboard import Board
 
 Row = dict[str, Any]
 

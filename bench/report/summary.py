@@ -6,18 +6,15 @@ attack broke, what the checks doubt). Nothing here is written by hand: every num
 from __future__ import annotations
 
 import math
-from typing import TYPE_CHECKING
 
+from bench.report.board import Board
 from bench.report.curves import headline_budget
 from bench.report.families import NOT_APPLICABLE, defended, families
 from bench.report.flags import FlagGroup
 from bench.report.format import compact, compact_norm, tabulate
+from bench.report.ranking import AxisValue, PairDiff, Ranking
 from bench.report.replicas import aggregate_cells, attack_cells, clean_metric, group_rows
 from bench.smoothing.report import CertifiedGroup, certified_numbers
-
-if TYPE_CHECKING:
-    from bench.report.leaderboard import Board
-    from bench.report.ranking import AxisValue, PairDiff, Ranking
 
 HEADERS = ["Model", "Rank: robust", "Rank: min-norm", "Clean accuracy", "Robust accuracy", "Median min-norm L2",
            "Adaptive attack", "Flags"]
