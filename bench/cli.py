@@ -15,23 +15,24 @@ import threading
 import time
 from pathlib import Path
 
-# What builds the parser, reports errors and runs the light commands is imported here; torch, the toolkits and
-# pandas are imported by the heavy commands' handlers only, so `bench --help`, `bench list` and `bench validate`
-# start at once (benchmarks/cli_startup.py; tests/test_cli_startup.py checks that `import bench.cli` imports no
-# torch; tests/test_import_graph.py that every function-level import defers something heavy).
-from bench.atomic import remove_stale_temporaries, writable_or_error
 from bench.attacks.registry import list_attacks
 from bench.crosscheck.arguments import add_crosscheck_arguments
 from bench.data.synthetic import write_image_folder
 from bench.defenses.registry import list_defenses
 from bench.errors import BenchError
-from bench.faults import environment_error
-from bench.integrity import damaged_database, is_damage
-from bench.lock import home_lock
-from bench.merge import merge_stores
 from bench.models.registry import list_models
+
+# What builds the parser, reports errors and runs the light commands is imported here; torch, the toolkits and
+# pandas are imported by the heavy commands' handlers only, so `bench --help`, `bench list` and `bench validate`
+# start at once (benchmarks/cli_startup.py; tests/test_cli_startup.py checks that `import bench.cli` imports no
+# torch; tests/test_import_graph.py that every function-level import defers something heavy).
+from bench.results.atomic import remove_stale_temporaries, writable_or_error
+from bench.results.integrity import damaged_database, is_damage
+from bench.results.merge import merge_stores
+from bench.results.store import ResultStore
+from bench.running.faults import environment_error
+from bench.running.lock import home_lock
 from bench.settings import configure_matplotlib, default_home
-from bench.store import ResultStore
 from bench.suite.load import load_suite
 from bench.suite.validate import check_leaderboard_dir, read_suite_file
 
@@ -129,11 +130,11 @@ def _data_override(path: Path | None) -> dict | None:
 
 
 def cmd_run(args) -> int:
-    from bench.device import resolve_device  # lazy (see the imports above)
-    from bench.executor import RunStats  # lazy (see the imports above)
+    from bench.models.device import resolve_device  # lazy (see the imports above)
     from bench.report.leaderboard import write_leaderboard  # lazy (see the imports above)
     from bench.results.query import results_from  # lazy (see the imports above)
-    from bench.runner import prepare, run_suite  # lazy (see the imports above)
+    from bench.running.executor import RunStats  # lazy (see the imports above)
+    from bench.running.runner import prepare, run_suite  # lazy (see the imports above)
 
     t0 = time.perf_counter()
     device = resolve_device(args.device)

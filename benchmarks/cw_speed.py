@@ -32,9 +32,9 @@ from bench.attacks.params import CWL2Params
 from bench.crosscheck.compare import Tolerances, crosscheck, crosscheck_records
 from bench.data.dataset import ImageSet
 from bench.data.synthetic import generate_synthetic_faces
-from bench.device import resolve_device
 from bench.models.checkpoint import load_saved_detector, save_detector
 from bench.models.detector import Detector
+from bench.models.device import resolve_device
 from bench.models.registry import create_model
 from bench.models.training import Recipe, train_detector
 

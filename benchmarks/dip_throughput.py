@@ -43,9 +43,9 @@ from pathlib import Path
 import torch
 from torch.utils.flop_counter import FlopCounterMode
 
-from bench.device import resolve_device
 from bench.dip import DIPConfig, purify
 from bench.dip.engine import DIPFitter
+from bench.models.device import resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests"))  # the one-image reference lives with the tests
 from dip_reference import ReferenceFitter  # noqa: E402

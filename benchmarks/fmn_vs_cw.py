@@ -28,7 +28,7 @@ import torch
 from bench.attacks.counting import count_passes
 from bench.attacks.params import CWL2Params, DDNParams, FMNParams
 from bench.attacks.registry import run_attack
-from bench.device import resolve_device
+from bench.models.device import resolve_device
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))  # the sibling benchmark's detector and images
 from cw_speed import get_detector, held_out_correct, machine  # noqa: E402

@@ -1,4 +1,4 @@
-"""How Lipschitz regularisation changes a model's input-gradient norm (eq. 7 and `bench.diagnostics`).
+"""How Lipschitz regularisation changes a model's input-gradient norm (eq. 7 and `bench.models.diagnostics`).
 
 Trains the same architecture from the same initial weights and data order with several lambdas,
 and reports for each the test accuracy and the mean ||dZ/dx||_F over the test images. The default
@@ -19,9 +19,9 @@ import torch
 from bench.data.dataset import ImageSet
 from bench.data.synthetic import generate_synthetic_faces
 from bench.defenses.lipschitz import LipschitzRegularisation
-from bench.device import resolve_device
-from bench.diagnostics import input_gradient_norm
 from bench.models import create_model
+from bench.models.device import resolve_device
+from bench.models.diagnostics import input_gradient_norm
 from bench.models.training import Recipe, train_detector
 
 

@@ -24,8 +24,8 @@ import torch
 from torch.nn import functional as F
 
 from bench.defenses.lipschitz import LipschitzRegularisation
-from bench.device import resolve_device
 from bench.models import create_model
+from bench.models.device import resolve_device
 from bench.models.training import Recipe
 
 

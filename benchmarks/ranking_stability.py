@@ -26,7 +26,7 @@ from pathlib import Path
 from bench.report.board import Board
 from bench.report.ranking import AXES, Ranking, axis_text, compute_ranking
 from bench.results.query import Results, load_results
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 
 
 def ranking_of(home: Path, suite: str, profile: str | None, out: Path) -> tuple[Ranking, Results]:

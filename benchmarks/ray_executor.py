@@ -300,7 +300,7 @@ def cmd_analyse(out: Path, durations_from: str = "serial") -> None:
     import torch  # noqa: PLC0415  (after the thread setting)
 
     torch.set_num_threads(1)
-    from bench.runner import prepare  # noqa: PLC0415  (after the thread setting)
+    from bench.running.runner import prepare  # noqa: PLC0415  (after the thread setting)
     from bench.suite.load import load_suite  # noqa: PLC0415
     from bench.suite.plan import Plan  # noqa: PLC0415
 

@@ -8,8 +8,8 @@ from pathlib import Path
 from bench.attacks.controls import NoiseParams, StorageParams
 from bench.attacks.params import AttackParams, FGSMParams, PGDParams
 from bench.attacks.registry import get_attack
-from bench.metrics import Proportion
 from bench.report.sanity import run_checks
+from bench.results.metrics import Proportion
 from bench.results.query import attack_row
 from bench.suite.loaded import AttackPoint
 from bench.suite.plan import AttackCell, CraftCell, Variant

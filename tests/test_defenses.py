@@ -27,10 +27,10 @@ from bench.defenses.registry import (  # noqa: E402
     register_defense,
     resolve_defense_class,
 )
-from bench.diagnostics import input_gradient_norm  # noqa: E402
 from bench.errors import BenchError, ContractError  # noqa: E402
 from bench.models import create_model  # noqa: E402
 from bench.models.detector import Detector, ModelSpec  # noqa: E402
+from bench.models.diagnostics import input_gradient_norm  # noqa: E402
 from bench.models.training import Recipe, train_detector  # noqa: E402
 
 pytestmark = pytest.mark.usefixtures("one_thread")

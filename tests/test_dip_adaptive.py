@@ -17,8 +17,8 @@ import pytest
 from bench.dip.adaptive import TWIN, AdaptivePoint, adaptive_points
 from bench.dip.config import DIPAdaptiveConfig
 from bench.dip.report import dip_recovery
-from bench.metrics import Proportion
 from bench.report.sanity import run_checks
+from bench.results.metrics import Proportion
 
 THRESHOLDS = ("0.5", "0.25")
 

@@ -14,7 +14,6 @@ import pytest
 import yaml
 
 from bench.cli import main
-from bench.provenance import SOURCE_ROOT, git_commit
 from bench.report.board import Board
 from bench.report.flags import group_flags, what_to_do
 from bench.report.format import compact
@@ -24,8 +23,9 @@ from bench.report.leaderboard import _flag_groups
 from bench.report.ranking import AxisValue, PairDiff, Ranking, compute_ranking
 from bench.report.sanity import ALL_CHECKS, Flag, run_checks
 from bench.report.summary import checks_sentence, norm_text, robust_text, sentences
+from bench.results.provenance import SOURCE_ROOT, git_commit
 from bench.results.query import load_results
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 
 TINY = Path(__file__).parent / "suites" / "tiny.yaml"
 # Two seeds and an adaptive defense: the summary's adaptive column, seeds in the captions.

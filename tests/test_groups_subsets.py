@@ -14,8 +14,8 @@ from bench.data.dataset import ImageSet
 from bench.data.images import load_manifest
 from bench.data.split import split_from_column, stratified_split
 from bench.errors import BenchError
-from bench.metrics import auroc
-from bench.subset_metrics import attack_breakdown, auroc_interval, clean_breakdown, video_metrics
+from bench.results.metrics import auroc
+from bench.results.subset_metrics import attack_breakdown, auroc_interval, clean_breakdown, video_metrics
 
 
 def _manifest(tmp_path: Path, n_videos: int = 12, frames: int = 5, extra: dict | None = None) -> Path:

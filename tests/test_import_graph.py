@@ -198,20 +198,23 @@ def test_function_level_imports_say_why():
 # configuration, registration and computation sit with the components, the modules that plan and compute its
 # cells with the running layer, its leaderboard part (when it reads the report's helpers) with the report.
 LAYERS: list[tuple[str, list[str]]] = [
-    ("foundation", ["bench", "bench.errors", "bench.registry", "bench.settings", "bench.digests", "bench.atomic",
-                    "bench.integrity", "bench.provenance", "bench.plugins", "bench.image_contract", "bench.device",
-                    "bench.faults", "bench.lock", "bench.metrics", "bench.store", "bench.runs", "bench.config",
+    ("foundation", ["bench", "bench.errors", "bench.settings", "bench.config",
+                    "bench.plugins",  # the plug-in contracts: the loader, the registry pattern, the image contract
+                    "bench.results.digests", "bench.results.atomic", "bench.results.integrity",  # the store and what
+                    "bench.results.provenance", "bench.results.metrics", "bench.results.store",  # every cell keeps
+                    "bench.models.device",  # CUDA when present: the components' own computations choose with it
                     "bench.cells.keys",  # cell names: the suite's plan builds every key
                     "bench.report.format"]),  # number and markdown formatting: the components' own reports use it
     ("components", ["bench.data", "bench.models", "bench.attacks", "bench.defenses", "bench.dip", "bench.crosscheck",
-                    "bench.smoothing", "bench.diagnostics", "bench.subset_metrics", "bench.sections"]),
+                    "bench.smoothing", "bench.results.subset_metrics", "bench.sections"]),
     ("suite", ["bench.suite"]),
-    ("running", ["bench.cells", "bench.executor", "bench.distributed", "bench.runner", "bench.merge",
+    ("running", ["bench.cells", "bench.running", "bench.distributed", "bench.results.merge",
                  "bench.dip.protocol", "bench.dip.adaptive", "bench.crosscheck.cells", "bench.smoothing.certify"]),
     ("results", ["bench.results", "bench.crosscheck.stored"]),
     ("report", ["bench.report", "bench.smoothing.report"]),
     ("entry points", ["bench.cli", "bench.__main__", "bench.crosscheck.cli", "bench.crosscheck.__main__"]),
 ]
+
 
 
 def layer_of(module: str) -> int:
@@ -251,3 +254,9 @@ def test_components_import_nothing_of_the_suite(module: str):
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True,
                          cwd=PACKAGE.parent).stdout.strip()
     assert out == "[]", f"import {module} loads {out}"
+
+
+def test_the_package_root_holds_the_entry_points_and_little_else():
+    """The folder list reads as the pipeline: a new module goes into the package whose purpose it serves."""
+    root = sorted(p.name for p in PACKAGE.glob("*.py"))
+    assert root == ["__init__.py", "__main__.py", "cli.py", "errors.py", "settings.py"]

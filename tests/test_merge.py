@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.cli import main
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 
 KEY = "ab" * 32
 OTHER = "cd" * 32

@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 
 import bench.results.query as query
-from bench.atomic import atomic_write
 from bench.cli import main
 from bench.data.images import MAX_PIXELS, load_image
 from bench.errors import BenchError
-from bench.faults import environment_error
+from bench.results.atomic import atomic_write
+from bench.running.faults import environment_error
 
 
 def bench(*args: str) -> tuple[int, str]:

@@ -3,7 +3,7 @@ import math
 import numpy as np
 import pytest
 
-from bench.metrics import Proportion, auroc, classification_metrics, perturbation_norms, wilson_interval
+from bench.results.metrics import Proportion, auroc, classification_metrics, perturbation_norms, wilson_interval
 
 
 def test_wilson_interval_known_values():

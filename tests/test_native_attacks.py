@@ -151,7 +151,7 @@ def test_cw_l2_settled_images_stop_costing_compute(trained):
 def test_cw_l2_cannot_beat_the_reachable_margin(trained):
     """The reachability probe bounds CW-L2 from below: a kappa above what the probe reaches leaves CW with
     nothing (originals back), a kappa it reaches on every image is one CW reaches too."""
-    from bench.diagnostics import reachable_margin
+    from bench.models.diagnostics import reachable_margin
 
     det, x, y = trained
     x, y = x[:6], y[:6]

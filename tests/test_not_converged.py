@@ -11,7 +11,7 @@ from bench.data.sources import load_data
 from bench.errors import BenchError
 from bench.report.sanity import run_checks
 from bench.results.query import load_results
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 from bench.suite.load import load_suite
 from bench.suite.planner import plan_for_data
 

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 
 from bench.errors import BenchError
-from bench.metrics import Proportion, classification_metrics, replica_mean
 from bench.report import paired
 from bench.report.board import Board
 from bench.report.leaderboard import defense_ranking
 from bench.report.ranking import baseline_of, compute_ranking
+from bench.results.metrics import Proportion, classification_metrics, replica_mean
 from bench.results.query import results_from
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 from bench.suite.load import load_suite
 from bench.suite.planner import build_plan
 

@@ -33,8 +33,8 @@ from bench.cli import main  # noqa: E402
 from bench.distributed.ray_executor import RayExecutor  # noqa: E402
 from bench.report.leaderboard import write_leaderboard  # noqa: E402
 from bench.results.query import results_from  # noqa: E402
-from bench.runner import prepare, run_suite  # noqa: E402
-from bench.store import ResultStore  # noqa: E402
+from bench.results.store import ResultStore  # noqa: E402
+from bench.running.runner import prepare, run_suite  # noqa: E402
 from bench.suite.load import load_suite  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]

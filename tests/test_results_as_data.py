@@ -13,7 +13,7 @@ import pytest
 
 from bench.cli import main
 from bench.results.query import load_results
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 
 pytestmark = pytest.mark.slow  # these tests train models: .ci/run also runs them at OMP_NUM_THREADS=1
 

@@ -9,7 +9,7 @@ from pathlib import Path
 
 from bench.cells.remote import ContextSpec, compute_remote, context_for
 from bench.cells.run import run_cell, store_computed
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 
 SUITE = Path(__file__).parent / "suites" / "ray.yaml"
 

@@ -14,7 +14,7 @@ from safetensors.torch import load_file
 
 from bench.cli import main
 from bench.errors import BenchError
-from bench.metrics import Proportion, replica_mean, t_quantile, wilson_interval
+from bench.results.metrics import Proportion, replica_mean, t_quantile, wilson_interval
 from bench.suite.load import load_suite
 from bench.suite.planner import build_plan
 

@@ -29,17 +29,17 @@ from bench.defenses.base import defense_kinds
 from bench.defenses.contract import check_defense
 from bench.defenses.registry import create_defense
 from bench.errors import BenchError
-from bench.metrics import classification_metrics
 from bench.models.detector import Detector, ModelSpec
 from bench.report.board import Board
 from bench.report.sanity import attack_beats_certificate
+from bench.results.metrics import classification_metrics
 from bench.results.query import load_results
+from bench.results.store import ResultStore
 from bench.smoothing import scoring
 from bench.smoothing.certify import certified_accuracy
 from bench.smoothing.defense import SmoothedDetector
 from bench.smoothing.report import certified_numbers
 from bench.smoothing.stats import ABSTAIN, binomial_p_value, clopper_pearson_lower, predict_from_counts
-from bench.store import ResultStore
 from bench.suite.load import load_suite
 from bench.suite.planner import build_plan
 from bench.suite.schema import EvaluationConfig
@@ -267,7 +267,7 @@ def _cells(home: Path, kind: str) -> list[tuple[dict, dict]]:
 def test_the_certify_cell_matches_a_direct_computation_from_the_same_noise(tiny_run):
     """Redraw each stored fake's selection and estimation noise (seeded as `bench.smoothing.sampling` documents),
     count the trained detector's votes, and bound and convert them with scipy: the cell's classes, nA and radii."""
-    from bench.runner import prepare  # the run's own context: data, plan and checkpoints
+    from bench.running.runner import prepare  # the run's own context: data, plan and checkpoints
 
     path, home, _ = tiny_run
     (m, _), = _cells(home, "certify")

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from bench.data.sources import load_data
-from bench.store import SCHEMA, ResultStore
+from bench.results.store import SCHEMA, ResultStore
 from bench.suite.load import deep_merge, load_suite
 from bench.suite.planner import plan_for_data
 

@@ -13,9 +13,9 @@ import pytest
 from safetensors.torch import load_file
 
 from bench.cli import main
-from bench.integrity import StoreDamaged
 from bench.models.checkpoint import tensors_digest
-from bench.store import ResultStore
+from bench.results.integrity import StoreDamaged
+from bench.results.store import ResultStore
 
 SUITE = """\
 name: t
@@ -137,3 +137,19 @@ def test_new_empty_and_garbage_database_files(tmp_path):
     assert (tmp_path / "garbage.sqlite").read_bytes() == b"not a database" * 100
     with pytest.raises(StoreDamaged):
         ResultStore(tmp_path / "garbage.sqlite", readonly=True)
+
+
+def test_a_table_name_damaged_into_bytes_that_are_not_utf8_is_a_damaged_store(tmp_path):
+    """One flipped byte in the schema's text (found by the random damage test): named damage, not a decode crash."""
+    db = tmp_path / "r.sqlite"
+    ResultStore(db).close()
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA journal_mode=DELETE")
+    con.close()
+    data = bytearray(db.read_bytes())
+    at = data.index(b"CREATE TABLE predictions") + len(b"CREATE TABLE ")
+    data[at] = 0xFF  # the name no longer decodes as UTF-8
+    db.write_bytes(bytes(data))
+    for readonly in (True, False):
+        with pytest.raises(StoreDamaged, match="r.sqlite"):
+            ResultStore(db, readonly=readonly)

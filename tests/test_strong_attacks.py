@@ -196,7 +196,7 @@ def test_cw_line_search_reaches_a_far_kappa_as_art_does(trained):
     """At a logit margin far from the images, Adam at lr 0.01 runs out of iterations; the optional line-search
     step rule reaches it on as many images as ART's optimiser, at no larger a median L2 (5% slack)."""
     from bench.attacks.params import CWL2Params
-    from bench.diagnostics import reachable_margin
+    from bench.models.diagnostics import reachable_margin
 
     det, x, y = trained
     x, y = x[:8], y[:8]

@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal
 from pydantic import ValidationError
 
 from bench.errors import BenchError, validation_error
-from bench.registry import Registry
+from bench.plugins.registry import Registry
 from bench.settings import configure_art
 
 if TYPE_CHECKING:  # annotations only: the parameter models import this module to declare themselves

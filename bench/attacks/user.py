@@ -33,9 +33,9 @@ import torch
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import AttackSpec, Backend, declare_attack, get_attack
 from bench.errors import BenchError, ContractError
-from bench.image_contract import check_images
 from bench.models.detector import Detector
-from bench.plugins import is_plugin_spec, load_object
+from bench.plugins.image_contract import check_images
+from bench.plugins.loader import is_plugin_spec, load_object
 
 DECLARATIONS = ("name", "title", "family", "norm", "budget", "deterministic", "Params")
 
@@ -147,7 +147,7 @@ def check_attack_object(obj: Any, spec: str) -> None:
 
 
 def validate_adversarial(out: Any, x: torch.Tensor, where: str) -> torch.Tensor:
-    """Check an attack's output against its input (`bench.image_contract`): type, shape, dtype, finite,
+    """Check an attack's output against its input (`bench.plugins.image_contract`): type, shape, dtype, finite,
     in [0, 1]. A floating-point numpy array is accepted. Returns a float32 CPU tensor clipped to [0, 1]."""
     if isinstance(out, np.ndarray):
         if not np.issubdtype(out.dtype, np.floating):

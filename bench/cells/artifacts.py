@@ -16,8 +16,8 @@ from typing import Any
 
 from bench.cells.context import RunContext
 from bench.errors import BenchError
-from bench.integrity import file_sha256
 from bench.models.checkpoint import checkpoint_matches
+from bench.results.integrity import file_sha256
 
 # kind -> fn(cell, ctx) -> {role: (path, is_cache)}
 ARTIFACTS: dict[str, Callable[[Any, RunContext], dict[str, tuple[Path, bool]]]] = {}

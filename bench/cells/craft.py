@@ -16,7 +16,6 @@ from typing import Any
 
 import torch
 
-from bench.atomic import atomic_write
 from bench.attacks.controls import noise_radius
 from bench.attacks.counting import PassCount
 from bench.attacks.delivery import budget_of, deliver, delivered_budget, grid_eps, on_grid
@@ -26,8 +25,9 @@ from bench.attacks.storage import Storage, stored_detector
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
 from bench.errors import BenchError
-from bench.metrics import Proportion, perturbation_norms, summary
 from bench.models.detector import Detector
+from bench.results.atomic import atomic_write
+from bench.results.metrics import Proportion, perturbation_norms, summary
 from bench.suite.loaded import AttackPoint
 from bench.suite.plan import CraftCell
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from bench.digests import digest
+from bench.results.digests import digest
 
 Version = tuple[int, ...]
 VERSIONS: dict[str, Version] = {}  # kind -> the version its keys hash

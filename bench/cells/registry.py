@@ -9,9 +9,9 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
-from bench.registry import Registry
+from bench.plugins.registry import Registry
+from bench.results.store import Predictions
 from bench.sections import section_of
-from bench.store import Predictions
 
 if TYPE_CHECKING:  # annotations only: the context imports the plan, which the kinds' modules import too
     from bench.cells.context import RunContext

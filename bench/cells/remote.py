@@ -25,8 +25,8 @@ import bench.sections  # noqa: F401  (registers the optional sections' cell kind
 from bench.cells.context import RunContext
 from bench.cells.run import Computed, compute_cell
 from bench.data.sources import load_data
-from bench.device import resolve_device
 from bench.errors import BenchError
+from bench.models.device import resolve_device
 from bench.sections import add_section_cells
 from bench.suite.load import load_suite
 from bench.suite.planner import plan_for_data

@@ -18,7 +18,7 @@ import torch
 from bench.cells.artifacts import discard_unverified, record_files
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, compute_fn
-from bench.store import ResultStore
+from bench.results.store import ResultStore
 from bench.suite.replicas import replica_columns
 
 

@@ -8,10 +8,10 @@ import torch
 
 from bench.cells.context import RunContext
 from bench.cells.registry import Record, computes
-from bench.diagnostics import input_gradient_norm
-from bench.metrics import Proportion, classification_metrics, perturbation_norms, summary
+from bench.models.diagnostics import input_gradient_norm
+from bench.results.metrics import Proportion, classification_metrics, perturbation_norms, summary
+from bench.results.subset_metrics import attack_breakdown, clean_breakdown
 from bench.smoothing.scoring import abstentions, smoothed_attack_metrics
-from bench.subset_metrics import attack_breakdown, clean_breakdown
 from bench.suite.plan import AttackCell, CleanCell, GradNormCell
 
 

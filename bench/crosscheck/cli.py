@@ -32,10 +32,10 @@ from bench.crosscheck.stored import stored_detector
 from bench.data.dataset import ImageSet
 from bench.data.images import load_image_folder
 from bench.data.synthetic import generate_synthetic_faces
-from bench.device import resolve_device
 from bench.errors import BenchError
 from bench.models.checkpoint import load_saved_detector, load_user_checkpoint
 from bench.models.detector import Detector, ModelSpec
+from bench.models.device import resolve_device
 from bench.models.registry import create_model
 
 

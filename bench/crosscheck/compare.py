@@ -33,9 +33,9 @@ from bench.attacks.user import is_user_spec, load_user_attack, validate_adversar
 from bench.crosscheck.grade import Grade, curve_budgets, distances, optimality, robust_accuracy
 from bench.crosscheck.report import render_markdown, render_text
 from bench.crosscheck.tolerances import Tolerances
-from bench.diagnostics import REACH_STEP, REACH_STEPS, reachable_margin
 from bench.errors import BenchError, validation_problems
 from bench.models.detector import Detector
+from bench.models.diagnostics import REACH_STEP, REACH_STEPS, reachable_margin
 
 DEFAULT_IMPLEMENTATIONS = ("native", "art", "foolbox")
 TIE_L2 = 1e-6  # two L2 norms closer than this are a tie

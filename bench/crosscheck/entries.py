@@ -17,7 +17,7 @@ from bench.attacks.registry import get_attack
 from bench.config.strict import Strict
 from bench.config.types import MAX_COUNT
 from bench.errors import BenchError, format_validation_error, short
-from bench.plugins import is_plugin_spec as is_user_spec
+from bench.plugins.loader import is_plugin_spec as is_user_spec
 
 
 class CrosscheckEntry(Strict):

@@ -18,8 +18,8 @@ from bench.data.sources import load_data
 from bench.errors import BenchError
 from bench.models.detector import Detector
 from bench.results.query import stored_suite
+from bench.results.store import ResultStore
 from bench.settings import default_home
-from bench.store import ResultStore
 
 
 def suite_name(suite: str) -> str:

@@ -14,8 +14,8 @@ import torch
 
 from bench.defenses.base import TrainingDefense, defense_kinds
 from bench.errors import ContractError
-from bench.image_contract import check_images
 from bench.models.detector import Detector
+from bench.plugins.image_contract import check_images
 
 
 def check_image_batch(name: str, x: torch.Tensor, out: object, what: str = "output") -> torch.Tensor:

@@ -20,8 +20,8 @@ from typing import Any
 
 from bench.defenses.builtin_params import BUILTIN_CHECKS
 from bench.errors import BenchError, ContractError, short
-from bench.plugins import is_file_target, load_module, split_spec
-from bench.registry import Registry
+from bench.plugins.loader import is_file_target, load_module, split_spec
+from bench.plugins.registry import Registry
 
 __all__ = [
     "KINDS",

@@ -36,8 +36,8 @@ from bench.dip.adaptive_point import ATTACK, TWIN, AdaptivePoint
 from bench.dip.config import DIPAdaptiveConfig, DIPConfig
 from bench.dip.engine import purify
 from bench.dip.protocol import Sampled, calibrated, dip_seed, sample_categories
-from bench.metrics import Proportion
 from bench.models.detector import Detector
+from bench.results.metrics import Proportion
 from bench.suite.loaded import LoadedSuite
 from bench.suite.plan import Plan, SectionCell
 

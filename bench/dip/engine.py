@@ -45,10 +45,10 @@ import torch
 from torch import nn
 from tqdm.auto import tqdm
 
-from bench.device import resolve_device
 from bench.dip.config import DIPConfig
 from bench.dip.network import BatchedSkipNet, SkipNet, init_skipnet
 from bench.errors import BenchError
+from bench.models.device import resolve_device
 
 # --------------------------------------------------------------------------------------------------
 # Per-image randomness

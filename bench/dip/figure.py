@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.atomic import atomic_savefig
+from bench.results.atomic import atomic_savefig
 from bench.settings import pyplot
 
 MAX_PANELS = 4

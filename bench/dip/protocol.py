@@ -23,7 +23,7 @@ from bench.dip.config import UNPERTURBED_FAKE, UNPERTURBED_REAL, DIPConfig
 from bench.dip.engine import purify
 from bench.dip.readout import ReadoutChoice, choose_readout
 from bench.errors import BenchError
-from bench.metrics import Proportion, classification_metrics
+from bench.results.metrics import Proportion, classification_metrics
 from bench.suite.loaded import LoadedSuite
 from bench.suite.plan import AttackCell, Plan, SectionCell
 

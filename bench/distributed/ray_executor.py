@@ -27,8 +27,8 @@ from bench.cells.run import store_computed
 from bench.distributed.session import check_address, ray_session
 from bench.distributed.tracker import start_tracker
 from bench.errors import BenchError
-from bench.executor import RunStats, cell_done
-from bench.store import ResultStore
+from bench.results.store import ResultStore
+from bench.running.executor import RunStats, cell_done
 
 POLL_S = 1.0  # how often the progress bar's "where" is refreshed while cells run
 

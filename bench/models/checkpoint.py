@@ -17,10 +17,10 @@ from safetensors import safe_open
 from safetensors.torch import load_file
 from safetensors.torch import save as safetensors_bytes
 
-from bench.atomic import atomic_write
 from bench.errors import BenchError
 from bench.models.detector import Detector, ModelSpec
 from bench.models.registry import create_model
+from bench.results.atomic import atomic_write
 
 
 def save_detector(detector: Detector, path: Path, meta: dict | None = None) -> None:

@@ -7,7 +7,7 @@ import inspect
 from collections.abc import Callable
 from typing import TYPE_CHECKING
 
-from bench.registry import Registry
+from bench.plugins.registry import Registry
 
 if TYPE_CHECKING:
     from torch import nn

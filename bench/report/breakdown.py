@@ -1,6 +1,6 @@
 """Leaderboard sections for data with subsets and videos: Table I and Table II per subset, which detector
 is worth attacking on each subset, and video-level scores. Rendered from the stored cell metrics that
-`bench.subset_metrics` computes (`by_subset`, `video`, `auroc_lo`/`auroc_hi`)."""
+`bench.results.subset_metrics` computes (`by_subset`, `video`, `auroc_lo`/`auroc_hi`)."""
 
 from __future__ import annotations
 

@@ -12,10 +12,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from bench.attacks.registry import ATTACKS, RANDOM_NOISE, STORAGE_ONLY, effective_params, get_attack, noise_control
-from bench.metrics import replica_mean
 from bench.report.board import Board
 from bench.report.format import num, prop, render_params
 from bench.report.replicas import group_rows, replica_sets
+from bench.results.metrics import replica_mean
 
 Row = dict[str, Any]
 

@@ -15,11 +15,11 @@ from typing import Any
 
 import numpy as np
 
-from bench.metrics import Proportion, replica_mean
 from bench.report.board import Board
 from bench.report.figures import plot_accuracy_curves
 from bench.report.ranking import headline_budget as ranking_headline
 from bench.report.replicas import group_rows, replica_sets
+from bench.results.metrics import Proportion, replica_mean
 
 Row = dict[str, Any]
 CURVE_POINTS = 200  # at most this many budgets per curve (quantiles of the per-image L2 beyond)

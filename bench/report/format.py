@@ -51,7 +51,7 @@ def pct(x: float | None, digits: int = 1) -> str:
 
 def prop(d: dict | None, mark: bool = False) -> str:
     """`97.5% [94.1, 99.0] n=200`; a leading star when `mark` (best in its column). A mean over training
-    replicas (`bench.metrics.replica_mean`, seeds > 1) says so: `84.1% [78.0, 89.3] n=64 x3 seeds`."""
+    replicas (`bench.results.metrics.replica_mean`, seeds > 1) says so: `84.1% [78.0, 89.3] n=64 x3 seeds`."""
     if not d or not d.get("n"):
         return "n/a"
     s = f"{pct(d['value'])} [{100 * d['lo']:.1f}, {100 * d['hi']:.1f}] n={d['n']}"

@@ -8,10 +8,10 @@ from typing import Any
 
 import yaml
 
-from bench.provenance import git_commit, is_ancestor
 from bench.report.board import Board
 from bench.report.format import md_inline
 from bench.report.replicas import own_seeds_line
+from bench.results.provenance import git_commit, is_ancestor
 
 
 def board_cell_ids(b: Board) -> list[str]:
@@ -159,7 +159,7 @@ def provenance(b: Board) -> str:
 
 
 def machine_line(m: dict[str, Any]) -> str:
-    """The appendix's line on what makes numbers machine-dependent (`bench.provenance.machine`)."""
+    """The appendix's line on what makes numbers machine-dependent (`bench.results.provenance.machine`)."""
     if not m:
         return ("- Machine-dependent: this run stored no machine description (made before it was recorded); "
                 "numbers reproduce exactly only on the same CPU, thread count and package versions.")

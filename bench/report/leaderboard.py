@@ -15,8 +15,6 @@ from pathlib import Path
 
 import numpy as np
 
-from bench.atomic import atomic_write_text
-from bench.metrics import replica_mean
 from bench.report.board import Board, Row, none_if_missing
 from bench.report.breakdown import breakdown_sections
 from bench.report.controls import grid_control_rows, norm_headers, norm_texts
@@ -42,6 +40,8 @@ from bench.report.replicas import (
 )
 from bench.report.sanity import ALL_CHECKS, Flag, run_checks
 from bench.report.summary import summary
+from bench.results.atomic import atomic_write_text
+from bench.results.metrics import replica_mean
 from bench.results.query import Results
 from bench.smoothing.report import certificates
 

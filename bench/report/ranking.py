@@ -14,7 +14,7 @@
   (P(real) >= 0.5); +inf for a fake no such attack fooled, 0 for a fake the model misses unperturbed.
 
 Each axis: the mean over seeds (`value`) with its 95% interval (robust: Wilson and Student-t over seeds,
-`bench.metrics.replica_mean`, as every accuracy of the leaderboard; min_norm: the two-stage bootstrap
+`bench.results.metrics.replica_mean`, as every accuracy of the leaderboard; min_norm: the two-stage bootstrap
 percentile interval). Two rows are separated on an axis only when the paired, seed-stratified bootstrap
 (`bench.report.paired`) gives a difference whose 95% interval excludes 0; a row's rank is 1 + the number of
 rows separated above it (ties share ranks; rows flagged degenerate are ranked after the others).
@@ -30,10 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.metrics import Proportion, replica_mean
 from bench.report import paired
 from bench.report.board import Board
 from bench.report.replicas import degenerate_count, group_label, group_rows, replica_sets
+from bench.results.metrics import Proportion, replica_mean
 
 Row = dict[str, Any]
 AXES = ("robust", "min_norm")

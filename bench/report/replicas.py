@@ -1,5 +1,5 @@
 """Leaderboard rows over training replicas (`seeds: N`): one row per model (or model + defense) with the mean
-over its replicas and an interval covering training seeds and test sampling (`bench.metrics.replica_mean`).
+over its replicas and an interval covering training seeds and test sampling (`bench.results.metrics.replica_mean`).
 
 With one seed every function here returns exactly what the single cell holds, so one-seed leaderboards are
 unchanged apart from the ranking's ties."""
@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from bench.metrics import Proportion, replica_mean
 from bench.report.board import Board
 from bench.report.format import prop
+from bench.results.metrics import Proportion, replica_mean
 
 Row = dict[str, Any]
 

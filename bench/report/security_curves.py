@@ -16,9 +16,9 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from bench.metrics import Proportion
 from bench.report.figures import plot_accuracy_curves
 from bench.report.format import prop, tabulate
+from bench.results.metrics import Proportion
 
 
 def _detected(b, key: str) -> dict[str, bool]:

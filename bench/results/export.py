@@ -17,10 +17,10 @@ from typing import Any
 
 import pandas as pd
 
-from bench.atomic import atomic_write, atomic_write_text
 from bench.errors import BenchError
+from bench.results.atomic import atomic_write, atomic_write_text
 from bench.results.query import Results
-from bench.store import DESCRIPTOR_COLUMNS
+from bench.results.store import DESCRIPTOR_COLUMNS
 from bench.suite.replicas import replica_columns
 
 FORMATS = ("csv", "json", "parquet")

@@ -22,8 +22,8 @@ from typing import Any
 import pandas as pd
 
 from bench.errors import BenchError
-from bench.integrity import damaged_database
-from bench.store import CellResult, ResultStore
+from bench.results.integrity import damaged_database
+from bench.results.store import CellResult, ResultStore
 from bench.suite.loaded import LoadedSuite
 from bench.suite.plan import AttackCell, Plan
 

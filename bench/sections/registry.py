@@ -18,8 +18,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from bench.errors import BenchError, ContractError
-from bench.plugins import load_object
-from bench.registry import Registry
+from bench.plugins.loader import load_object
+from bench.plugins.registry import Registry
 
 if TYPE_CHECKING:  # annotations only: the loader and the plan are above the sections
     from bench.suite.loaded import LoadedSuite

@@ -24,7 +24,7 @@ from bench.cells.keys import cell_key, declare_kind
 from bench.cells.registry import Record, computes
 from bench.defenses.registry import resolve_defense_class
 from bench.errors import BenchError
-from bench.metrics import Proportion
+from bench.results.metrics import Proportion
 from bench.smoothing.defense import RandomizedSmoothing, SmoothedDetector
 from bench.smoothing.scoring import stored
 from bench.smoothing.stats import ABSTAIN

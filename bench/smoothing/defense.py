@@ -9,7 +9,7 @@ smoothed classifier (log of the mean softmax over `eot` noise samples per image)
 smoothed at the sigma it was trained with; any sigma and any detector of the suite are allowed.
 
 An abstention scores P(real) = 0.5: an attacked fake counts as not detected (the attack succeeded), and the
-clean metrics count it as wrong for both classes (`bench.metrics.classification_metrics`' `abstain`).
+clean metrics count it as wrong for both classes (`bench.results.metrics.classification_metrics`' `abstain`).
 """
 
 from __future__ import annotations

@@ -24,10 +24,10 @@ from typing import Any
 
 import numpy as np
 
-from bench.metrics import Proportion, replica_mean
 from bench.report.figures import plot_accuracy_curves
 from bench.report.format import md_inline, num, prop, tabulate
 from bench.report.replicas import replica_sets
+from bench.results.metrics import Proportion, replica_mean
 from bench.smoothing.stats import certified_radius, clopper_pearson_lower
 
 Row = dict[str, Any]
@@ -36,7 +36,7 @@ ATTACK_ROLES = ("attack", "check")  # controls carry no adversarial search: not 
 
 @dataclass(frozen=True)
 class CertifiedGroup:
-    """One smoothed model (its replicas pooled as `bench.metrics.replica_mean` does) in numbers."""
+    """One smoothed model (its replicas pooled as `bench.results.metrics.replica_mean` does) in numbers."""
 
     name: str  # the group's variant name (replica 0's)
     label: str

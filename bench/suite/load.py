@@ -17,7 +17,7 @@ from bench.attacks.registry import get_attack
 from bench.defenses.registry import check_defense
 from bench.errors import BenchError, format_validation_error, short
 from bench.models.registry import list_models
-from bench.plugins import check_spec, is_plugin_spec, source_digest
+from bench.plugins.loader import check_spec, is_plugin_spec, source_digest
 from bench.suite.loaded import AttackPoint, LoadedSuite, ResolvedModel, suite_sections
 from bench.suite.replicas import expand_replicas
 from bench.suite.schema import AttackConfig, suite_model

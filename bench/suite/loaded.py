@@ -10,7 +10,7 @@ from typing import Any
 from bench.attacks.params import AttackParams
 from bench.attacks.registry import get_attack
 from bench.errors import BenchError, short
-from bench.plugins import check_spec
+from bench.plugins.loader import check_spec
 from bench.sections import Section, builtin_sections, load_plugin_section
 from bench.suite.schema import ModelConfig, Suite, suite_model
 

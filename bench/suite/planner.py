@@ -11,8 +11,8 @@ import numpy as np
 
 from bench import FAKE
 from bench.cells.keys import cell_key
-from bench.digests import data_digest, digest, file_digest
-from bench.plugins import source_digest
+from bench.plugins.loader import source_digest
+from bench.results.digests import data_digest, digest, file_digest
 from bench.suite.controls import add_controls_and_checks
 from bench.suite.loaded import LoadedSuite, runs_against
 from bench.suite.plan import ModelCell, Plan, Variant, add_attack_cell, add_scoring_cells

@@ -21,7 +21,7 @@ from urllib.parse import quote
 import numpy as np
 
 from bench.errors import BenchError
-from bench.integrity import (
+from bench.results.integrity import (
     PREDICTION_DIGEST_COLUMNS,
     StoreDamaged,
     cell_digest,
@@ -79,7 +79,7 @@ _ADDED_COLUMNS = {"runs": {"plan": "TEXT", "pid": "INTEGER", "host": "TEXT", "ma
                             "files": "TEXT", "digest": "TEXT"},
                   "predictions": {c: "REAL" for c in NORM_COLUMNS}}
 # `files`: what the cell wrote under the home ({role: {path, sha256, bytes}}, bench.cells.artifacts); `digest`: the
-# SHA-256 of the row's content (bench.integrity.cell_digest); a run's `seal`: its row's and its cells' digests.
+# SHA-256 of the row's content (bench.results.integrity.cell_digest); a run's `seal`: its row's and its cells' digests.
 
 # A cell's per-image predictions: (image ids, labels, P(real)), and for an attack cell also its per-image
 # L2 after and before storage (arrays, NaN where unknown).
@@ -104,7 +104,7 @@ class CellResult:
 
 
 class ResultStore:
-    """A thin layer over one SQLite file, checked when opened (`bench.integrity`).
+    """A thin layer over one SQLite file, checked when opened (`bench.results.integrity`).
 
     `readonly=True` (reports, exports): the file must exist, nothing is ever written to it or beside it (a
     store made by an older version is upgraded in memory), and it may sit in a read-only folder."""
@@ -115,12 +115,11 @@ class ResultStore:
         if self.path.is_dir():
             raise BenchError(str(self.path), "is a folder, not a results database file (--db names a file)")
         self.db = self._open_readonly() if readonly else self._open_for_writing()
-        self.db.text_factory = _text  # damaged bytes in a text column: a digest mismatch, not a decoding crash
 
     def _open_for_writing(self) -> sqlite3.Connection:
         new = not self.path.exists() or self.path.stat().st_size == 0
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=60)
+        self.db = _connect(str(self.path), timeout=60)
         try:
             if not check_database(self.db, self.path) and not new:
                 new = True  # an SQLite file without any table: nothing to lose
@@ -144,7 +143,7 @@ class ResultStore:
             header = fh.read(20)
         settled = header[18:20] == b"\x02\x02" and not Path(f"{self.path}-wal").exists()
         # a WAL store with no log beside it (no run holds it open): read as is, creating no -shm/-wal files
-        con = sqlite3.connect(uri + ("?immutable=1" if settled else "?mode=ro"), uri=True, timeout=60)
+        con = _connect(uri + ("?immutable=1" if settled else "?mode=ro"), uri=True, timeout=60)
         try:
             con.execute("SELECT COUNT(*) FROM sqlite_master").fetchone()
         except sqlite3.OperationalError as exc:  # a WAL store in a read-only folder: no shared-memory file
@@ -152,7 +151,7 @@ class ResultStore:
                 con.close()
                 raise damaged_database(self.path, str(exc)) from None
             con.close()
-            con = sqlite3.connect(uri + "?immutable=1", uri=True)
+            con = _connect(uri + "?immutable=1", uri=True)
         except sqlite3.DatabaseError as exc:
             con.close()
             raise damaged_database(self.path, str(exc)) from None
@@ -161,7 +160,7 @@ class ResultStore:
             if not check_database(con, self.path):
                 raise BenchError(str(self.path), "holds no results (no tables): run `bench run` first")
             if self._missing_columns():  # made by an older version: upgrade a copy in memory, never the file
-                mem = sqlite3.connect(":memory:")
+                mem = _connect(":memory:")
                 con.backup(mem)
                 con.close()
                 self.db = mem
@@ -263,7 +262,7 @@ class ResultStore:
         try:
             out["versions"] = json.loads(out["versions"] or "{}")
             out["overrides"] = json.loads(out["overrides"] or "{}")
-            out["machine"] = json.loads(out["machine"] or "{}")  # bench.provenance.machine(); {} before it existed
+            out["machine"] = json.loads(out["machine"] or "{}")  # provenance.machine(); {} before it existed
             out["plan"] = json.loads(out["plan"]) if out.get("plan") else None
         except (ValueError, TypeError) as exc:
             raise damaged_database(self.path, f"run {run_id}: a column does not decode as JSON ({exc})") from None
@@ -316,7 +315,7 @@ class ResultStore:
         **descriptor: Any,
     ) -> None:
         """Write one cell and its predictions in one transaction (replacing an earlier result), with the digest
-        of its content (`bench.integrity.cell_digest`).
+        of its content (`bench.results.integrity.cell_digest`).
 
         `key` is the cell's descriptor as JSON; `descriptor` fills the typed columns (DESCRIPTOR_COLUMNS); `files`
         what the cell wrote under the home, with their digests (`bench.cells.artifacts`)."""
@@ -510,7 +509,7 @@ class ResultStore:
         return sorted(counts.items(), key=lambda kv: (-kv[1], kv[0] or 0))
 
     def run_machine(self, run_id: int) -> dict[str, Any] | None:
-        """A run's machine and device as recorded (`bench.provenance.machine`), read without verifying the run's
+        """A run's machine and device as recorded (`bench.results.provenance.machine`), read without verifying the run's
         seal: a later run may have recomputed some of its cells, which changes the seal, not the machine."""
         row = self.db.execute("SELECT machine, device FROM runs WHERE run_id=?", (run_id,)).fetchone()
         if row is None:
@@ -550,6 +549,14 @@ _CELL_KEY = re.compile(r"[0-9a-f]{64}")
 
 def _text(data: bytes) -> str:
     return data.decode("utf-8", "surrogateescape")
+
+
+def _connect(database: str, **kw: Any) -> sqlite3.Connection:
+    """A connection that reads damaged bytes in any text (a value, a table's name in the schema) as a string that
+    fails its check (a digest mismatch, a missing table), never as a decoding crash."""
+    con = sqlite3.connect(database, **kw)
+    con.text_factory = _text
+    return con
 
 
 def _object(text: Any) -> dict[str, Any]:

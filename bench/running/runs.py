@@ -2,7 +2,7 @@
 
 `record_owner` stores the pid and host of a run; `mark_abandoned`, called when a run starts (under the home
 lock, so no other run on this home is live), marks every run still `running` whose process is gone as
-`abandoned`. The `pid` and `host` columns are part of the store's schema (`bench.store`).
+`abandoned`. The `pid` and `host` columns are part of the store's schema (`bench.results.store`).
 """
 
 from __future__ import annotations

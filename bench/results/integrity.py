@@ -26,7 +26,7 @@ from typing import Any
 
 from bench.errors import BenchError
 
-TABLES = {  # the columns each table must have (stores made before newer columns gain them on open, bench.store)
+TABLES = {  # the columns each table must have (stores made before newer columns gain them on open, bench.results.store)
     "runs": ("run_id", "suite", "profile", "started", "finished", "status", "plan"),
     "cells": ("cell_id", "kind", "key", "metrics", "duration_s", "device", "run_id", "created"),
     "predictions": ("cell_id", "image_id", "label", "p_real"),

@@ -2,7 +2,7 @@
 
 A second `bench run` on a home that another holds waits (printing who holds it) until the first finishes,
 then finds the first run's cells in the store and reuses them. The lock is an advisory `flock` on
-`HOME/bench.lock`: the kernel releases it when its process dies (kill -9 included), so it is never stale.
+`HOME/bench.running.lock`: the kernel releases it when its process dies (kill -9 included), so it is never stale.
 Where `fcntl` is missing (Windows), runs are not serialised.
 """
 
@@ -22,7 +22,7 @@ try:
 except ImportError:  # pragma: no cover - Windows
     fcntl = None
 
-LOCK_NAME = "bench.lock"
+LOCK_NAME = "bench.running.lock"
 
 
 @contextmanager

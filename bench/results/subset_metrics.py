@@ -12,7 +12,7 @@ from __future__ import annotations
 import numpy as np
 
 from bench import FAKE, REAL
-from bench.metrics import Z95, Proportion, auroc, classification_metrics
+from bench.results.metrics import Z95, Proportion, auroc, classification_metrics
 
 
 def auroc_interval(labels: np.ndarray, p_real: np.ndarray) -> tuple[float, float]:

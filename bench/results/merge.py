@@ -13,9 +13,9 @@ import os
 import sqlite3
 from pathlib import Path
 
-from bench.atomic import writable_or_error
 from bench.errors import BenchError
-from bench.store import ResultStore
+from bench.results.atomic import writable_or_error
+from bench.results.store import ResultStore
 
 
 def _same(a: Path, b: Path) -> bool:

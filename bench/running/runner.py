@@ -14,13 +14,13 @@ import torch
 from bench.cells.context import RunContext
 from bench.data.sources import load_data
 from bench.defenses.apply import apply_defense
-from bench.executor import RunStats, SerialExecutor, select_cells
 from bench.models.registry import create_model
-from bench.provenance import git_commit, machine, package_versions
-from bench.runs import mark_abandoned, record_owner
+from bench.results.provenance import git_commit, machine, package_versions
+from bench.results.store import ResultStore
+from bench.running.executor import RunStats, SerialExecutor, select_cells
+from bench.running.runs import mark_abandoned, record_owner
 from bench.sections import add_section_cells, section_of
 from bench.settings import default_home
-from bench.store import ResultStore
 from bench.suite.loaded import LoadedSuite
 from bench.suite.plan import Plan
 from bench.suite.planner import plan_for_data

@@ -19,8 +19,8 @@ from bench.cells.artifacts import verify_files
 from bench.cells.context import RunContext
 from bench.cells.registry import is_done
 from bench.cells.run import run_cell
-from bench.integrity import StoreDamaged
-from bench.store import ResultStore
+from bench.results.integrity import StoreDamaged
+from bench.results.store import ResultStore
 
 
 @dataclass

@@ -15,8 +15,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from bench.digests import file_digest
 from bench.errors import BenchError, ContractError
+from bench.results.digests import file_digest
 
 _FILE_MODULES: dict[tuple[str, int], Any] = {}
 
