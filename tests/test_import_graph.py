@@ -131,7 +131,8 @@ def test_function_level_imports_of_the_package_say_why():
 LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["bench", "bench.errors", "bench.registry", "bench.settings", "bench.digests", "bench.atomic",
                     "bench.integrity", "bench.provenance", "bench.plugins", "bench.image_contract", "bench.device",
-                    "bench.faults", "bench.lock", "bench.metrics", "bench.store", "bench.runs", "bench.config",
+                    "bench.faults", "bench.lock", "bench.metrics", "bench.metric_records", "bench.store", "bench.runs",
+                    "bench.config",
                     "bench.cells.keys",  # cell names: the suite's plan builds every key
                     "bench.report.format"]),  # number and markdown formatting: the components' own reports use it
     ("components", ["bench.data", "bench.models", "bench.attacks", "bench.defenses", "bench.dip", "bench.crosscheck",
