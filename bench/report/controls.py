@@ -12,9 +12,9 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from bench.attacks.effective import effective_params, render_params
-from bench.metrics import replica_mean
+from bench.metric_records import AttackMetrics, CraftMetrics
 from bench.report.format import num, prop
-from bench.report.replicas import group_rows, replica_sets
+from bench.report.replicas import attack_accuracy, group_rows, replica_sets
 
 if TYPE_CHECKING:
     from bench.report.leaderboard import Board
@@ -33,12 +33,8 @@ class ControlColumns:
 
     def value(self, v: Row, attack: str, eps: float | None = None) -> dict | None:
         """The control's accuracy for a group row: the mean over its training replicas."""
-        accs = []
-        for rv in self.replicas.get(v["name"], [v]):
-            r = self.cells.get((rv["name"], attack, eps))
-            if r and isinstance(r["metrics"], dict):
-                accs.append(r["metrics"]["accuracy"])
-        return replica_mean(accs) if accs else None
+        return attack_accuracy([r for rv in self.replicas.get(v["name"], [v])
+                                if (r := self.cells.get((rv["name"], attack, eps)))])
 
 
 def _budget(r: Row) -> float | None:
@@ -95,11 +91,10 @@ def norm_headers(b: Board) -> list[str]:
             "Mean Linf before storage", f"Mean Linf after {after}"]
 
 
-def norm_texts(craft: dict | None, m: dict) -> list[str]:
-    before = craft or {}
-    return [num(before["l2_before"]["mean"]) if "l2_before" in before else "n/a", num(m["l2"]["mean"]),
-            num(m["l2"]["median"]),
-            num(before["linf_before"]["mean"], 4) if "linf_before" in before else "n/a", num(m["linf"]["mean"], 4)]
+def norm_texts(craft: CraftMetrics | None, m: AttackMetrics) -> list[str]:
+    l2_before, linf_before = (craft.l2_before, craft.linf_before) if craft else (None, None)
+    return [num(l2_before["mean"]) if l2_before else "n/a", num(m.l2["mean"]), num(m.l2["median"]),
+            num(linf_before["mean"], 4) if linf_before else "n/a", num(m.linf["mean"], 4)]
 
 
 def point_params(b: Board, a) -> str:

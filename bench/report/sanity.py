@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from bench.metric_records import GradNormMetrics
 from bench.report.format import num
 
 Row = dict[str, Any]  # one row of the attack frame
@@ -326,10 +327,11 @@ def not_converged(cells: list[Row]) -> Iterator[Flag]:
 def gradient_masked(gradnorms: dict[str, dict | None]) -> Iterator[Flag]:
     """Input gradients through a variant (its defense's forward included) are non-finite on any image, or
     exactly zero on more than MAX_ZERO_GRADIENTS of them: gradient attacks get no signal (masking)."""
-    for name, g in gradnorms.items():
-        if not g or "zero" not in g:
+    for name, stored in gradnorms.items():
+        g = GradNormMetrics.of(stored)
+        if g is None or g.zero is None:  # older rows did not count zero gradients
             continue
-        n, zero, bad = g["n"], g["zero"], g["non_finite"]
+        n, zero, bad = g.n, g.zero, g.non_finite
         if bad or (n and zero / n > MAX_ZERO_GRADIENTS):
             yield Flag("gradient-masked", name,
                        f"input gradients are zero on {zero} and non-finite on {bad} of {n} test images",
