@@ -34,8 +34,8 @@ from bench.report.ranking import headline_budget as ranking_headline
 from bench.report.replicas import (
     aggregate_cells,
     attack_accuracy,
+    clean_auroc,
     clean_metric,
-    clean_over_seeds,
     group_label,
     group_rows,
     pool_groups,
@@ -172,17 +172,14 @@ def _acc(b: Board, r: Row | None) -> tuple[dict | None, str]:
 def table_i(b: Board) -> str:
     rows, vals = [], []
     by_name: dict[str, list[dict | None]] = {}
-    aurocs: dict[str, float | None] = {}
     for v in group_rows(b):
-        agg = clean_over_seeds(b, v)
-        m = [getattr(agg, c) if agg else None for c, _ in TABLE_I_COLUMNS]
+        m = [clean_metric(b, v, c) for c, _ in TABLE_I_COLUMNS]
         by_name[v["name"]] = m
-        aurocs[v["name"]] = agg.auroc if agg else None
         vals.append(m)
-        rows.append([group_label(b, v)] + [compact(x) for x in m] + [num(aurocs[v["name"]])])
+        rows.append([group_label(b, v)] + [compact(x) for x in m] + [num(clean_auroc(b, v))])
     for (base, dname), names in _groups(b).items():
         pooled = [pool_groups([by_name[n][j] for n in names]) for j in range(len(TABLE_I_COLUMNS))]
-        aucs = [a for a in (aurocs[n] for n in names) if a is not None]
+        aucs = [a for a in (clean_auroc(b, {"name": n}) for n in names) if a is not None]
         auc = float(np.mean(aucs)) if aucs else None
         rows.append([_group_label(b, base, dname, names)] + [compact(p) for p in pooled] + [num(auc)])
         vals.append(pooled)
