@@ -201,7 +201,8 @@ LAYERS: list[tuple[str, list[str]]] = [
     ("foundation", ["bench", "bench.errors", "bench.settings", "bench.config",
                     "bench.plugins",  # the plug-in contracts: the loader, the registry pattern, the image contract
                     "bench.results.digests", "bench.results.atomic", "bench.results.integrity",  # the store and what
-                    "bench.results.provenance", "bench.results.metrics", "bench.results.store",  # every cell keeps
+                    "bench.results.provenance", "bench.results.metrics", "bench.results.records",  # every cell
+                    "bench.results.store",  # keeps
                     "bench.models.device",  # CUDA when present: the components' own computations choose with it
                     "bench.cells.keys",  # cell names: the suite's plan builds every key
                     "bench.report.format"]),  # number and markdown formatting: the components' own reports use it

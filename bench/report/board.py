@@ -12,6 +12,7 @@ import numpy as np
 
 from bench.report.sanity import attack_gave_up, degenerate_classifier
 from bench.results.query import Results
+from bench.results.records import CleanMetrics
 
 Row = dict[str, Any]
 UNAWARE = "storage-unaware (the paper's setting)"  # how a storage-unaware attack's column says so
@@ -59,6 +60,11 @@ class Board:
     @cached_property
     def clean(self) -> dict[str, dict | None]:
         return {v["name"]: none_if_missing(v["metrics"]) for v in self.variants}
+
+    @cached_property
+    def clean_records(self) -> dict[str, CleanMetrics | None]:
+        """The clean metrics as records (`bench.results.records`), per variant name."""
+        return {name: CleanMetrics.of(m) for name, m in self.clean.items()}
 
     @cached_property
     def degenerate(self) -> frozenset[str]:

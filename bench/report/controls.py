@@ -14,8 +14,8 @@ from typing import Any
 from bench.attacks.registry import ATTACKS, RANDOM_NOISE, STORAGE_ONLY, effective_params, get_attack, noise_control
 from bench.report.board import Board
 from bench.report.format import num, prop, render_params
-from bench.report.replicas import group_rows, replica_sets
-from bench.results.metrics import replica_mean
+from bench.report.replicas import attack_accuracy, group_rows, replica_sets
+from bench.results.records import AttackMetrics, CraftMetrics
 
 Row = dict[str, Any]
 
@@ -31,12 +31,8 @@ class ControlColumns:
 
     def value(self, v: Row, attack: str, eps: float | None = None) -> dict | None:
         """The control's accuracy for a group row: the mean over its training replicas."""
-        accs = []
-        for rv in self.replicas.get(v["name"], [v]):
-            r = self.cells.get((rv["name"], attack, eps))
-            if r and isinstance(r["metrics"], dict):
-                accs.append(r["metrics"]["accuracy"])
-        return replica_mean(accs) if accs else None
+        return attack_accuracy([r for rv in self.replicas.get(v["name"], [v])
+                                if (r := self.cells.get((rv["name"], attack, eps)))])
 
 
 def _budget(r: Row) -> float | None:
@@ -98,11 +94,10 @@ def norm_headers(b: Board) -> list[str]:
             "Mean Linf before storage", f"Mean Linf after {after}"]
 
 
-def norm_texts(craft: dict | None, m: dict) -> list[str]:
-    before = craft or {}
-    return [num(before["l2_before"]["mean"]) if "l2_before" in before else "n/a", num(m["l2"]["mean"]),
-            num(m["l2"]["median"]),
-            num(before["linf_before"]["mean"], 4) if "linf_before" in before else "n/a", num(m["linf"]["mean"], 4)]
+def norm_texts(craft: CraftMetrics | None, m: AttackMetrics) -> list[str]:
+    l2_before, linf_before = (craft.l2_before, craft.linf_before) if craft else (None, None)
+    return [num(l2_before["mean"]) if l2_before else "n/a", num(m.l2["mean"]), num(m.l2["median"]),
+            num(linf_before["mean"], 4) if linf_before else "n/a", num(m.linf["mean"], 4)]
 
 
 def point_params(b: Board, a) -> str:

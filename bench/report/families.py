@@ -52,8 +52,8 @@ def _threats(b: Board) -> list[tuple[str, bool]]:
 def caption_n(b: Board) -> str:
     """The n and seeds behind the compact cells of Tables I and II."""
     seeds = b.s.seeds
-    fakes = next((m["fake_recall"]["n"] for m in b.clean.values() if m), None)
-    images = next((m["accuracy"]["n"] for m in b.clean.values() if m), None)
+    m = next((m for m in b.clean_records.values() if m), None)
+    fakes, images = (m.fake_recall["n"], m.accuracy["n"]) if m else (None, None)
     per = " per seed" if seeds > 1 else ""
     text = (f"n = {len(b.results.plan.attack_ids)} attacked fakes{per} (unperturbed fakes: {fakes}; all test "
             f"images: {images})")

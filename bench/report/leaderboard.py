@@ -29,6 +29,7 @@ from bench.report.ranking import axis_text, compute_ranking, diff_text, display_
 from bench.report.ranking import headline_budget as ranking_headline
 from bench.report.replicas import (
     aggregate_cells,
+    attack_accuracy,
     clean_auroc,
     clean_metric,
     group_label,
@@ -41,8 +42,8 @@ from bench.report.replicas import (
 from bench.report.sanity import ALL_CHECKS, Flag, run_checks
 from bench.report.summary import summary
 from bench.results.atomic import atomic_write_text
-from bench.results.metrics import replica_mean
 from bench.results.query import Results
+from bench.results.records import AttackMetrics, CraftMetrics, GradNormMetrics
 from bench.smoothing.report import certificates
 
 TABLE_I_COLUMNS = [
@@ -64,9 +65,10 @@ _gave_up_note = gave_up_note
 def _acc(b: Board, r: Row | None) -> tuple[dict | None, str]:
     """(accuracy for ranking, its text) of an attack cell; a cell whose attack gave up has no value to
     rank by and a double dagger after its text."""
-    if not r or not none_if_missing(r["metrics"]):
+    m = AttackMetrics.of(r["metrics"]) if r else None
+    if m is None:
         return None, "n/a"
-    acc = r["metrics"]["accuracy"]
+    acc = m.accuracy
     if r["craft_key"] in b.gave_up:
         return None, prop(acc) + " ‡"
     return acc, prop(acc)
@@ -91,8 +93,8 @@ def table_i(b: Board) -> str:
         eligible.append(False)  # an average over a grid of models
     _best(rows, vals, eligible, fmt=compact)
     headers = ["Model"] + [h for _, h in TABLE_I_COLUMNS] + ["AUROC"]
-    m = next((x for x in b.clean.values() if x), None)
-    n = (f"n = {m['accuracy']['n']} test images ({m['fake_recall']['n']} fake, {m['real_recall']['n']} real)"
+    m = next((x for x in b.clean_records.values() if x), None)
+    n = (f"n = {m.accuracy['n']} test images ({m.fake_recall['n']} fake, {m.real_recall['n']} real)"
          + (f" per seed, each cell the mean over {b.s.seeds} training seeds" if b.s.seeds > 1 else "")
          + "; a precision's n is the number of images called that class") if m else "no clean cell stored"
     return ("## Table I: unperturbed test images\n\n" + f"Cells: % (95% interval); {n}.\n\n"
@@ -122,7 +124,7 @@ def grid_sections(b: Board, stem: str) -> tuple[str, list[str]]:
                               and r["threat"] == threat and not r["adaptive"] and none_if_missing(r["metrics"])]
                     if founds:
                         src = src or founds[0]["source"]
-                    accs.append(replica_mean([r["metrics"]["accuracy"] for r in founds]) if founds else None)
+                    accs.append(attack_accuracy(founds))
                 if all(a is None for a in accs):
                     continue
                 name = f"{v['label']} ({threat}" + (f" from {src})" if threat == "transfer" else ")")
@@ -267,10 +269,9 @@ def _headline_cells(b: Board, rk, sets: dict[str, list[Row]]) -> str:
 def gradient_norms(b: Board) -> str:
     rows = []
     for v in b.variants:
-        g = b.gradnorms.get(v["name"])
+        g = GradNormMetrics.of(b.gradnorms.get(v["name"]))
         if g:
-            rows.append([v["label"], num(g["mean"], 4), num(g["median"], 4), g.get("zero", "n/a"),
-                         g.get("non_finite", "n/a"), g["n"]])
+            rows.append([v["label"], num(g.mean, 4), num(g.median, 4), _or_na(g.zero), _or_na(g.non_finite), g.n])
     if not rows:
         return ""
     return ("## Diagnostics: input-gradient norms\n\nMean over test images of the Frobenius norm of the "
@@ -282,9 +283,14 @@ def gradient_norms(b: Board) -> str:
                        tablefmt="github"))
 
 
-def _before_storage(r: Row, craft: dict | None) -> str:
+def _or_na(count: int | None) -> int | str:
+    """A count that older rows lack (their declared default None): n/a."""
+    return "n/a" if count is None else count
+
+
+def _before_storage(r: Row, craft: CraftMetrics | None) -> str:
     """A white-box cell's success before storage (the craft's `success_before_storage`), else blank."""
-    got = craft.get("success_before_storage") if craft and r["source"] == r["target"] else None
+    got = craft.success_before_storage if craft and r["source"] == r["target"] else None
     return prop(got) if got else ""
 
 
@@ -294,15 +300,15 @@ def all_cells(b: Board) -> str:
         who = f"{r['source']} -> {r['target']}"
         role = r.get("role") or "attack"
         label = r["label"] + ("" if r.get("storage_aware", True) or role == "control" else " (storage-unaware)")
-        m = none_if_missing(r["metrics"])
+        m = AttackMetrics.of(r["metrics"])
         if m is None:
             rows.append([label, role, r["backend"], r["threat"], who, "not run", "", "", "", "", "", "", "", ""])
             continue
-        craft = none_if_missing(r["craft_metrics"])
+        craft = CraftMetrics.of(r["craft_metrics"])
         rows.append([
             label, role, r["backend"], r["threat"], who, _acc(b, r)[1] if role == "attack" else prop(
-                m["accuracy"]), prop(m["success_rate"]), _before_storage(r, craft), *norm_texts(craft, m),
-            num(craft["seconds_per_image"], 3) if craft else "n/a",
+                m.accuracy), prop(m.success_rate), _before_storage(r, craft), *norm_texts(craft, m),
+            num(craft.seconds_per_image, 3) if craft else "n/a",
         ])
     headers = ["Attack", "Role", "Backend", "Threat", "Source -> target", "Accuracy on perturbed fakes",
                "Attack success rate", "Success before storage", *norm_headers(b), "Craft s/img"]

@@ -1,5 +1,6 @@
 """Leaderboard rows over training replicas (`seeds: N`): one row per model (or model + defense) with the mean
-over its replicas and an interval covering training seeds and test sampling (`bench.results.metrics.replica_mean`).
+over its replicas, each metric as its record declares (`bench.results.records`; a proportion's interval covers
+training seeds and test sampling, `bench.results.metrics.replica_mean`).
 
 With one seed every function here returns exactly what the single cell holds, so one-seed leaderboards are
 unchanged apart from the ranking's ties."""
@@ -12,6 +13,7 @@ from typing import Any
 from bench.report.board import Board
 from bench.report.format import prop
 from bench.results.metrics import Proportion, replica_mean
+from bench.results.records import AttackMetrics, CleanMetrics
 
 Row = dict[str, Any]
 
@@ -72,17 +74,20 @@ def group_label(b: Board, v: Row) -> str:
     return v["label"] + (f" ({flagged} of {k} seeds flagged)" if k > 1 else "") + " †"
 
 
+def clean_over_seeds(b: Board, v: Row) -> CleanMetrics | None:
+    """The group's clean metrics: each field the mean over its replicas, as declared (None: no replica's stored)."""
+    return CleanMetrics.over_seeds([b.clean_records[r["name"]] for r in replica_sets(b).get(v["name"], [v])])
+
+
 def clean_metric(b: Board, v: Row, column: str) -> dict | None:
     """A Table I proportion of the group: the mean over its replicas."""
-    props = [(b.clean[r["name"]] or {}).get(column) for r in replica_sets(b).get(v["name"], [v])]
-    if not any(props):
-        return None
-    return replica_mean(props)
+    agg = clean_over_seeds(b, v)
+    return getattr(agg, column) if agg else None
 
 
 def clean_auroc(b: Board, v: Row) -> float | None:
-    vals = [b.clean[r["name"]]["auroc"] for r in replica_sets(b).get(v["name"], [v]) if b.clean[r["name"]]]
-    return sum(vals) / len(vals) if vals else None
+    agg = clean_over_seeds(b, v)
+    return agg.auroc if agg else None
 
 
 def attack_cells(b: Board, v: Row, key: str, threat: str, in_table: bool = True,
@@ -92,13 +97,25 @@ def attack_cells(b: Board, v: Row, key: str, threat: str, in_table: bool = True,
     return [c for c in cells if c is not None]
 
 
+def attack_over_seeds(cells: list[Row]) -> AttackMetrics | None:
+    """Attack cells' metrics (one cell per replica; cells not stored left out): each field the mean over the
+    replicas, as declared."""
+    return AttackMetrics.over_seeds([m for c in cells if (m := AttackMetrics.of(c["metrics"]))])
+
+
+def attack_accuracy(cells: list[Row]) -> dict | None:
+    """The accuracy on the attacked fakes of attack cells, one per replica: the mean over the replicas."""
+    agg = attack_over_seeds(cells)
+    return agg.accuracy if agg else None
+
+
 def aggregate_cells(b: Board, cells: list[Row], fmt: Callable[[dict | None], str] = prop) -> tuple[dict | None, str]:
     """(accuracy for ranking and averages, its text in `fmt`) over a group's replica cells. A cell whose attack
     gave up flags the group's cell with a double dagger (and how many of k seeds) and leaves it out of ranking."""
     stored = [c for c in cells if isinstance(c["metrics"], dict)]
     if not stored:
         return None, "n/a"
-    agg = replica_mean([c["metrics"]["accuracy"] for c in stored])
+    agg = attack_accuracy(stored)
     gave = sum(c["craft_key"] in b.gave_up for c in stored)
     if gave:
         return None, fmt(agg) + " ‡" + (f" ({gave} of {len(stored)} seeds)" if len(stored) > 1 else "")

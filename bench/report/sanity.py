@@ -14,6 +14,7 @@ from typing import Any
 
 from bench.attacks.registry import ATTACKS, STORAGE_ONLY, AttackSpec
 from bench.report.format import num
+from bench.results.records import GradNormMetrics
 from bench.suite.controls import CONVERGENCE_CHECK, CONVERGENCE_STRONGER_CHECK, UNBOUNDED_CHECK
 
 Row = dict[str, Any]  # one row of the attack frame
@@ -337,10 +338,11 @@ def not_converged(cells: list[Row]) -> Iterator[Flag]:
 def gradient_masked(gradnorms: dict[str, dict | None]) -> Iterator[Flag]:
     """Input gradients through a variant (its defense's forward included) are non-finite on any image, or
     exactly zero on more than MAX_ZERO_GRADIENTS of them: gradient attacks get no signal (masking)."""
-    for name, g in gradnorms.items():
-        if not g or "zero" not in g:
+    for name, stored in gradnorms.items():
+        g = GradNormMetrics.of(stored)
+        if g is None or g.zero is None:  # older rows did not count zero gradients
             continue
-        n, zero, bad = g["n"], g["zero"], g["non_finite"]
+        n, zero, bad = g.n, g.zero, g.non_finite
         if bad or (n and zero / n > MAX_ZERO_GRADIENTS):
             yield Flag("gradient-masked", name,
                        f"input gradients are zero on {zero} and non-finite on {bad} of {n} test images",

@@ -19,6 +19,7 @@ from typing import Any
 from bench.report.figures import plot_accuracy_curves
 from bench.report.format import prop, tabulate
 from bench.results.metrics import Proportion
+from bench.results.records import AttackMetrics, CraftMetrics
 
 
 def _detected(b, key: str) -> dict[str, bool]:
@@ -51,19 +52,20 @@ def security_curves(b, out_dir: Path, stem: str) -> str:
     for key in dict.fromkeys(r["attack_key"] for r in cells):
         rows, series, notes = [], {}, []
         for r in (c for c in cells if c["attack_key"] == key):
-            m = r["metrics"]
-            if "l2_per_image" not in m:
+            m = AttackMetrics.parse(r["metrics"])
+            if m.l2_per_image is None:
                 notes.append(f"{r['target_label']}: stored before per-image L2 was kept; rerun with --force")
                 continue
             adv = _detected(b, r["key"])
             clean = _detected(b, clean_key[r["target"]])
-            per_image = m["l2_per_image"]
+            per_image = m.l2_per_image
             accs, beyond = curve(clean, adv, dict(zip(per_image["ids"], per_image["l2"], strict=True)), budgets)
             rows.append([r["target_label"], *[prop(a) for a in accs]])
             series[r["target_label"]] = (budgets, [a["value"] for a in accs], [a["lo"] for a in accs],
                                          [a["hi"] for a in accs])
             kappa = r["params"].get("confidence")
-            u = (r["craft_metrics"] or {}).get("unchanged")
+            craft = CraftMetrics.of(r["craft_metrics"])
+            u = craft.unchanged if craft else None
             if kappa and u:  # CW returns an image unperturbed where no iterate reached the margin kappa
                 notes.append(f"{r['target_label']}: kappa={kappa:g} reached on {u['n'] - u['k']} of the {u['n']} "
                              f"fakes it detected (the others came back unperturbed)")

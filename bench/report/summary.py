@@ -93,7 +93,7 @@ def _radius(g: CertifiedGroup | None) -> str:
 def caption(b: Board, r: Ranking, adaptive: bool) -> str:
     robust = next((a["robust"] for a in r.rows.values() if a.get("robust") and a["robust"].n), None)
     n = robust.n if robust else len(b.results.plan.attack_ids)
-    images = next((m["accuracy"]["n"] for m in b.clean.values() if m), None)
+    images = next((m.accuracy["n"] for m in b.clean_records.values() if m), None)
     seeds = (f" per seed, {b.s.seeds} training seeds (each cell their mean; the interval covers seeds and images)"
              if b.s.seeds > 1 else "")
     sep = "; ".join(f"the {'robust' if axis == 'robust' else 'minimum-norm'} axis separates {k} of {p} pairs"

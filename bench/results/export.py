@@ -20,6 +20,7 @@ import pandas as pd
 from bench.errors import BenchError
 from bench.results.atomic import atomic_write, atomic_write_text
 from bench.results.query import Results
+from bench.results.records import AttackMetrics, CleanMetrics
 from bench.results.store import DESCRIPTOR_COLUMNS
 from bench.suite.replicas import replica_columns
 
@@ -76,19 +77,20 @@ def model_records(results: Results) -> list[dict[str, Any]]:
     out = []
     attacks = results.attacks.to_dict("records") if len(results.attacks) else []
     for v in results.variants.to_dict("records"):
-        m = v["metrics"] if isinstance(v["metrics"], dict) else None
+        m = CleanMetrics.of(v["metrics"])
         robust = []
         for r in attacks:
-            if r["target"] != v["name"] or not isinstance(r["metrics"], dict):
+            a = AttackMetrics.of(r["metrics"]) if r["target"] == v["name"] else None
+            if a is None:
                 continue
             robust.append({"attack": r["attack"], "attack_key": r["attack_key"], "label": r["label"],
                            "backend": r["backend"], "params": r["params"], "family": r["family"],
                            "norm": r["norm"], "threat_model": r["threat"], "source": r["source"],
-                           "adaptive": bool(r["adaptive"]), "robust_accuracy": r["metrics"]["accuracy"]})
+                           "adaptive": bool(r["adaptive"]), "robust_accuracy": a.accuracy})
         out.append({"suite": results.ls.suite.name, "profile": results.ls.profile, "model": v["name"],
                     "label": v["label"], "base_model": v["model"], "defense": v["defense"],
                     "data_digest": results.plan.data_key,
-                    "clean_accuracy": m["accuracy"] if m else None, "auroc": m["auroc"] if m else None,
+                    "clean_accuracy": m.accuracy if m else None, "auroc": m.auroc if m else None,
                     "robust": robust})
     return out
 
