@@ -15,6 +15,7 @@ from __future__ import annotations
 import ast
 import subprocess
 import sys
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -53,22 +54,28 @@ def _imports(node: ast.AST, modules: dict[str, Path]) -> list[str]:
     return out
 
 
+def module_level(path: Path) -> Iterator[ast.AST]:
+    """The statements that run when the module is imported: its body, and the bodies of if/try blocks (not
+    functions or classes, not `if TYPE_CHECKING:`)."""
+    stack: list[ast.AST] = list(ast.parse(path.read_text()).body)
+    while stack:
+        node = stack.pop()
+        if isinstance(node, ast.If) and _is_type_checking(node):
+            stack += node.orelse
+        elif isinstance(node, ast.If | ast.Try):
+            stack += [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
+            for h in getattr(node, "handlers", []):
+                stack += h.body
+        else:
+            yield node
+
+
 def import_graph() -> dict[str, set[str]]:
     modules = _modules()
     graph: dict[str, set[str]] = {m: set() for m in modules}
     for mod, path in modules.items():
-        tree = ast.parse(path.read_text())
-        stack: list[ast.AST] = list(tree.body)
-        while stack:  # module level: the body, and the bodies of if/try blocks (not functions or classes)
-            node = stack.pop()
-            if isinstance(node, ast.If) and _is_type_checking(node):
-                stack += node.orelse
-            elif isinstance(node, ast.If | ast.Try):
-                stack += [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
-                for h in getattr(node, "handlers", []):
-                    stack += h.body
-            else:
-                graph[mod].update(t for t in _imports(node, modules) if t != mod)
+        for node in module_level(path):
+            graph[mod].update(t for t in _imports(node, modules) if t != mod)
     return graph
 
 
@@ -127,18 +134,7 @@ def heavy_imports() -> dict[str, set[str]]:
     graph = import_graph()
     own: dict[str, set[str]] = {}
     for mod, path in modules.items():
-        own[mod] = set()
-        stack: list[ast.AST] = list(ast.parse(path.read_text()).body)
-        while stack:
-            node = stack.pop()
-            if isinstance(node, ast.If) and _is_type_checking(node):
-                stack += node.orelse
-            elif isinstance(node, ast.If | ast.Try):
-                stack += [*node.body, *getattr(node, "orelse", []), *getattr(node, "finalbody", [])]
-                for h in getattr(node, "handlers", []):
-                    stack += h.body
-            else:
-                own[mod] |= _third_party(node)
+        own[mod] = set().union(*(_third_party(node) for node in module_level(path)))
     out: dict[str, set[str]] = {}
     for mod in modules:
         seen, todo, heavy = set(), [mod], set()

@@ -96,7 +96,7 @@ def art_apgd(detector: Detector, x: torch.Tensor, y: torch.Tensor, p: APGDParams
       predecessor (momentum kept);
     - it stops early only when every loss is exactly 0.
 
-    The effective parameters stored with each craft say so (`bench.attacks.effective`).
+    The effective parameters stored with each craft say so (declared on its `register_backend` above).
     """
     from art.attacks.evasion import AutoProjectedGradientDescent  # lazy: ART is slow to import
 
