@@ -160,3 +160,17 @@ def test_an_l2_budget_gets_an_l2_noise_control(tmp_path):
     assert {"noise_l2[l2=0.5]", "noise_l2[l2=1.0]"} <= set(controls)
     assert controls["noise_l2[l2=0.5]"].params["l2"] == 0.5 and not controls["noise_l2[l2=0.5]"].params["of"]
     assert "noise[eps=0.5]" not in controls  # an L2 budget gets no sign noise
+
+
+def test_an_l2_attacks_table_shows_its_l2_noise_control(tmp_path, one_thread):
+    """The L2 noise control declares no budget (its size is `l2`, or sized by an attack): its column and its rows
+    in the per-budget table still appear beside an L2 attack at that budget (a stored row's budget is NaN)."""
+    attacks = {"pgd2": {"attack": "pgd", "backend": "native", "eps": [0.5, 1.0], "norm": "l2", "steps": 3,
+                        "step_size": 0.2, "random_start": False, "table": {"eps": 0.5}}}
+    path = tmp_path / "s.yaml"
+    path.write_text(yaml.safe_dump({**SUITE, "attacks": attacks, "evaluation": {
+        **SUITE["evaluation"], "max_attack_images": 8, "checks": {"n": 4, "longer_runs": None}}}))
+    assert main(["run", str(path), "--home", str(tmp_path / "home"), "--out", str(tmp_path / "lb"), "--quiet"]) == 0
+    text = (tmp_path / "lb" / "controls.md").read_text()
+    assert "L2 noise at eps 0.5 (control)" in text
+    assert "(L2 noise control, not an attack)" in text

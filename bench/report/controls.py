@@ -50,7 +50,7 @@ def control_kind(r: Row) -> str | None:
 def _control_budget(r: Row) -> float | None:
     """A control's budget: its declared one, or the given size of a noise control without a declared budget (not
     one sized by an attack's examples)."""
-    if r["budget"] is None and control_kind(r) == RANDOM_NOISE:
+    if control_kind(r) == RANDOM_NOISE and _budget(r) is None:  # no declared budget (pandas: NaN, not None)
         size = r["params"].get(get_attack(r["attack"]).params.size_param)
         return None if r["params"].get("of") or size is None else float(size)
     return _budget(r)
