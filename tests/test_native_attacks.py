@@ -49,9 +49,11 @@ def random_init():
     return det, torch.rand(10, 3, SIZE, SIZE, generator=g), torch.randint(0, 2, (10,), generator=g)
 
 
-def test_native_backends_are_registered():
+def test_native_backends_are_registered_and_declare_eot():
     for name in ("fgsm", "cw_l2", "pgd"):
-        assert get_attack(name).backends["native"] is getattr(native, name)
+        backend = get_attack(name).backends["native"]
+        assert backend.fn is getattr(native, name) and backend.eot  # it averages gradients over passes (EOT)
+        assert not get_attack(name).backends["art"].eot  # a toolkit takes one gradient per step
 
 
 def test_fgsm_is_eq_1_and_equals_art_and_foolbox(random_init, trained):

@@ -38,10 +38,10 @@ def _run(name: str, backend: str, det, x, y, params, seed: int = 0):
 
 
 def test_new_native_backends_are_registered():
-    assert get_attack("apgd").backends["native"] is apgd.apgd
-    assert get_attack("square").backends["native"] is square.square
-    assert get_attack("fmn").backends["native"] is min_norm.fmn
-    assert get_attack("ddn").backends["native"] is min_norm.ddn
+    assert get_attack("apgd").backends["native"].fn is apgd.apgd
+    assert get_attack("square").backends["native"].fn is square.square
+    assert get_attack("fmn").backends["native"].fn is min_norm.fmn
+    assert get_attack("ddn").backends["native"].fn is min_norm.ddn
     for name, toolkit in (("apgd", "art"), ("square", "art"), ("fmn", "foolbox"), ("ddn", "foolbox")):
         assert {"native", toolkit} <= set(get_attack(name).backends), name
     assert get_attack("fmn").family == get_attack("ddn").family == "minimum-norm"
