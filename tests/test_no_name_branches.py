@@ -3,7 +3,9 @@ row label's text: what differs is declared where the thing is registered (`Attac
 iterations, margin, control kind; `Backend`: EOT, unused parameters, imports; rows: `may_be_best`).
 
 The scan (`ast`) flags a comparison (`==`, `!=`, `in`, `not in`, ...) with a string constant, or a tuple, list or
-set of them, that is one of those names, and a `str.startswith` / `str.endswith` with one.
+set of them, that is one of those names, and a `str.startswith` / `str.endswith` with one. A second scan flags a
+read (`x["name"]`, `x.get("name")`) of a parameter an attack declares as its budget, iterations or margin outside
+`bench/attacks/`: code elsewhere reads the declaration (`AttackSpec.budget_of`, `iterations_of`, `margin_of`).
 """
 
 from __future__ import annotations
@@ -72,3 +74,38 @@ def test_no_module_branches_on_a_registered_name():
     found = [f"{path.relative_to(PACKAGE.parent)}:{line}: {name!r}" for path in sorted(PACKAGE.rglob("*.py"))
              for line, name in name_branches(path.read_text(), names)]
     assert not found, "behaviour read from a name (declare it where the thing is registered):\n" + "\n".join(found)
+
+
+def declared_parameters() -> set[str]:
+    registered_names()
+    return {p for s in ATTACKS.values() for p in (s.budget, s.iterations, s.margin) if p}
+
+
+def parameter_reads(source: str, names: set[str]) -> list[tuple[int, str]]:
+    """(line, name) of every `x["name"]` or `x.get("name", ...)` of one of `names` in `source`."""
+    out = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Subscript) and isinstance(node.slice, ast.Constant):
+            key = node.slice.value
+        elif isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr == "get" \
+                and node.args and isinstance(node.args[0], ast.Constant):
+            key = node.args[0].value
+        else:
+            continue
+        if key in names:
+            out.append((node.lineno, key))
+    return out
+
+
+def test_the_parameter_scan_finds_a_guess():
+    assert {"eps", "steps", "max_iterations", "confidence"} <= declared_parameters()
+    assert parameter_reads('k = r["params"].get("confidence")\nn = p["steps"]\nq = {"eps": 1}\n',
+                           declared_parameters()) == [(1, "confidence"), (2, "steps")]
+
+
+def test_no_module_outside_the_attacks_reads_a_declared_parameter_by_its_name():
+    names = declared_parameters()
+    found = [f"{path.relative_to(PACKAGE.parent)}:{line}: {name!r}" for path in sorted(PACKAGE.rglob("*.py"))
+             if path.relative_to(PACKAGE).parts[0] != "attacks"
+             for line, name in parameter_reads(path.read_text(), names)]
+    assert not found, "a parameter read by its name (read the attack's declaration):\n" + "\n".join(found)

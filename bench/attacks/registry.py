@@ -177,6 +177,11 @@ class AttackSpec:
     def deterministic_for(self, params: AttackParams | dict[str, Any]) -> bool:
         return self.deterministic and not _get(params, "random_start")
 
+    def margin_of(self, params: AttackParams | dict[str, Any]) -> float | None:
+        """The required logit margin at this point (None: the attack declares no margin parameter)."""
+        value = None if self.margin is None else _get(params, self.margin)
+        return None if value is None else float(value)
+
     def iterations_of(self, params: AttackParams | dict[str, Any]) -> int | None:
         """The number of iterations at this point (None: the attack declares no iteration parameter)."""
         return None if self.iterations is None else int(_get(params, self.iterations))
@@ -290,6 +295,24 @@ def noise_control(norm: str) -> AttackSpec:
 def controls_of(kind: str) -> list[AttackSpec]:
     """The registered controls of one kind (`CONTROL_KINDS`), in declaration order."""
     return [s for s in ATTACKS.values() if s.control == kind]
+
+
+def margin_at(attack: str, params: dict[str, Any]) -> tuple[str, float] | None:
+    """(the attack's title, its required logit margin at `params`) for a stored point, or None: an attack that
+    declares no margin parameter, or one not declared in this process (a user's file not loaded)."""
+    spec = ATTACKS.find(attack)
+    margin = None if spec is None else spec.margin_of(params)
+    return None if spec is None or margin is None else (spec.title, margin)
+
+
+def control_size(attack: str, params: dict[str, Any]) -> float | None:
+    """A random-noise control's given size (its `size_param`: an L-inf eps, an L2 norm), or None: another kind of
+    control, or a noise control sized later by an attack's examples."""
+    spec = ATTACKS.find(attack)
+    if spec is None or spec.control != RANDOM_NOISE:
+        return None
+    value = params.get(spec.params.size_param)
+    return None if value is None else float(value)
 
 
 def get_attack(name: str, where: str = "attack") -> AttackSpec:

@@ -6,6 +6,7 @@ from pathlib import Path
 
 import numpy as np
 
+from bench.attacks.registry import get_attack
 from bench.dip.adaptive_point import ATTACK, TWIN, AdaptivePoint
 from bench.dip.config import UNPERTURBED_FAKE, UNPERTURBED_REAL
 from bench.dip.figure import plot_trajectories
@@ -91,6 +92,11 @@ def _attack_title(am: dict, payload: dict | None = None) -> str:
     return AdaptivePoint(am["attack"], am["params"], int(am["restarts"])).title
 
 
+def _budget(am: dict) -> float:
+    """An adaptive point's budget (its attack's declared budget parameter; 0 for a minimum-norm attack)."""
+    return get_attack(am["attack"]).budget_of(am["params"]) or 0.0
+
+
 def _attack_readout(am: dict) -> str:
     r, a = am["readout"], am.get("attack_readout", am["readout"])
     if a == r:
@@ -160,7 +166,7 @@ def _adaptive_table(board, m: dict, clf: str) -> str:
     if not regular:
         return "\n\n### Adaptive attacks through DIP\n\nNot run yet: run `bench run`."
     order = {r["key"]: n for n, r in enumerate(sorted(regular, key=lambda r: (r["metrics"]["attack"],
-                                                                                r["metrics"]["params"].get("eps", 0))))}
+                                                                                _budget(r["metrics"]))))}
     done = sorted(regular + twins, key=lambda r: (order.get(r["key"], order.get(r["payload"].get("of"), 0)),
                                                   r["payload"].get("role") == TWIN))
     rows = []

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.attacks.registry import ATTACKS, RANDOM_NOISE, STORAGE_ONLY, effective_params, get_attack, noise_control
+from bench.attacks.registry import ATTACKS, RANDOM_NOISE, STORAGE_ONLY, control_size, effective_params, noise_control
 from bench.report.board import Board
 from bench.report.format import num, prop, render_params
 from bench.report.replicas import attack_accuracy, group_rows, replica_sets
@@ -48,12 +48,9 @@ def control_kind(r: Row) -> str | None:
 
 
 def _control_budget(r: Row) -> float | None:
-    """A control's budget: its declared one, or the given size of a noise control without a declared budget (not
-    one sized by an attack's examples)."""
-    if control_kind(r) == RANDOM_NOISE and _budget(r) is None:  # no declared budget (pandas: NaN, not None)
-        size = r["params"].get(get_attack(r["attack"]).params.size_param)
-        return None if r["params"].get("of") or size is None else float(size)
-    return _budget(r)
+    """A control's budget: a noise control's given size (`control_size`), None for one sized by an attack's
+    examples and for storage only."""
+    return control_size(r["attack"], r["params"])
 
 
 def control_columns(b: Board) -> ControlColumns:

@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bench.attacks.registry import ATTACKS, STORAGE_ONLY, AttackSpec
+from bench.attacks.registry import ATTACKS, STORAGE_ONLY, AttackSpec, control_size, margin_at
 from bench.report.format import num
 from bench.results.records import GradNormMetrics
 from bench.suite.controls import CONVERGENCE_CHECK, CONVERGENCE_STRONGER_CHECK, UNBOUNDED_CHECK
@@ -171,10 +171,9 @@ def attack_left_images_unchanged(cells: list[Row]) -> Iterator[Flag]:
     for r in cells:
         if attack_gave_up(r):
             u = r["craft_metrics"]["unchanged"]
-            margin = _declared(r, "margin")
-            kappa = r["params"].get(margin) if margin else None
-            hint = (f" ({r['title']} returns an image unperturbed when no iterate reached the logit margin "
-                    f"kappa={kappa:g})" if kappa is not None else "")
+            margin = margin_at(r["attack"], r["params"])
+            hint = (f" ({margin[0]} returns an image unperturbed when no iterate reached the logit margin "
+                    f"kappa={margin[1]:g})" if margin else "")
             yield Flag("attack-left-images-unchanged", r["target"],
                        f"{r['label']} ({r['backend']}) returned {u['k']} of the {u['n']} attacked fakes "
                        f"it detected unperturbed{hint}; its {_acc(r)['value']:.1%} detected measures the attack "
@@ -279,9 +278,9 @@ def _matching_controls(r: Row, controls: list[Row]) -> list[Row]:
         elif c["params"].get("of"):
             if c["params"]["of"] == r["craft_key"]:
                 out.append(c)
-        elif c["norm"] == r["norm"] == "l2" and c["params"].get("l2") is not None and r["budget"] is not None \
-                and abs(float(c["params"]["l2"]) - r["budget_value"]) < 1e-12:
-            out.append(c)
+        elif (size := control_size(c["attack"], c["params"])) is not None and c["norm"] == r["norm"] \
+                and r["budget"] is not None and abs(size - r["budget_value"]) < 1e-12:
+            out.append(c)  # a noise control whose size is given where its budget is not declared (L2 noise)
     return out
 
 
@@ -449,9 +448,9 @@ def dip_adaptive_left_unchanged(sections: list[Row]) -> Iterator[Flag]:
     for r in _dip_adaptive(sections):
         u = r["metrics"].get("unchanged")
         if u and u["n"] and u["value"] >= MAX_UNCHANGED:
-            kappa = r["metrics"]["params"].get("confidence")
-            hint = (f" (CW-L2 returns an image unperturbed when no iterate reached the logit margin kappa={kappa:g} "
-                    "through the DIP sample it drew)" if kappa is not None else "")
+            margin = margin_at(r["payload"]["attack"], r["metrics"]["params"])
+            hint = (f" ({margin[0]} returns an image unperturbed when no iterate reached the logit margin "
+                    f"kappa={margin[1]:g} through the DIP sample it drew)" if margin else "")
             yield Flag("attack-left-images-unchanged", _dip_variant(r),
                        f"adaptive {r['payload']['label']} through DIP returned {u['k']} of the {u['n']} attacked "
                        f"fakes unperturbed{hint}; DIP's accuracy under it measures the attack giving up")

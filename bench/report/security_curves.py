@@ -16,6 +16,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from bench.attacks.registry import margin_at
 from bench.report.figures import plot_accuracy_curves
 from bench.report.format import prop, tabulate
 from bench.results.metrics import Proportion
@@ -63,11 +64,11 @@ def security_curves(b, out_dir: Path, stem: str) -> str:
             rows.append([r["target_label"], *[prop(a) for a in accs]])
             series[r["target_label"]] = (budgets, [a["value"] for a in accs], [a["lo"] for a in accs],
                                          [a["hi"] for a in accs])
-            kappa = r["params"].get("confidence")
+            margin = margin_at(r["attack"], r["params"])
             craft = CraftMetrics.of(r["craft_metrics"])
             u = craft.unchanged if craft else None
-            if kappa and u:  # CW returns an image unperturbed where no iterate reached the margin kappa
-                notes.append(f"{r['target_label']}: kappa={kappa:g} reached on {u['n'] - u['k']} of the {u['n']} "
+            if margin and margin[1] and u:  # an image comes back unperturbed where no iterate reached the margin
+                notes.append(f"{r['target_label']}: kappa={margin[1]:g} reached on {u['n'] - u['k']} of the {u['n']} "
                              f"fakes it detected (the others came back unperturbed)")
             if beyond:
                 notes.append(f"{r['target_label']}: {beyond} of {len(adv)} fakes fooled only with L2 above "
