@@ -15,17 +15,16 @@ import threading
 import time
 from pathlib import Path
 
+# What builds the parser, reports errors and runs the light commands is imported here; torch, the toolkits and
+# pandas are imported by the heavy commands' handlers only, so `bench --help`, `bench list` and `bench validate`
+# start at once (benchmarks/cli_startup.py; tests/test_cli_startup.py checks that `import bench.cli` imports no
+# torch; tests/test_import_graph.py that every function-level import defers something heavy).
 from bench.attacks.registry import list_attacks
 from bench.crosscheck.arguments import add_crosscheck_arguments
 from bench.data.synthetic import write_image_folder
 from bench.defenses.registry import list_defenses
 from bench.errors import BenchError
 from bench.models.registry import list_models
-
-# What builds the parser, reports errors and runs the light commands is imported here; torch, the toolkits and
-# pandas are imported by the heavy commands' handlers only, so `bench --help`, `bench list` and `bench validate`
-# start at once (benchmarks/cli_startup.py; tests/test_cli_startup.py checks that `import bench.cli` imports no
-# torch; tests/test_import_graph.py that every function-level import defers something heavy).
 from bench.results.atomic import remove_stale_temporaries, writable_or_error
 from bench.results.integrity import damaged_database, is_damage
 from bench.results.merge import merge_stores
