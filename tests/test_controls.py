@@ -169,8 +169,9 @@ def test_an_l2_attacks_table_shows_its_l2_noise_control(tmp_path, one_thread):
                         "step_size": 0.2, "random_start": False, "table": {"eps": 0.5}}}
     path = tmp_path / "s.yaml"
     path.write_text(yaml.safe_dump({**SUITE, "attacks": attacks, "evaluation": {
-        **SUITE["evaluation"], "max_attack_images": 8, "checks": {"n": 4, "longer_runs": None}}}))
+        **SUITE["evaluation"], "storage": "jpeg", "max_attack_images": 8, "checks": {"n": 4, "longer_runs": None}}}))
     assert main(["run", str(path), "--home", str(tmp_path / "home"), "--out", str(tmp_path / "lb"), "--quiet"]) == 0
     text = (tmp_path / "lb" / "controls.md").read_text()
+    assert "Mean L2 after jpeg q95" in text  # scored as the paper suite stores: JPEG
     assert "L2 noise at eps 0.5 (control)" in text
     assert "(L2 noise control, not an attack)" in text

@@ -297,6 +297,13 @@ def controls_of(kind: str) -> list[AttackSpec]:
     return [s for s in ATTACKS.values() if s.control == kind]
 
 
+def declared(attack: str, what: str) -> Any:
+    """What attack `attack` declares (the `AttackSpec` field `what`, e.g. "control", "iterations"), None for an
+    attack not declared in this process (a user's file not loaded)."""
+    spec = ATTACKS.find(attack)
+    return None if spec is None else getattr(spec, what)
+
+
 def margin_at(attack: str, params: dict[str, Any]) -> tuple[str, float] | None:
     """(the attack's title, its required logit margin at `params`) for a stored point, or None: an attack that
     declares no margin parameter, or one not declared in this process (a user's file not loaded)."""

@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
-from bench.attacks.registry import ATTACKS, RANDOM_NOISE, STORAGE_ONLY, control_size, effective_params, noise_control
+from bench.attacks.registry import RANDOM_NOISE, STORAGE_ONLY, control_size, declared, effective_params, noise_control
 from bench.report.board import Board
 from bench.report.format import num, prop, render_params
 from bench.report.replicas import attack_accuracy, group_rows, replica_sets
@@ -35,33 +35,22 @@ class ControlColumns:
                                 if (r := self.cells.get((rv["name"], attack, eps)))])
 
 
-def _budget(r: Row) -> float | None:
-    """A row's budget value (pandas stores a missing one as NaN)."""
-    e = r["budget_value"]
-    return None if e is None or e != e else float(e)
-
-
-def control_kind(r: Row) -> str | None:
-    """What a row's attack controls for (`AttackSpec.control`): storage only, random noise, or None."""
-    spec = ATTACKS.find(r["attack"])
-    return None if spec is None else spec.control
-
-
-def _control_budget(r: Row) -> float | None:
-    """A control's budget: a noise control's given size (`control_size`), None for one sized by an attack's
-    examples and for storage only."""
-    return control_size(r["attack"], r["params"])
+def _kind(r: Row) -> str | None:
+    return declared(r["attack"], "control")
 
 
 def control_columns(b: Board) -> ControlColumns:
-    cells = {(r["target"], r["attack"], _control_budget(r)): r for r in b.controls
-             if control_kind(r) == STORAGE_ONLY or (control_kind(r) == RANDOM_NOISE and _control_budget(r) is not None)}
+    cells = {}  # storage only (its size: None), and noise of a given size (not one sized by an attack's examples)
+    for r in b.controls:
+        kind, size = _kind(r), control_size(r["attack"], r["params"])
+        if kind == STORAGE_ONLY or (kind == RANDOM_NOISE and size is not None):
+            cells[(r["target"], r["attack"], size)] = r
     noise = {}
     for a in b.ls.attacks:
         ctl = noise_control(a.norm).name
         if a.in_table and a.budget is not None and any(k[1:] == (ctl, a.budget_value) for k in cells):
             noise[a.key] = [(ctl, a.budget_value)]
-    storage = next((r["attack"] for r in cells.values() if control_kind(r) == STORAGE_ONLY), None)
+    storage = next((r["attack"] for r in cells.values() if _kind(r) == STORAGE_ONLY), None)
     return ControlColumns(storage, noise, cells, replica_sets(b))
 
 

@@ -32,6 +32,7 @@ from bench.report.replicas import (
     attack_accuracy,
     clean_auroc,
     clean_metric,
+    clean_over_seeds,
     group_label,
     group_rows,
     may_be_best,
@@ -79,10 +80,11 @@ def table_i(b: Board) -> str:
     rows, vals, eligible = [], [], []
     by_name: dict[str, list[dict | None]] = {}
     for v in group_rows(b):
-        m = [clean_metric(b, v, c) for c, _ in TABLE_I_COLUMNS]
+        agg = clean_over_seeds(b, v)
+        m = [getattr(agg, c) if agg else None for c, _ in TABLE_I_COLUMNS]
         by_name[v["name"]] = m
         vals.append(m)
-        rows.append([group_label(b, v)] + [compact(x) for x in m] + [num(clean_auroc(b, v))])
+        rows.append([group_label(b, v)] + [compact(x) for x in m] + [num(agg.auroc if agg else None)])
         eligible.append(may_be_best(b, v))
     for (base, dname), names in _groups(b).items():
         pooled = [pool_groups([by_name[n][j] for n in names]) for j in range(len(TABLE_I_COLUMNS))]

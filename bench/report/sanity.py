@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
-from bench.attacks.registry import ATTACKS, STORAGE_ONLY, AttackSpec, control_size, margin_at
+from bench.attacks.registry import STORAGE_ONLY, control_size, declared, margin_at
 from bench.report.format import num
 from bench.results.records import GradNormMetrics
 from bench.suite.controls import CONVERGENCE_CHECK, CONVERGENCE_STRONGER_CHECK, UNBOUNDED_CHECK
@@ -38,12 +38,6 @@ class Flag:
 
 def _acc(r: Row) -> dict:
     return r["metrics"]["accuracy"]
-
-
-def _declared(r: Row, what: str) -> Any:
-    """What the row's attack declares (`AttackSpec.<what>`); None for an attack not declared in this process."""
-    spec: AttackSpec | None = ATTACKS.find(r["attack"])
-    return None if spec is None else getattr(spec, what)
 
 
 def _clearly_higher(a: dict, b: dict) -> bool:
@@ -270,7 +264,7 @@ def _matching_controls(r: Row, controls: list[Row]) -> list[Row]:
     for c in controls:
         if c["target"] != r["target"] or not c["metrics"]:
             continue
-        if _declared(c, "control") == STORAGE_ONLY:
+        if declared(c["attack"], "control") == STORAGE_ONLY:
             out.append(c)
         elif c["budget"] is not None and r["budget"] is not None and r["norm"] == c["norm"] \
                 and abs(c["budget_value"] - r["budget_value"]) < 1e-12:
@@ -326,7 +320,7 @@ def not_converged(cells: list[Row]) -> Iterator[Flag]:
         if _role(r) != "check" or r["attack_key"] != CONVERGENCE_STRONGER_CHECK or not r["metrics"]:
             continue
         b = base.get(r["target"])
-        steps = _declared(r, "iterations")
+        steps = declared(r["attack"], "iterations")
         if b and _acc(b)["value"] - _acc(r)["value"] > MAX_CONVERGENCE_GAIN:
             yield Flag("not-converged", r["target"],
                        f"{r['title']} with {steps}={r['params'].get(steps)} leaves {_acc(r)['value']:.1%} detected, "

@@ -85,16 +85,14 @@ def budgets(ls: LoadedSuite, norm: str, model: str | None = None) -> list[float]
 def add_controls(plan: Plan, ls: LoadedSuite) -> None:
     seed = ls.suite.seed
     models = [v for v in plan.variants.values() if v.defense is None]
-    points = [(control_point(c.name, c.name, {}), None) for c in controls_of(STORAGE_ONLY)]
-    for norm in NORMS:  # the random-noise control of each norm at the budgets of the attacks a model meets
+    points = [(control_point(c.name, c.name, {}), models) for c in controls_of(STORAGE_ONLY)]
+    for norm in NORMS:  # the random-noise control of each norm, on a model only at the budgets of the attacks it meets
         noise = noise_control(norm)
         size = noise.params.size_param
-        points += [(control_point(noise.name, noise.name, {size: e, "seed": seed}, (size,)), (norm, size))
-                   for e in budgets(ls, norm)]
-    for ap, sized in points:
-        for m in models:
-            if sized is not None and ap.params[sized[1]] not in budgets(ls, sized[0], m.name):
-                continue  # noise only at the budgets of the attacks this model meets
+        points += [(control_point(noise.name, noise.name, {size: e, "seed": seed}, (size,)),
+                    [m for m in models if e in budgets(ls, norm, m.name)]) for e in budgets(ls, norm)]
+    for ap, meets in points:
+        for m in meets:
             for v in plan.variants.values():
                 if v.model == m.name:
                     add_attack_cell(plan, ls, ap, m.name, v.name, "white-box")
